@@ -1,0 +1,289 @@
+"""The event catalog of domain.md: one strict pydantic model per event type's payload, and who may publish it.
+
+Payloads are validated in pydantic's strict mode from JSON, so `true` is a bool and never `"yes"`, a date is an
+ISO date string and never a number, and an unknown field is an error rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from .identity import region_problem
+
+
+class AgencyKind(StrEnum):
+    COURT = "court"
+    PROCURATORATE = "procuratorate"
+    POLICE = "police"
+    PRISON = "prison"
+    BUREAU = "bureau"
+
+
+class Category(StrEnum):
+    """The four categories of community correction (Law 2)."""
+
+    CONTROL = "control"  # 管制
+    PROBATION = "probation"  # 缓刑
+    PAROLE = "parole"  # 假释
+    TEMPORARY_RELEASE = "temporary_release"  # 暂予监外执行
+
+
+# Deprivation of political rights is executed by the police, not by community correction: producers that send it
+# get a message saying so rather than a bare "not one of" list.
+NOT_COMMUNITY_CORRECTION = {"deprivation_of_political_rights", "剥夺政治权利"}
+
+
+def _check_region(value: str) -> str:
+    problem = region_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+RegionCode = Annotated[str, AfterValidator(_check_region)]
+Text = Annotated[str, Field(min_length=1, max_length=4000)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Payload(BaseModel):
+    """Base of every payload model: strict, closed, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Empty(Payload):
+    pass
+
+
+class AssessmentRequested(Payload):
+    bureau_region: RegionCode
+    expedited: bool
+
+
+class AssessmentReported(Payload):
+    opinion: Literal["suitable", "unsuitable"]
+
+
+def _check_category(value: str) -> Category:
+    if value in NOT_COMMUNITY_CORRECTION:
+        raise ValueError(
+            "剥夺政治权利 (deprivation of political rights) is not community correction: it is executed by the police"
+        )
+    try:
+        return Category(value)
+    except ValueError:
+        raise ValueError(f"must be one of {', '.join(Category)}") from None
+
+
+# A plain string checked afterwards, so the refusal of 剥夺政治权利 gets its own message. (A "before" validator
+# would switch pydantic to Python-mode validation, where strict mode refuses ISO date strings.)
+CategoryField = Annotated[str, AfterValidator(_check_category)]
+
+
+class DecisionEffective(Payload):
+    category: CategoryField
+    term_start: dt.date
+    term_end: dt.date
+    execution_region: RegionCode
+    document_no: ShortText
+    in_custody: bool
+
+    @model_validator(mode="after")
+    def _term_in_order(self):
+        if self.term_end < self.term_start:
+            raise ValueError(f"term_end {self.term_end} is before term_start {self.term_start}")
+        return self
+
+
+class ExecutionRegion(Payload):
+    execution_region: RegionCode
+
+
+class DocumentsDelivered(Payload):
+    execution_region: RegionCode
+    copied_to: list[AgencyKind] = Field(max_length=5)
+
+
+class ToRegion(Payload):
+    to_region: RegionCode
+
+
+class AtRegion(Payload):
+    region: RegionCode
+
+
+class WarningIssued(Payload):
+    reason: Text
+
+
+class DetentionStarted(Payload):
+    detention_kind: Literal["administrative", "criminal", "compulsory_rehab"]
+
+
+class RevocationProposed(Payload):
+    arrest_requested: bool
+
+
+class CommitmentProposed(Payload):
+    # The organ the 收监执行建议 goes to: the one that decided the 暂予监外执行 (Law 49).
+    to_kind: Literal["court", "prison", "police"]
+
+
+class ArrestDecided(Payload):
+    arrest: bool
+
+
+class RevocationRuled(Payload):
+    revoked: bool
+
+
+class CommitmentDecided(Payload):
+    commit: bool
+
+
+class CommittedToCustody(Payload):
+    facility: ShortText
+
+
+class NewRegion(Payload):
+    new_region: RegionCode
+
+
+class TermChanged(Payload):
+    new_term_end: dt.date
+    reason: Text
+
+
+class Discharged(Payload):
+    certificate_no: ShortText
+
+
+class DeathRecorded(Payload):
+    date_of_death: dt.date
+
+
+class AgencyRef(Payload):
+    kind: AgencyKind
+    id: ShortText
+
+
+class ProcuratorialNoticeIssued(Payload):
+    notice_kind: Literal["correction", "suggestion"]
+    addressed_to: AgencyRef
+    # Absent: the rule set's default applies (SPP 553: two months for a suggestion).
+    reply_within_days: Annotated[int, Field(ge=1, le=366)] | None = None
+    finding: Text
+
+
+class NoticeReplied(Payload):
+    notice_event_id: uuid.UUID
+    adopted: bool
+    explanation: Text
+
+
+class SupervisionReviewRecorded(Payload):
+    outcome: Literal["compliant", "violation"]
+    finding: Text
+
+
+class EventRetracted(Payload):
+    retracted_event_id: uuid.UUID
+    reason: Text
+
+
+_ALL = frozenset(AgencyKind)
+_DECISION_ORGANS = frozenset({AgencyKind.COURT, AgencyKind.PRISON, AgencyKind.POLICE})
+_BUREAU = frozenset({AgencyKind.BUREAU})
+_COURT = frozenset({AgencyKind.COURT})
+_POLICE = frozenset({AgencyKind.POLICE})
+_CUSTODIANS = frozenset({AgencyKind.POLICE, AgencyKind.PRISON})
+_PROCURATORATE = frozenset({AgencyKind.PROCURATORATE})
+
+
+class EventSpec(BaseModel):
+    """One row of the event catalog."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    event_type: str
+    payload: type[Payload]
+    publishers: frozenset[AgencyKind]
+    meaning: str
+
+
+def _spec(event_type: str, payload: type[Payload], publishers: frozenset[AgencyKind], meaning: str) -> EventSpec:
+    return EventSpec(event_type=event_type, payload=payload, publishers=publishers, meaning=meaning)
+
+
+CATALOG: dict[str, EventSpec] = {
+    spec.event_type: spec
+    for spec in [
+        _spec("assessment_requested", AssessmentRequested,
+              frozenset({AgencyKind.COURT, AgencyKind.PROCURATORATE, AgencyKind.PRISON, AgencyKind.POLICE}),
+              "委托调查评估 (Law 18)"),
+        _spec("assessment_reported", AssessmentReported, _BUREAU, "调查评估意见 returned"),
+        # Prison and police may publish it only for temporary_release: see publisher_problem().
+        _spec("decision_effective", DecisionEffective, _DECISION_ORGANS,
+              "judgment / ruling / decision takes effect; opens an episode"),
+        _spec("bureau_notified", ExecutionRegion, _DECISION_ORGANS, "通知执行地社区矫正机构 (Law 20)"),
+        _spec("documents_delivered", DocumentsDelivered, _DECISION_ORGANS, "送达法律文书, 抄送 (Law 20)"),
+        _spec("documents_receipted", Empty, _BUREAU, "回执"),
+        _spec("prisoner_released", ToRegion, _CUSTODIANS, "a parolee or 暂予监外执行 subject leaves custody"),
+        _spec("subject_transferred", ToRegion, _CUSTODIANS, "移送 of a 暂予监外执行 subject to the bureau (Law 21)"),
+        _spec("subject_reported", AtRegion, _BUREAU, "the person reports (报到)"),
+        _spec("subject_enrolled", AtRegion, _BUREAU, "接收登记, 建档, 宣告 (Law 22): supervision starts"),
+        _spec("contact_lost", Empty, _BUREAU, "失去联系 / 脱管 (Law 30)"),
+        _spec("police_assistance_requested", Empty, _BUREAU, "the bureau asks police to help search"),
+        _spec("contact_restored", Empty, _BUREAU, "found again"),
+        _spec("warning_issued", WarningIssued, _BUREAU, "警告"),
+        _spec("detention_started", DetentionStarted, _POLICE, "拘留 / 强制措施 (Law 32)"),
+        _spec("detention_ended", Empty, _POLICE, "released from that detention"),
+        _spec("revocation_proposed", RevocationProposed, _BUREAU, "撤销缓刑/假释建议 (Law 46–47)"),
+        _spec("commitment_proposed", CommitmentProposed, _BUREAU, "收监执行建议 for 暂予监外执行 (Law 49)"),
+        _spec("arrest_decided", ArrestDecided, _COURT, "within 48 h of the request (Law 47)"),
+        _spec("revocation_ruled", RevocationRuled, _COURT, "(Law 48)"),
+        _spec("commitment_decided", CommitmentDecided, _DECISION_ORGANS, "(Law 49)"),
+        _spec("committed_to_custody", CommittedToCustody, _CUSTODIANS, "送交监狱/看守所, 收监 executed; episode ends"),
+        _spec("pursuit_started", Empty, _POLICE, "追捕 (Law 50)"),
+        _spec("fugitive_captured", Empty, _POLICE, "追捕 (Law 50)"),
+        _spec("transfer_decided", NewRegion, _BUREAU, "变更执行地 decided by the old bureau (Law 27)"),
+        _spec("transfer_file_sent", NewRegion, _BUREAU, "documents and file handed to the new bureau"),
+        _spec("term_changed", TermChanged, _COURT, "e.g. 减刑 (Law 33)"),
+        _spec("monitoring_started", Empty, _BUREAU, "电子定位 (Law 29)"),
+        _spec("monitoring_extended", Empty, _BUREAU, "电子定位 (Law 29)"),
+        _spec("monitoring_ended", Empty, _BUREAU, "电子定位 (Law 29)"),
+        _spec("discharged", Discharged, _BUREAU, "解除社区矫正 at term end (Law 44); episode ends"),
+        _spec("death_recorded", DeathRecorded, frozenset({AgencyKind.BUREAU, AgencyKind.POLICE}),
+              "(Law 51); episode ends"),
+        _spec("procuratorial_notice_issued", ProcuratorialNoticeIssued, _PROCURATORATE,
+              "纠正意见 / 检察建议 (Law 62)"),
+        _spec("notice_replied", NoticeReplied,
+              frozenset({AgencyKind.COURT, AgencyKind.POLICE, AgencyKind.PRISON, AgencyKind.BUREAU}), "written reply"),
+        _spec("supervision_review_recorded", SupervisionReviewRecorded, _PROCURATORATE,
+              "a prosecution review of a case"),
+        # Any kind may retract, but only its own events: checked against the stream in the Person aggregate.
+        _spec("event_retracted", EventRetracted, _ALL, "mistakes are retracted, never deleted"),
+    ]
+}
+
+EVENT_TYPES = tuple(CATALOG)
+
+
+def publisher_problem(kind: AgencyKind, event_type: str, payload: Payload) -> str | None:
+    """Why an agency of `kind` may not publish this event, or None when it may."""
+    spec = CATALOG[event_type]
+    if kind not in spec.publishers:
+        allowed = ", ".join(sorted(spec.publishers))
+        return f"an agency of kind {kind} may not publish {event_type} (allowed: {allowed})"
+    if (
+        event_type == "decision_effective"
+        and kind in (AgencyKind.PRISON, AgencyKind.POLICE)
+        and payload.category is not Category.TEMPORARY_RELEASE  # type: ignore[attr-defined]
+    ):
+        return f"{kind} may publish decision_effective only for temporary_release (暂予监外执行)"
+    return None

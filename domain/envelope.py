@@ -1,0 +1,166 @@
+"""The envelope every event travels in, and the parser that turns raw input into a validated event.
+
+Parsing is strict and total: any input (bytes, text, dict, garbage) yields either a `ParsedEvent` or a `Rejected`
+with a stable code and a reason a producer can act on. It never raises anything else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from .catalog import CATALOG, AgencyKind, Payload, RegionCode, ShortText
+from .errors import Rejected, RejectionCode
+from .identity import id_number_problem, normalise_id_number
+from .upcasting import UnsupportedVersion, upcast
+
+# Larger inputs are refused unread; a real envelope is a few hundred bytes.
+MAX_ENVELOPE_BYTES = 64 * 1024
+
+
+def _check_id_number(value: str) -> str:
+    problem = id_number_problem(value)
+    if problem:
+        raise ValueError(f"not a valid resident ID number (GB 11643): {problem}")
+    return normalise_id_number(value)
+
+
+IdNumber = Annotated[str, AfterValidator(_check_id_number)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Agency(_Strict):
+    kind: AgencyKind
+    id: ShortText
+    region: RegionCode
+
+
+class PersonRef(_Strict):
+    id_number: IdNumber
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Envelope(_Strict):
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: Annotated[int, Field(ge=1)]
+    agency: Agency
+    person: PersonRef
+    occurred_at: AwareDatetime
+    case_ref: ShortText | None = None
+    payload: dict[str, Any]
+    # Set by the service. A producer may carry it only when migrating legacy records (`handoff publish --import`).
+    recorded_at: AwareDatetime | None = None
+
+
+class ParsedEvent(BaseModel):
+    """A validated, upcast event ready for authorisation and appending."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    envelope: Envelope
+    payload: Payload
+    content_hash: str
+
+    @property
+    def event_id(self) -> str:
+        return str(self.envelope.event_id)
+
+    @property
+    def event_type(self) -> str:
+        return self.envelope.event_type
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        parts.append(f"{location or 'input'}: {item['msg']}")
+    more = error.error_count() - len(parts)
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def decode(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """Raw input as a JSON object, or Rejected(malformed)."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="surrogatepass")
+    if not isinstance(raw, (bytes, bytearray)):
+        raise Rejected(RejectionCode.MALFORMED, f"expected a JSON object, got {type(raw).__name__}")
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise Rejected(RejectionCode.MALFORMED, f"envelope is {len(raw)} bytes, the limit is {MAX_ENVELOPE_BYTES}")
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError as error:
+        raise Rejected(RejectionCode.MALFORMED, f"not UTF-8: {error.reason} at byte {error.start}") from None
+    except json.JSONDecodeError as error:
+        raise Rejected(RejectionCode.MALFORMED, f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except RecursionError:
+        raise Rejected(RejectionCode.MALFORMED, "not JSON: nested too deeply") from None
+    if not isinstance(value, dict):
+        raise Rejected(RejectionCode.MALFORMED, f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def best_effort_event_id(raw: Any) -> str | None:
+    """The event_id of an input that may be invalid, for reporting a rejection; None when there is none."""
+    try:
+        value = raw if isinstance(raw, dict) else json.loads(raw)
+        event_id = value.get("event_id") if isinstance(value, dict) else None
+        return event_id if isinstance(event_id, str) and len(event_id) <= 64 else None
+    except Exception:
+        return None
+
+
+def parse_event(raw: bytes | str | dict[str, Any], *, allow_recorded_at: bool = False) -> ParsedEvent:
+    """Decode, validate and upcast one raw envelope. Raises Rejected with the first problem found."""
+    document = decode(raw)
+    try:
+        envelope = Envelope.model_validate_json(json.dumps(document, ensure_ascii=False))
+    except ValidationError as error:
+        raise Rejected(RejectionCode.INVALID_ENVELOPE, describe_validation_error(error)) from None
+    except (ValueError, RecursionError) as error:  # e.g. lone surrogates in a dict handed over by Python code
+        raise Rejected(RejectionCode.MALFORMED, f"not encodable as JSON: {error}") from None
+
+    spec = CATALOG.get(envelope.event_type)
+    if spec is None:
+        raise Rejected(RejectionCode.UNKNOWN_EVENT_TYPE, f"unknown event_type {envelope.event_type!r}")
+    if envelope.recorded_at is not None and not allow_recorded_at:
+        raise Rejected(
+            RejectionCode.RECORDED_AT_NOT_ALLOWED,
+            "recorded_at is set by the service; it may be carried only when importing legacy records",
+        )
+    try:
+        payload_document = upcast(envelope.event_type, envelope.schema_version, dict(envelope.payload))
+    except UnsupportedVersion as error:
+        raise Rejected(RejectionCode.UNSUPPORTED_SCHEMA_VERSION, str(error)) from None
+    try:
+        payload = spec.payload.model_validate_json(json.dumps(payload_document, ensure_ascii=False))
+    except ValidationError as error:
+        raise Rejected(RejectionCode.INVALID_PAYLOAD, describe_validation_error(error, "payload")) from None
+
+    envelope = envelope.model_copy(update={"payload": payload.model_dump(mode="json")})
+    return ParsedEvent(envelope=envelope, payload=payload, content_hash=content_hash(envelope))
+
+
+def content_hash(envelope: Envelope) -> str:
+    """Hash of what the event says, for telling a harmless duplicate from a conflicting reuse of its event_id.
+
+    The schema version and recorded_at are left out: the same fact resent by an upgraded producer, or imported
+    twice, is the same event.
+    """
+    document = envelope.model_dump(mode="json", exclude={"schema_version", "recorded_at"})
+    document["occurred_at"] = envelope.occurred_at.astimezone(dt.timezone.utc).isoformat()
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

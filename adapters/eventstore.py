@@ -22,7 +22,12 @@ DEAD_LETTER_TOPIC = f"{DeadLetter.__module__}:{DeadLetter.__qualname__}.Refused"
 
 
 class EventStore(Application[UUID]):
+    # eventsourcing names PostgreSQL tables after the application ("handoff_events"); keep it fixed for subclasses.
     name = "handoff"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = EventStore.name
 
     def __init__(self, database_url: str, env: dict[str, str] | None = None):
         super().__init__(env={**persistence_env(database_url), **(env or {})})

@@ -128,6 +128,19 @@ class Ingestor:
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
+    def refuse(self, raw: RawItem, code: RejectionCode, reason: str, source: Source, position: str | None = None) -> None:
+        """Keep an input refused before it reached the per-item path (e.g. an HTTP body that is not JSON)."""
+        self.store.append([self._dead_letter(raw, Rejected(code, reason), source, position, self.clock().isoformat())])
+
+    def _dead_letter(
+        self, raw: RawItem, rejection: Rejected, source: Source, position: str | None, received_at: str
+    ) -> DeadLetter:
+        text, digest, size = raw_as_text(raw)
+        return DeadLetter(
+            raw=text, raw_sha256=digest, raw_bytes=size, code=str(rejection.code), reason=rejection.reason,
+            source=source.name, position=position, event_id=best_effort_event_id(raw), received_at=received_at,
+        )
+
     def _process(
         self, items: Sequence[RawItem], source: Source, positions: Sequence[str | None] | None
     ) -> tuple[list[ItemResult], list[Any]]:
@@ -162,17 +175,12 @@ class Ingestor:
                 claims[event.event_id] = event.content_hash
                 results.append(ItemResult(index, "accepted", event.event_id))
             except Rejected as rejection:
-                event_id = best_effort_event_id(raw)
                 position = positions[index] if positions is not None else str(index)
-                text, digest, size = raw_as_text(raw)
-                dead_letters.append(
-                    DeadLetter(
-                        raw=text, raw_sha256=digest, raw_bytes=size, code=str(rejection.code),
-                        reason=rejection.reason, source=source.name, position=position, event_id=event_id,
-                        received_at=recorded_at,
-                    )
+                dead_letter = self._dead_letter(raw, rejection, source, position, recorded_at)
+                dead_letters.append(dead_letter)
+                results.append(
+                    ItemResult(index, "rejected", dead_letter.event_id, str(rejection.code), rejection.reason)
                 )
-                results.append(ItemResult(index, "rejected", event_id, str(rejection.code), rejection.reason))
         return results, [*persons.values(), *receipts, *dead_letters]
 
     def _person(self, persons: dict[Any, Person], event: ParsedEvent) -> Person:

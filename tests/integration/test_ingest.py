@@ -1,0 +1,226 @@
+"""The one ingest path against a real store: the same tests on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+
+import pytest
+
+from adapters.eventstore import EventStore
+from domain.authorisation import PublisherIdentity
+from domain.catalog import AgencyKind
+from domain.person import Person
+from services.history import person_history
+from services.ingest import Ingestor, Source
+from tests.builders import CST, agency, decision, envelope, id_number
+
+OPERATOR = Source("test")
+
+
+@pytest.fixture
+def store(database_url):
+    store = EventStore(database_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def ingestor(store):
+    return Ingestor(store)
+
+
+def stored_events(store: EventStore, id_number_: str) -> list:
+    person = store.person(id_number_)
+    return person.events if person else []
+
+
+def dead_letters(store: EventStore) -> list:
+    return list(store.dead_letters(limit=10_000))
+
+
+def test_accepted_event_is_stored_with_times_publisher_and_payload(store, ingestor):
+    event = decision(id_number(1))
+    result = ingestor.ingest([event], OPERATOR)
+    assert [item.status for item in result.items] == ["accepted"]
+
+    [stored] = stored_events(store, id_number(1))
+    assert stored.event_id == event["event_id"]
+    assert stored.occurred_at == "2024-03-01T10:00:00+08:00"
+    assert dt.datetime.fromisoformat(stored.recorded_at) > dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert stored.agency == agency("court")
+    assert stored.payload == event["payload"]
+    assert store.person(id_number(1)).id == Person.create_id(id_number(1))
+
+
+def test_duplicate_is_harmless_within_and_across_batches(store, ingestor):
+    event = decision(id_number(1))
+    first = ingestor.ingest([event, copy.deepcopy(event)], OPERATOR)
+    second = ingestor.ingest([json.dumps(event).encode()], OPERATOR)
+    assert [item.status for item in first.items] == ["accepted", "duplicate"]
+    assert [item.status for item in second.items] == ["duplicate"]
+    assert len(stored_events(store, id_number(1))) == 1
+    assert dead_letters(store) == []
+
+
+def test_same_id_different_content_is_a_conflict_even_for_another_person(store, ingestor):
+    event = decision(id_number(1))
+    changed = copy.deepcopy(event)
+    changed["payload"]["document_no"] = "另一个文号"
+    other_person = copy.deepcopy(event)
+    other_person["person"]["id_number"] = id_number(2)
+    ingestor.ingest([event], OPERATOR)
+    result = ingestor.ingest([changed, other_person], OPERATOR)
+    assert [(item.status, item.code) for item in result.items] == [("rejected", "conflict"), ("rejected", "conflict")]
+    assert len(stored_events(store, id_number(1))) == 1
+    assert store.person(id_number(2)) is None
+    assert [letter.code for letter in dead_letters(store)] == ["conflict", "conflict"]
+
+
+def test_a_batch_with_bad_items_stores_the_good_and_dead_letters_the_bad(store, ingestor):
+    person = id_number(3)
+    good1 = decision(person)
+    good2 = envelope("bureau_notified", {"execution_region": "520222"}, person=person)
+    bad_payload = envelope("subject_reported", {"region": "5202"}, kind="bureau", person=person)
+    wrong_publisher = envelope("subject_enrolled", {"region": "520222"}, kind="court", person=person)
+    items = [good1, b"\x00not json", bad_payload, good2, wrong_publisher, "[1, 2]"]
+
+    result = ingestor.ingest(items, OPERATOR, positions=[f"line {i}" for i in range(1, 7)])
+
+    assert [item.status for item in result.items] == ["accepted", "rejected", "rejected", "accepted", "rejected", "rejected"]
+    assert {e.event_id for e in stored_events(store, person)} == {good1["event_id"], good2["event_id"]}
+    letters = dead_letters(store)
+    assert [(letter.position, letter.code) for letter in letters] == [
+        ("line 2", "malformed"), ("line 3", "invalid_payload"), ("line 5", "forbidden_event_type"), ("line 6", "malformed"),
+    ]
+    assert letters[0].raw == "\x00not json"
+    assert json.loads(letters[1].raw) == bad_payload
+    assert "payload.region" in letters[1].reason
+    assert letters[2].event_id == wrong_publisher["event_id"]
+    assert all(letter.source == "test" and letter.received_at for letter in letters)
+
+
+def test_undecodable_bytes_are_kept_as_base64(store, ingestor):
+    ingestor.ingest([b"\xff\xfe\xfd"], OPERATOR)
+    [letter] = dead_letters(store)
+    assert letter.raw == "base64://79"
+    assert letter.raw_bytes == 3
+
+
+def test_retraction_only_by_the_original_publisher(store, ingestor):
+    person = id_number(4)
+    original = envelope("subject_reported", {"region": "520222"}, kind="bureau", person=person)
+    by_other_bureau = envelope(
+        "event_retracted", {"retracted_event_id": original["event_id"], "reason": "录入错误"}, kind="bureau",
+        person=person, region="520221",
+    )
+    by_publisher = envelope(
+        "event_retracted", {"retracted_event_id": original["event_id"], "reason": "录入错误"}, kind="bureau",
+        person=person,
+    )
+    again = envelope(
+        "event_retracted", {"retracted_event_id": original["event_id"], "reason": "again"}, kind="bureau", person=person,
+    )
+    result = ingestor.ingest([original, by_other_bureau, by_publisher, again], OPERATOR)
+    assert [(item.status, item.code) for item in result.items] == [
+        ("accepted", None), ("rejected", "retraction_refused"), ("accepted", None), ("rejected", "retraction_refused"),
+    ]
+    history = person_history(store, person)
+    assert history[0]["retracted_by"] == by_publisher["event_id"]
+
+
+def test_retraction_of_an_event_not_on_record_is_refused(store, ingestor):
+    retraction = envelope("event_retracted", {"retracted_event_id": "6f1c9a9e-0000-4000-8000-000000000000",
+                                              "reason": "x"}, kind="court")
+    [item] = ingestor.ingest([retraction], OPERATOR).items
+    assert (item.status, item.code) == ("rejected", "retraction_refused")
+
+
+def test_an_authenticated_publisher_publishes_only_as_itself(store, ingestor):
+    court = Source("http", publisher=PublisherIdentity(kind=AgencyKind.COURT, id="FY-520222", region="520222"))
+    as_itself = decision(id_number(5))
+    as_another_court = decision(id_number(5), region="520221")
+    as_bureau = envelope("subject_reported", {"region": "520222"}, kind="bureau", person=id_number(5))
+    result = ingestor.ingest([as_itself, as_another_court, as_bureau], court)
+    assert [(item.status, item.code) for item in result.items] == [
+        ("accepted", None), ("rejected", "not_as_itself"), ("rejected", "not_as_itself"),
+    ]
+
+
+def test_recorded_at_only_when_importing(store, ingestor):
+    legacy = decision(id_number(6), recorded_at="2024-03-05T09:00:00+08:00")
+    [refused] = ingestor.ingest([legacy], OPERATOR).items
+    assert refused.code == "recorded_at_not_allowed"
+    [imported] = ingestor.ingest([legacy], Source("import", allow_recorded_at=True)).items
+    assert imported.status == "accepted"
+    [stored] = stored_events(store, id_number(6))
+    assert stored.recorded_at == "2024-03-05T09:00:00+08:00"
+
+
+def test_events_from_the_future_are_refused(store, ingestor):
+    future = decision(id_number(7))
+    future["occurred_at"] = (dt.datetime.now(CST) + dt.timedelta(days=2)).isoformat()
+    [item] = ingestor.ingest([future], OPERATOR).items
+    assert (item.status, item.code) == ("rejected", "invalid_envelope")
+    assert "future" in item.reason
+
+
+def test_history_is_in_occurred_at_order_whatever_the_arrival_order(store, ingestor):
+    person = id_number(8)
+    late = envelope("subject_enrolled", {"region": "520222"}, kind="bureau", person=person,
+                    occurred_at=dt.datetime(2024, 3, 8, 9, tzinfo=CST))
+    early = decision(person)
+    middle = envelope("subject_reported", {"region": "520222"}, kind="bureau", person=person,
+                      occurred_at=dt.datetime(2024, 3, 4, 1, tzinfo=dt.timezone.utc))
+    ingestor.ingest([late], OPERATOR)
+    ingestor.ingest([middle, early], OPERATOR)
+    history = person_history(store, person)
+    assert [event["event_type"] for event in history] == ["decision_effective", "subject_reported", "subject_enrolled"]
+
+
+def test_a_concurrent_append_to_the_same_person_is_retried_not_lost(database_url, store):
+    """Two ingestors (two workers) append to one person; the second's first attempt conflicts and is re-run."""
+    person = id_number(9)
+    other_worker = Ingestor(EventStore(database_url))
+    interleaved = envelope("subject_reported", {"region": "520222"}, kind="bureau", person=person,
+                           occurred_at=dt.datetime(2024, 3, 5, tzinfo=CST))
+
+    class InterleavingStore(EventStore):
+        calls = 0
+
+        def append(self, aggregates, tracking=None):
+            InterleavingStore.calls += 1
+            if InterleavingStore.calls == 1:  # the other worker commits between our read and our write
+                other_worker.ingest([interleaved], OPERATOR)
+            super().append(aggregates, tracking)
+
+    ingestor = Ingestor(InterleavingStore(database_url))
+    other_worker.ingest([decision(person)], OPERATOR)
+    mine = envelope("subject_enrolled", {"region": "520222"}, kind="bureau", person=person,
+                    occurred_at=dt.datetime(2024, 3, 6, tzinfo=CST))
+    result = ingestor.ingest([mine], OPERATOR)
+
+    assert InterleavingStore.calls == 2
+    assert [item.status for item in result.items] == ["accepted"]
+    assert [e.event_type for e in stored_events(store, person)] == ["decision_effective", "subject_reported", "subject_enrolled"]
+
+
+def test_batch_appends_are_one_transaction(store, ingestor):
+    """A batch whose write fails in the database (here: an event_id claimed meanwhile) stores nothing at all."""
+    from eventsourcing.persistence import IntegrityError
+
+    from domain.person import DeadLetter, EventReceipt
+    from services.ingest import Ingestor as _  # noqa: F401  (the real ingest path builds these same aggregates)
+
+    claimed_meanwhile = "0b7d5a4e-1111-4000-8000-000000000001"
+    store.append([EventReceipt(claimed_meanwhile, "hash-a", Person.create_id(id_number(11)))])
+
+    person = Person(id_number(10))
+    dead_letter = DeadLetter(raw="junk", raw_sha256="0", raw_bytes=4, code="malformed", reason="not JSON",
+                             source="test", position="line 2", event_id=None, received_at="2026-01-01T00:00:00+00:00")
+    with pytest.raises(IntegrityError):
+        store.append([person, dead_letter, EventReceipt(claimed_meanwhile, "hash-b", person.id)])
+
+    assert store.person(id_number(10)) is None
+    assert dead_letters(store) == []

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from .catalog import CATALOG, AgencyKind, Payload, RegionCode, ShortText
 from .errors import Rejected, RejectionCode
 from .identity import id_number_problem, normalise_id_number
-from .upcasting import UnsupportedVersion, upcast
+from .upcasting import CURRENT_SCHEMA_VERSION, UnsupportedVersion, upcast
 
 # Larger inputs are refused unread; a real envelope is a few hundred bytes.
 MAX_ENVELOPE_BYTES = 64 * 1024
@@ -101,7 +101,8 @@ def decode(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise Rejected(RejectionCode.MALFORMED, f"envelope is {len(raw)} bytes, the limit is {MAX_ENVELOPE_BYTES}")
     try:
-        value = json.loads(raw)
+        # Decoded strictly as UTF-8 first: json.loads(bytes) would guess UTF-16/32 and accept them.
+        value = json.loads(bytes(raw).decode("utf-8"))
     except UnicodeDecodeError as error:
         raise Rejected(RejectionCode.MALFORMED, f"not UTF-8: {error.reason} at byte {error.start}") from None
     except json.JSONDecodeError as error:
@@ -127,7 +128,10 @@ def parse_event(raw: bytes | str | dict[str, Any], *, allow_recorded_at: bool = 
     """Decode, validate and upcast one raw envelope. Raises Rejected with the first problem found."""
     document = decode(raw)
     try:
-        envelope = Envelope.model_validate_json(json.dumps(document, ensure_ascii=False))
+        text = json.dumps(document, ensure_ascii=False)
+        if len(text.encode("utf-8", errors="surrogatepass")) > MAX_ENVELOPE_BYTES:
+            raise Rejected(RejectionCode.MALFORMED, f"envelope is larger than {MAX_ENVELOPE_BYTES} bytes")
+        envelope = Envelope.model_validate_json(text)
     except ValidationError as error:
         raise Rejected(RejectionCode.INVALID_ENVELOPE, describe_validation_error(error)) from None
     except (ValueError, RecursionError) as error:  # e.g. lone surrogates in a dict handed over by Python code
@@ -145,13 +149,26 @@ def parse_event(raw: bytes | str | dict[str, Any], *, allow_recorded_at: bool = 
         payload_document = upcast(envelope.event_type, envelope.schema_version, dict(envelope.payload))
     except UnsupportedVersion as error:
         raise Rejected(RejectionCode.UNSUPPORTED_SCHEMA_VERSION, str(error)) from None
+    except Exception as error:  # an upcaster that cannot lift this old payload: its shape is wrong
+        raise Rejected(
+            RejectionCode.INVALID_PAYLOAD,
+            f"cannot lift {envelope.event_type} schema_version {envelope.schema_version} to the current version: "
+            f"{type(error).__name__}: {error}",
+        ) from None
     try:
         payload = spec.payload.model_validate_json(json.dumps(payload_document, ensure_ascii=False))
     except ValidationError as error:
         raise Rejected(RejectionCode.INVALID_PAYLOAD, describe_validation_error(error, "payload")) from None
 
-    envelope = envelope.model_copy(update={"payload": payload.model_dump(mode="json")})
-    return ParsedEvent(envelope=envelope, payload=payload, content_hash=content_hash(envelope))
+    # Stored events are always at the current schema version.
+    envelope = envelope.model_copy(
+        update={"payload": payload.model_dump(mode="json"), "schema_version": CURRENT_SCHEMA_VERSION[envelope.event_type]}
+    )
+    try:
+        digest = content_hash(envelope)
+    except OverflowError:
+        raise Rejected(RejectionCode.INVALID_ENVELOPE, "occurred_at is out of range") from None
+    return ParsedEvent(envelope=envelope, payload=payload, content_hash=digest)
 
 
 def content_hash(envelope: Envelope) -> str:

@@ -16,6 +16,7 @@ class RejectionCode(StrEnum):
     FORBIDDEN_EVENT_TYPE = "forbidden_event_type"  # the publisher table refuses this kind/type pair
     CONFLICT = "conflict"  # event_id already used for different content
     RETRACTION_REFUSED = "retraction_refused"
+    UNPROCESSABLE = "unprocessable"  # the service failed on this input; kept for the developers to replay
 
 
 class Rejected(Exception):

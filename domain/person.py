@@ -78,6 +78,8 @@ class Person(Aggregate):
             )
 
     def record(self, recorded: RecordedEvent) -> None:
+        if recorded.event_id in self._by_id:
+            raise Rejected(RejectionCode.CONFLICT, f"event_id {recorded.event_id} is already on record for this person")
         if recorded.event_type == "event_retracted":
             self.check_retraction(recorded.agency, recorded.payload["retracted_event_id"])
         self._record(

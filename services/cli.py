@@ -139,7 +139,8 @@ def _print_history_table(events: list[dict[str, Any]]) -> None:
             f"{publisher['kind']} {publisher['id']} ({publisher['region']})",
             json.dumps(event["payload"], ensure_ascii=False),
         )
-    Console().print(table)
+    # Piped output gets a wide console so tables are not folded to 80 columns.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def cmd_serve(args: argparse.Namespace, services: Services) -> int:

@@ -174,7 +174,14 @@ class Ingestor:
                 receipts.append(EventReceipt(event.event_id, event.content_hash, person.id))
                 claims[event.event_id] = event.content_hash
                 results.append(ItemResult(index, "accepted", event.event_id))
-            except Rejected as rejection:
+            except Exception as error:
+                # Rejected, or a defect of ours that this input exposed: either way the input is kept and the
+                # batch goes on; a defect is logged with its traceback for the developers.
+                if isinstance(error, Rejected):
+                    rejection = error
+                else:
+                    log.exception("unexpected error ingesting item %d from %s", index, source.name)
+                    rejection = Rejected(RejectionCode.UNPROCESSABLE, f"internal error: {type(error).__name__}")
                 position = positions[index] if positions is not None else str(index)
                 dead_letter = self._dead_letter(raw, rejection, source, position, recorded_at)
                 dead_letters.append(dead_letter)

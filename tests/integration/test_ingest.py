@@ -211,7 +211,6 @@ def test_batch_appends_are_one_transaction(store, ingestor):
     from eventsourcing.persistence import IntegrityError
 
     from domain.person import DeadLetter, EventReceipt
-    from services.ingest import Ingestor as _  # noqa: F401  (the real ingest path builds these same aggregates)
 
     claimed_meanwhile = "0b7d5a4e-1111-4000-8000-000000000001"
     store.append([EventReceipt(claimed_meanwhile, "hash-a", Person.create_id(id_number(11)))])

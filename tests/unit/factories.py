@@ -30,6 +30,47 @@ AGENCIES: dict[str, dict[str, str]] = {
     "bureau": {"kind": "bureau", "id": "SFJ-520222-01", "region": "520222"},
 }
 
+# The event types of domain.md's "Event catalog" table (pursuit_started / fugitive_captured and the three
+# monitoring_* types share rows there).
+CATALOG_TYPES = [
+    "assessment_requested",
+    "assessment_reported",
+    "decision_effective",
+    "bureau_notified",
+    "documents_delivered",
+    "documents_receipted",
+    "prisoner_released",
+    "subject_transferred",
+    "subject_reported",
+    "subject_enrolled",
+    "contact_lost",
+    "police_assistance_requested",
+    "contact_restored",
+    "warning_issued",
+    "detention_started",
+    "detention_ended",
+    "revocation_proposed",
+    "commitment_proposed",
+    "arrest_decided",
+    "revocation_ruled",
+    "commitment_decided",
+    "committed_to_custody",
+    "pursuit_started",
+    "fugitive_captured",
+    "transfer_decided",
+    "transfer_file_sent",
+    "term_changed",
+    "monitoring_started",
+    "monitoring_extended",
+    "monitoring_ended",
+    "discharged",
+    "death_recorded",
+    "procuratorial_notice_issued",
+    "notice_replied",
+    "supervision_review_recorded",
+    "event_retracted",
+]
+
 # One valid payload per event type of domain.md's event catalog.
 VALID_PAYLOADS: dict[str, dict[str, Any]] = {
     "assessment_requested": {"bureau_region": "520222", "expedited": False},

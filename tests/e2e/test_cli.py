@@ -1,0 +1,126 @@
+"""The `handoff` console script as operators run it: a real process, a real store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.eventstore import EventStore
+from tests.builders import CST, decision, envelope, id_number, mixed_lines
+
+HANDOFF = str(Path(sys.executable).parent / "handoff")
+
+
+def run(database_url: str, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HANDOFF_DATABASE_URL": database_url}
+    return subprocess.run([HANDOFF, *args], input=stdin, capture_output=True, env=env, timeout=600)
+
+
+def count_store(database_url: str) -> tuple[int, int, int]:
+    """(accepted events, persons, dead letters) actually in the store, read from its global log."""
+    store = EventStore(database_url)
+    try:
+        events = persons = letters = 0
+        start = 1
+        while True:
+            batch = store.recorder.select_notifications(start, 5000)
+            if not batch:
+                return events, persons, letters
+            for notification in batch:
+                events += notification.topic.endswith("Person.EventRecorded")
+                persons += notification.topic.endswith("Person.Registered")
+                letters += notification.topic.endswith("DeadLetter.Refused")
+            start = batch[-1].id + 1
+    finally:
+        store.close()
+
+
+def test_ten_thousand_mixed_lines_add_up_and_a_second_run_is_all_duplicates(database_url, tmp_path):
+    lines = mixed_lines(10_000, seed=11)
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    first = run(database_url, "publish", str(path))
+    assert first.returncode == 0, first.stderr.decode()
+    report = json.loads(first.stdout)
+    assert report["accepted"] + report["duplicates"] + report["rejected"] == 10_000
+    assert report["rejected"] == len(report["rejections"]) > 1000
+    assert report["duplicates"] > 100
+    assert all(set(r) >= {"line", "event_id", "reason"} and 1 <= r["line"] <= 10_000 for r in report["rejections"])
+    events, persons, letters = count_store(database_url)
+    assert events == report["accepted"]
+    assert letters == report["rejected"]
+
+    second = run(database_url, "publish", str(path))
+    assert second.returncode == 0, second.stderr.decode()
+    again = json.loads(second.stdout)
+    assert again["accepted"] == 0
+    assert again["duplicates"] == report["accepted"] + report["duplicates"]
+    assert again["rejected"] == report["rejected"]
+    assert [r["line"] for r in again["rejections"]] == [r["line"] for r in report["rejections"]]
+    assert count_store(database_url)[0] == events
+
+
+def test_publish_reads_standard_input_and_numbers_lines(database_url):
+    good = decision(id_number(1))
+    stdin = (json.dumps(good) + "\n\n" + "{oops\n").encode()
+    result = run(database_url, "publish", "-", stdin=stdin)
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert (report["accepted"], report["duplicates"], report["rejected"]) == (1, 0, 1)
+    assert report["rejections"][0]["line"] == 3
+    assert report["rejections"][0]["event_id"] is None
+
+
+def test_import_allows_recorded_at_and_plain_publish_refuses_it(database_url, tmp_path):
+    path = tmp_path / "legacy.jsonl"
+    path.write_text(json.dumps(decision(id_number(2), recorded_at="2024-03-02T08:00:00+08:00")) + "\n")
+    refused = json.loads(run(database_url, "publish", str(path)).stdout)
+    assert refused["rejected"] == 1 and "recorded_at" in refused["rejections"][0]["reason"]
+    imported = json.loads(run(database_url, "publish", "--import", str(path)).stdout)
+    assert imported["accepted"] == 1
+    history = json.loads(run(database_url, "history", id_number(2), "--format", "json").stdout)
+    assert history[0]["recorded_at"] == "2024-03-02T08:00:00+08:00"
+
+
+def test_history_json_in_occurred_at_order(database_url, tmp_path):
+    person = id_number(3)
+    enrolled = envelope("subject_enrolled", {"region": "520222"}, kind="bureau", person=person,
+                        occurred_at=dt.datetime(2024, 3, 9, 10, tzinfo=CST))
+    path = tmp_path / "case.jsonl"
+    path.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in [enrolled, decision(person)]) + "\n")
+    assert run(database_url, "publish", str(path)).returncode == 0
+
+    result = run(database_url, "history", person, "--format", "json")
+    assert result.returncode == 0
+    history = json.loads(result.stdout)
+    assert [e["event_type"] for e in history] == ["decision_effective", "subject_enrolled"]
+    assert set(history[0]) >= {"event_id", "occurred_at", "recorded_at", "publisher", "payload"}
+    assert history[0]["publisher"]["kind"] == "court"
+    table = run(database_url, "history", person)
+    assert table.returncode == 0 and "decision_effective" in table.stdout.decode()
+
+
+@pytest.mark.parametrize("args, code", [
+    (["history", "520222198001011230"], 2),  # wrong check digit
+    (["history", "520222198001011236"], 1),  # valid, nobody on record
+    (["publish", "/nonexistent/file.jsonl"], 2),
+])
+def test_errors_exit_non_zero_with_a_message(tmp_path, args, code):
+    result = run(f"sqlite:///{tmp_path}/h.sqlite3", *args)
+    assert result.returncode == code
+    assert result.stderr.decode().startswith("handoff: ")
+
+
+def test_an_unreachable_store_is_fatal(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(decision(id_number(4))) + "\n")
+    result = run("postgresql://nobody@127.0.0.1:1/none", "publish", str(path))
+    assert result.returncode == 3
+    assert "event store" in result.stderr.decode()

@@ -1,0 +1,1 @@
+"""Read models fed from the event store's global log (status, gaps, statistics, routing)."""

@@ -1,0 +1,90 @@
+"""The HTTP API over a real store: same ingest path, clear 4xx for bad input, every refusal kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adapters.config import Settings
+from services.api import MAX_BATCH_ITEMS, create_app
+from services.bootstrap import bootstrap
+from tests.builders import decision, envelope, id_number
+
+
+@pytest.fixture
+def services(database_url):
+    services = bootstrap(Settings(database_url=database_url))
+    yield services
+    services.close()
+
+
+@pytest.fixture
+def client(services):
+    with TestClient(create_app(services)) as client:
+        yield client
+
+
+def letters(services) -> list:
+    return list(services.store.dead_letters(limit=1000))
+
+
+def test_health(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_one_event_then_its_duplicate(client, services):
+    event = decision(id_number(1))
+    first = client.post("/v1/events", json=event)
+    assert first.status_code == 200
+    assert first.json()["results"] == [{"index": 0, "status": "accepted", "event_id": event["event_id"]}]
+    again = client.post("/v1/events", json=event)
+    assert again.status_code == 200 and again.json()["duplicates"] == 1
+    assert len(services.store.person(id_number(1)).events) == 1
+
+
+def test_a_batch_reports_per_item(client, services):
+    good = decision(id_number(2))
+    bad = envelope("subject_reported", {"region": "520222", "extra": 1}, kind="bureau", person=id_number(2))
+    response = client.post("/v1/events", json=[good, bad, 42])
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (1, 0, 2)
+    assert body["results"][1]["code"] == "invalid_payload"
+    assert body["results"][2]["code"] == "malformed"
+    assert len(letters(services)) == 2
+
+
+def test_all_rejected_is_422(client):
+    response = client.post("/v1/events", json=envelope("no_such_event", {}))
+    assert response.status_code == 422
+    assert response.json()["results"][0]["code"] == "unknown_event_type"
+
+
+@pytest.mark.parametrize("body, content_type, status, code", [
+    (b"{not json", "application/json", 400, "malformed"),
+    (b"\"a string\"", "application/json", 400, "malformed"),
+    (b"<xml/>", "application/xml", 415, "malformed"),
+    (b"[]", "application/json", 400, "empty_batch"),
+])
+def test_bad_bodies_get_clear_4xx_and_are_kept(client, services, body, content_type, status, code):
+    response = client.post("/v1/events", content=body, headers={"content-type": content_type})
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+    kept = letters(services)
+    if code == "empty_batch":
+        assert kept == []  # nothing was sent, nothing to keep
+    else:
+        assert [letter.raw for letter in kept] == [body.decode()]
+
+
+def test_oversized_batches_are_refused_and_kept(client, services):
+    batch = [decision(id_number(3))] * (MAX_BATCH_ITEMS + 1)
+    response = client.post("/v1/events", content=json.dumps(batch), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert len(letters(services)) == 1
+    assert services.store.person(id_number(3)) is None

@@ -1,0 +1,611 @@
+"""The fold: one person's events → episodes, status, responsible agency, obligations, gaps and anomalies.
+
+Pure and bitemporal: `fold(events, as_of=T, known_at=K)` uses only events recorded by K (and retractions recorded
+by K), ordered by occurred_at, that occurred by T. With `as_of=None` it uses every known event; the obligations it
+returns then carry their due and fulfilment times, and `Obligation.state(as_of)` tells what they were at any moment
+not earlier than the person's last event (the read models rely on this). See docs/rules.md for every reading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .calendar import SHANGHAI, WorkingCalendar, due_in_days, due_in_hours, due_in_months, due_in_working_days
+from .rules import LOST_SUPERVISION_RULES, RuleSet, Unit
+
+# Obligations that belong to an episode and are closed when it ends (discharge, commitment, death, superseded).
+EPISODE_BOUND = {
+    "R01_bureau_not_notified", "R02_documents_not_delivered", "R03_receipt_not_returned", "R04_not_reported",
+    "R05_not_transferred", "R06_not_enrolled", "R07_transfer_file_not_sent", "R08_transfer_not_received",
+    "R09_ruling_overdue", "R10_arrest_decision_overdue", "R11_commitment_not_executed", "R12_missing_not_escalated",
+    "R13_missing_unresolved", "R15_not_discharged", "R19_monitoring_overdue",
+}
+# Bureau/police events that presuppose a decision on record (A01) — not assessments, which come before one.
+PRESUPPOSE_DECISION = {
+    "documents_receipted", "prisoner_released", "subject_transferred", "subject_reported", "subject_enrolled",
+    "contact_lost", "police_assistance_requested", "contact_restored", "warning_issued", "revocation_proposed",
+    "commitment_proposed", "transfer_decided", "transfer_file_sent", "monitoring_started", "monitoring_extended",
+    "monitoring_ended", "discharged",
+}
+# Supervision activity that cannot follow the end of an episode (A04).
+SUPERVISION_ACTIVITY = {
+    "subject_reported", "subject_enrolled", "contact_lost", "police_assistance_requested", "contact_restored",
+    "warning_issued", "revocation_proposed", "commitment_proposed", "transfer_decided", "transfer_file_sent",
+    "monitoring_started", "monitoring_extended", "monitoring_ended",
+}
+
+GAP_STATES = ("open", "late")
+
+
+class EventLike(Protocol):
+    event_id: str
+    event_type: str
+    agency: dict[str, str]
+    person: dict[str, str]
+    occurred_at: str
+    recorded_at: str
+    payload: dict[str, Any]
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(SHANGHAI).isoformat() if moment is not None else None
+
+
+@dataclass
+class Obligation:
+    rule: str
+    triggered_by: str
+    trigger_at: dt.datetime
+    obligated_kind: str
+    obligated_id: str | None
+    obligated_region: str | None
+    start: dt.datetime | dt.date | None = None  # where the period counts from; None: not started (pending)
+    amount: int | None = None  # when the deadline depends on the event (R16, R17)
+    due_at: dt.datetime | None = None
+    fulfilled_at: dt.datetime | None = None
+    fulfilled_by: str | None = None
+    closed_by_end: bool = False
+    episode: int | None = None
+    match: str | None = None  # what a fulfilling event must refer to (R08 region, R16 notice id)
+
+    def state(self, as_of: dt.datetime) -> str:
+        """pending (period not started), upcoming, met, open or late at `as_of`."""
+        if self.due_at is None:
+            return "pending"
+        if self.fulfilled_at is not None and self.fulfilled_at <= as_of:
+            return "late" if self.fulfilled_at > self.due_at else "met"
+        return "open" if as_of > self.due_at else "upcoming"
+
+    @property
+    def is_open(self) -> bool:
+        return self.fulfilled_at is None
+
+    def fulfil(self, event_id: str, at: dt.datetime, by_end: bool = False) -> None:
+        self.fulfilled_at, self.fulfilled_by, self.closed_by_end = at, event_id, by_end
+
+
+@dataclass
+class Episode:
+    number: int
+    decision_event: str
+    started_at: dt.datetime
+    category: str
+    term_start: dt.date
+    term_end: dt.date
+    execution_region: str
+    decision_kind: str
+    decision_id: str
+    decision_region: str
+    in_custody: bool
+    current_region: str
+    allowed_regions: set[str] = field(default_factory=set)
+    reported: bool = False
+    transferred: bool = False
+    enrolled_at: dt.datetime | None = None
+    transferring_to: str | None = None
+    missing: bool = False
+    fugitive: bool = False
+    detained: bool = False
+    revocation_pending: str | None = None  # who must rule: "court" or the commitment proposal's to_kind
+    awaiting_commitment: str | None = None  # who must execute: "police" or "prison"
+    ended: str | None = None  # discharged, committed, deceased, superseded
+    ended_at: dt.datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category, "term_start": self.term_start.isoformat(), "term_end": self.term_end.isoformat(),
+            "execution_region": self.execution_region, "current_region": self.current_region,
+            "decided_by": {"kind": self.decision_kind, "id": self.decision_id, "region": self.decision_region},
+            "decision_event": self.decision_event, "enrolled_at": iso(self.enrolled_at),
+            "ended": self.ended, "ended_at": iso(self.ended_at),
+        }
+
+
+@dataclass
+class PersonView:
+    id_number: str
+    name: str
+    as_of: dt.datetime | None
+    known_at: dt.datetime | None
+    rule_set: str
+    status: str | None
+    responsible: dict[str, str | None] | None
+    episode: Episode | None
+    obligations: list[Obligation]
+    last_occurred_at: dt.datetime | None
+
+    @property
+    def region(self) -> str | None:
+        """The region the person belongs to for oversight: the current region of the episode."""
+        if self.episode:
+            return self.episode.current_region
+        regions = [o.obligated_region for o in self.obligations if o.obligated_region]
+        return regions[0] if regions else None
+
+    def gaps(self, as_of: dt.datetime, states: Iterable[str] = GAP_STATES) -> list[Obligation]:
+        wanted = set(states)
+        return [o for o in self.obligations if o.state(as_of) in wanted]
+
+    def lost_days(self, as_of: dt.datetime) -> float:
+        """Days during which an R04/R05/R08/R13 gap was open (their union), up to as_of."""
+        intervals = sorted(
+            (o.due_at, min(o.fulfilled_at or as_of, as_of))
+            for o in self.obligations
+            if o.rule in LOST_SUPERVISION_RULES and o.due_at is not None and o.due_at < as_of
+            and (o.fulfilled_at is None or o.fulfilled_at > o.due_at)
+        )
+        total = dt.timedelta()
+        current_start = current_end = None
+        for start, end in intervals:
+            if end <= start:
+                continue
+            if current_end is None or start > current_end:
+                if current_end is not None:
+                    total += current_end - current_start
+                current_start, current_end = start, end
+            else:
+                current_end = max(current_end, end)
+        if current_end is not None:
+            total += current_end - current_start
+        return total.total_seconds() / 86400
+
+
+@dataclass
+class _Event:
+    event_id: str
+    event_type: str
+    kind: str
+    agency_id: str
+    region: str
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    payload: dict[str, Any]
+    name: str
+    index: int
+
+
+def _parse(events: Sequence[EventLike]) -> list[_Event]:
+    return [
+        _Event(e.event_id, e.event_type, e.agency["kind"], e.agency["id"], e.agency["region"],
+               dt.datetime.fromisoformat(e.occurred_at), dt.datetime.fromisoformat(e.recorded_at), e.payload,
+               e.person.get("name", ""), index)
+        for index, e in enumerate(events)
+    ]
+
+
+def fold(
+    events: Sequence[EventLike],
+    *,
+    id_number: str,
+    rules: RuleSet,
+    calendar: WorkingCalendar,
+    as_of: dt.datetime | None = None,
+    known_at: dt.datetime | None = None,
+) -> PersonView:
+    parsed = _parse(events)
+    if known_at is not None:
+        parsed = [e for e in parsed if e.recorded_at <= known_at]
+    retracted = {e.payload["retracted_event_id"] for e in parsed if e.event_type == "event_retracted"}
+    parsed = [e for e in parsed if e.event_type != "event_retracted" and e.event_id not in retracted]
+    parsed.sort(key=lambda e: (e.occurred_at, e.recorded_at, e.index))
+    if as_of is not None:
+        parsed = [e for e in parsed if e.occurred_at <= as_of]
+    folder = _Folder(rules, calendar)
+    for event in parsed:
+        folder.apply(event)
+    folder.finish()
+    name = next((e.name for e in reversed(parsed) if e.name), "")
+    return PersonView(
+        id_number=id_number, name=name, as_of=as_of, known_at=known_at, rule_set=rules.version,
+        status=folder.status(), responsible=folder.responsible(), episode=folder.episode,
+        obligations=[o for o in folder.obligations if rules.enabled(o.rule)],
+        last_occurred_at=parsed[-1].occurred_at if parsed else None,
+    )
+
+
+class _Folder:
+    def __init__(self, rules: RuleSet, calendar: WorkingCalendar):
+        self.rules = rules
+        self.calendar = calendar
+        self.episode: Episode | None = None
+        self.episodes = 0
+        self.obligations: list[Obligation] = []
+        self.custody: list[list[dt.datetime | None]] = []  # [start, end or None]
+        self.contact_lost: list[list[Any]] = []  # [start, end or None, event_id]
+        self.detentions: list[list[Any]] = []  # [start, end or None, event_id, region]
+        self.orphan: Obligation | None = None  # A01
+        self.decided = False
+        self.assessment_open = False
+        self.assessment_region: str | None = None
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+
+    def open(self, rule: str, event: _Event, kind: str, agency_id: str | None, region: str | None, **fields) -> Obligation:
+        obligation = Obligation(
+            rule=rule, triggered_by=event.event_id, trigger_at=event.occurred_at, obligated_kind=kind,
+            obligated_id=agency_id, obligated_region=region,
+            episode=self.episode.number if self.episode and rule in EPISODE_BOUND else None,
+            **{"start": event.occurred_at, **fields},
+        )
+        self.obligations.append(obligation)
+        return obligation
+
+    def fulfil(self, rules: Iterable[str], event: _Event, match: str | None = None) -> None:
+        wanted = set(rules)
+        for obligation in self.obligations:
+            if obligation.rule in wanted and obligation.is_open and (match is None or obligation.match == match):
+                obligation.fulfil(event.event_id, event.occurred_at)
+
+    def _in_custody(self, moment: dt.datetime) -> bool:
+        return any(start <= moment and (end is None or moment < end) for start, end in self.custody)
+
+    def _end_custody(self, at: dt.datetime) -> None:
+        for interval in self.custody:
+            if interval[1] is None:
+                interval[1] = at
+
+    def end_episode(self, how: str, event: _Event) -> None:
+        episode = self.episode
+        if episode is None or episode.ended:
+            return
+        episode.ended, episode.ended_at = how, event.occurred_at
+        for obligation in self.obligations:
+            if obligation.episode == episode.number and obligation.is_open:
+                obligation.fulfil(event.event_id, event.occurred_at, by_end=True)
+
+    @property
+    def active(self) -> Episode | None:
+        return self.episode if self.episode and not self.episode.ended else None
+
+    # -- events -----------------------------------------------------------------------------------------------
+
+    def apply(self, e: _Event) -> None:
+        p = e.payload
+        episode = self.active
+        if e.event_type in PRESUPPOSE_DECISION and not self.decided and self.orphan is None and e.kind in ("bureau", "police"):
+            self.orphan = self.open("A01_no_decision_on_record", e, "court", None, e.region)
+        if e.event_type in SUPERVISION_ACTIVITY and self.episode is not None and self.episode.ended in (
+            "discharged", "committed", "deceased"
+        ):
+            self.open("A04_activity_after_end", e, e.kind, e.agency_id, e.region, due_at=e.occurred_at)
+
+        handler = getattr(self, f"on_{e.event_type}", None)
+        if handler is not None:
+            handler(e, p, episode)
+
+    def on_assessment_requested(self, e, p, episode):
+        days = self.rules["R17_assessment_overdue"].params["expedited_days"] if p["expedited"] else None
+        self.open("R17_assessment_overdue", e, "bureau", None, p["bureau_region"], amount=days)
+        self.assessment_open, self.assessment_region = True, p["bureau_region"]
+
+    def on_assessment_reported(self, e, p, episode):
+        self.fulfil(["R17_assessment_overdue"], e)
+        self.assessment_open = False
+
+    def on_decision_effective(self, e, p, episode):
+        if episode is not None:
+            self.end_episode("superseded", e)
+        if self.orphan is not None and self.orphan.is_open:
+            self.orphan.fulfil(e.event_id, e.occurred_at)
+        self.decided = True
+        self.episodes += 1
+        self.episode = Episode(
+            number=self.episodes, decision_event=e.event_id, started_at=e.occurred_at, category=p["category"],
+            term_start=dt.date.fromisoformat(p["term_start"]), term_end=dt.date.fromisoformat(p["term_end"]),
+            execution_region=p["execution_region"], decision_kind=e.kind, decision_id=e.agency_id,
+            decision_region=e.region, in_custody=p["in_custody"], current_region=p["execution_region"],
+            allowed_regions={p["execution_region"]},
+        )
+        if p["in_custody"]:
+            self.custody.append([e.occurred_at, None])
+        organ = (e.kind, e.agency_id, e.region)
+        self.open("R01_bureau_not_notified", e, *organ)
+        self.open("R02_documents_not_delivered", e, *organ)
+        if p["category"] == "temporary_release":
+            custodian = (e.kind, e.agency_id, e.region) if e.kind in ("police", "prison") else ("police", None, p["execution_region"])
+            self.open("R05_not_transferred", e, *custodian)
+        else:
+            # Counted from the release when the person is in custody (and not before that release is on record).
+            self.open("R04_not_reported", e, "bureau", None, p["execution_region"],
+                      start=None if p["in_custody"] else e.occurred_at)
+        self.open("R15_not_discharged", e, "bureau", None, p["execution_region"], start=self.episode.term_end)
+
+    def on_bureau_notified(self, e, p, episode):
+        self.fulfil(["R01_bureau_not_notified"], e)
+
+    def on_documents_delivered(self, e, p, episode):
+        self.fulfil(["R01_bureau_not_notified", "R02_documents_not_delivered"], e)
+        self.open("R03_receipt_not_returned", e, "bureau", None, p["execution_region"])
+
+    def on_documents_receipted(self, e, p, episode):
+        self.fulfil(["R03_receipt_not_returned"], e)
+
+    def on_prisoner_released(self, e, p, episode):
+        self._end_custody(e.occurred_at)
+        for obligation in self.obligations:
+            if obligation.rule == "R04_not_reported" and obligation.is_open and (
+                obligation.start is None or obligation.start < e.occurred_at
+            ):
+                obligation.start = e.occurred_at  # the later of the effective date and the release
+
+    def on_subject_transferred(self, e, p, episode):
+        self._end_custody(e.occurred_at)
+        self.fulfil(["R05_not_transferred"], e)
+        self.open("R06_not_enrolled", e, "bureau", None, p["to_region"])
+        if episode:
+            episode.transferred = True
+
+    def on_subject_reported(self, e, p, episode):
+        self.fulfil(["R04_not_reported"], e)
+        self.open("R06_not_enrolled", e, "bureau", e.agency_id, p["region"])
+        if episode:
+            episode.reported = True
+
+    def on_subject_enrolled(self, e, p, episode):
+        self.fulfil(["R04_not_reported", "R05_not_transferred", "R06_not_enrolled"], e)
+        self.fulfil(["R08_transfer_not_received"], e, match=p["region"])
+        if episode is None:
+            return
+        if p["region"] not in episode.allowed_regions:
+            self.open("A02_region_mismatch", e, "bureau", e.agency_id, p["region"], due_at=e.occurred_at,
+                      match=p["region"])
+        episode.enrolled_at = episode.enrolled_at or e.occurred_at
+        episode.current_region = p["region"]
+        if episode.transferring_to == p["region"]:
+            episode.transferring_to = None
+
+    def on_contact_lost(self, e, p, episode):
+        self.open("R12_missing_not_escalated", e, "bureau", e.agency_id, e.region)
+        self.open("R13_missing_unresolved", e, "bureau", e.agency_id, e.region)
+        if not any(interval[1] is None for interval in self.contact_lost):
+            self.contact_lost.append([e.occurred_at, None, e.event_id])
+        if episode:
+            episode.missing = True
+
+    def on_police_assistance_requested(self, e, p, episode):
+        self.fulfil(["R12_missing_not_escalated"], e)
+
+    def on_contact_restored(self, e, p, episode):
+        self.fulfil(["R12_missing_not_escalated", "R13_missing_unresolved"], e)
+        for interval in self.contact_lost:
+            if interval[1] is None:
+                interval[1] = e.occurred_at
+        if episode:
+            episode.missing = False
+
+    def on_detention_started(self, e, p, episode):
+        notice = self.open("R14_detention_notice_late", e, "police", e.agency_id, e.region)
+        notice.fulfil(e.event_id, e.recorded_at)  # the notice is the record reaching the shared system
+        self.custody.append([e.occurred_at, None])
+        self.detentions.append([e.occurred_at, None, e.event_id, e.region])
+        if episode:
+            episode.detained = True
+
+    def on_detention_ended(self, e, p, episode):
+        for interval in self.detentions:
+            if interval[1] is None:
+                interval[1] = e.occurred_at
+        for interval in self.custody:  # the detention's custody interval (the latest open one)
+            if interval[1] is None:
+                interval[1] = e.occurred_at
+        if episode:
+            episode.detained = False
+
+    def on_revocation_proposed(self, e, p, episode):
+        self.fulfil(["R13_missing_unresolved"], e)
+        court = self._court(episode)
+        self.open("R09_ruling_overdue", e, *court, match="revocation")
+        if p["arrest_requested"]:
+            self.open("R10_arrest_decision_overdue", e, *court)
+        if episode:
+            episode.revocation_pending = "court"
+
+    def on_commitment_proposed(self, e, p, episode):
+        self.fulfil(["R13_missing_unresolved"], e)
+        organ = (episode.decision_kind, episode.decision_id, episode.decision_region) if episode and \
+            episode.decision_kind == p["to_kind"] else (p["to_kind"], None, e.region)
+        self.open("R09_ruling_overdue", e, *organ, match="commitment")
+        if episode:
+            episode.revocation_pending = p["to_kind"]
+
+    @staticmethod
+    def _court(episode: Episode | None) -> tuple[str, str | None, str | None]:
+        if episode and episode.decision_kind == "court":
+            return "court", episode.decision_id, episode.decision_region
+        return "court", None, episode.execution_region if episode else None
+
+    def on_arrest_decided(self, e, p, episode):
+        self.fulfil(["R10_arrest_decision_overdue"], e)
+
+    def on_revocation_ruled(self, e, p, episode):
+        self.fulfil(["R09_ruling_overdue"], e, match="revocation")
+        if episode:
+            episode.revocation_pending = None
+        if p["revoked"]:
+            region = episode.current_region if episode else e.region
+            self.open("R11_commitment_not_executed", e, "police", None, region)
+            if episode:
+                episode.awaiting_commitment = "police"
+
+    def on_commitment_decided(self, e, p, episode):
+        self.fulfil(["R09_ruling_overdue"], e, match="commitment")
+        if episode:
+            episode.revocation_pending = None
+        if p["commit"]:
+            kind = "prison" if e.kind == "prison" else "police"
+            region = episode.current_region if episode else e.region
+            self.open("R11_commitment_not_executed", e, kind, e.agency_id if kind == "prison" else None, region)
+            if episode:
+                episode.awaiting_commitment = kind
+
+    def on_committed_to_custody(self, e, p, episode):
+        self.fulfil(["R11_commitment_not_executed"], e)
+        self.custody.append([e.occurred_at, None])
+        self.end_episode("committed", e)
+
+    def on_pursuit_started(self, e, p, episode):
+        if episode:
+            episode.fugitive = True
+
+    def on_fugitive_captured(self, e, p, episode):
+        if episode:
+            episode.fugitive = False
+
+    def on_transfer_decided(self, e, p, episode):
+        self.open("R07_transfer_file_not_sent", e, "bureau", e.agency_id, e.region)
+        self.open("R08_transfer_not_received", e, "bureau", None, p["new_region"], match=p["new_region"])
+        for obligation in self.obligations:  # an enrolment elsewhere explained after the fact
+            if obligation.rule == "A02_region_mismatch" and obligation.is_open and obligation.match == p["new_region"]:
+                obligation.fulfil(e.event_id, e.occurred_at)
+        if episode:
+            episode.allowed_regions.add(p["new_region"])
+            episode.transferring_to = p["new_region"]
+
+    def on_transfer_file_sent(self, e, p, episode):
+        self.fulfil(["R07_transfer_file_not_sent"], e)
+
+    def on_term_changed(self, e, p, episode):
+        if episode is None:
+            return
+        episode.term_end = dt.date.fromisoformat(p["new_term_end"])
+        for obligation in self.obligations:
+            if obligation.rule == "R15_not_discharged" and obligation.is_open and obligation.episode == episode.number:
+                obligation.start, obligation.triggered_by, obligation.trigger_at = episode.term_end, e.event_id, e.occurred_at
+
+    def on_monitoring_started(self, e, p, episode):
+        self.open("R19_monitoring_overdue", e, "bureau", e.agency_id, e.region)
+
+    def on_monitoring_extended(self, e, p, episode):
+        self.fulfil(["R19_monitoring_overdue"], e)
+        self.open("R19_monitoring_overdue", e, "bureau", e.agency_id, e.region)
+
+    def on_monitoring_ended(self, e, p, episode):
+        self.fulfil(["R19_monitoring_overdue"], e)
+
+    def on_discharged(self, e, p, episode):
+        self.fulfil(["R15_not_discharged"], e)
+        self.end_episode("discharged", e)
+
+    def on_death_recorded(self, e, p, episode):
+        notice = self.open("R18_death_notice_late", e, e.kind, e.agency_id, e.region,
+                           start=dt.date.fromisoformat(p["date_of_death"]))
+        notice.fulfil(e.event_id, e.recorded_at)
+        self.end_episode("deceased", e)
+
+    def on_procuratorial_notice_issued(self, e, p, episode):
+        params = self.rules["R16_notice_reply_overdue"].params
+        days = p.get("reply_within_days") or params[f"{p['notice_kind']}_default_days"]
+        addressee = p["addressed_to"]
+        self.open("R16_notice_reply_overdue", e, addressee["kind"], addressee["id"], e.region, amount=days,
+                  match=f"{e.event_id}|{addressee['kind']}|{addressee['id']}")
+
+    def on_notice_replied(self, e, p, episode):
+        self.fulfil(["R16_notice_reply_overdue"], e, match=f"{p['notice_event_id']}|{e.kind}|{e.agency_id}")
+
+    # -- at the end -------------------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        self._anomalies_missing_while_detained()
+        for obligation in self.obligations:
+            if obligation.due_at is None and obligation.start is not None:
+                obligation.due_at = self._due(obligation)
+
+    def _anomalies_missing_while_detained(self) -> None:
+        for lost_start, lost_end, lost_event in self.contact_lost:
+            for det_start, det_end, det_event, region in self.detentions:
+                start = max(lost_start, det_start)
+                if lost_end is None or det_end is None:
+                    end = lost_end if det_end is None else det_end
+                else:
+                    end = min(lost_end, det_end)
+                if end is not None and end <= start:
+                    continue
+                trigger = det_event if det_start >= lost_start else lost_event
+                obligation = Obligation(
+                    rule="A03_missing_while_detained", triggered_by=trigger, trigger_at=start,
+                    obligated_kind="police", obligated_id=None, obligated_region=region, start=start, due_at=start,
+                )
+                if end is not None:
+                    obligation.fulfil(trigger, end)
+                self.obligations.append(obligation)
+
+    def _due(self, obligation: Obligation) -> dt.datetime:
+        rule = self.rules[obligation.rule]
+        deadline = rule.deadline
+        amount = obligation.amount or (deadline.amount if deadline else None)
+        unit = deadline.unit if deadline else Unit.DAYS
+        start = obligation.start
+        if unit is Unit.HOURS:
+            return due_in_hours(start, amount)
+        if unit is Unit.WORKING_DAYS:
+            return due_in_working_days(start, amount, self.calendar)
+        plain = (due_in_days if unit is Unit.DAYS else due_in_months)(start, amount, self.calendar, extend=False)
+        # CPL 105: no extension over rest days while the person is in custody at the period's end.
+        in_custody = self._in_custody(plain - dt.timedelta(microseconds=1))
+        if in_custody:
+            return plain
+        return (due_in_days if unit is Unit.DAYS else due_in_months)(start, amount, self.calendar, extend=True)
+
+    # -- status -----------------------------------------------------------------------------------------------
+
+    def status(self) -> str | None:
+        episode = self.episode
+        if episode is None:
+            return "assessment" if self.assessment_open else None
+        if episode.ended in ("deceased", "committed", "discharged"):
+            return episode.ended
+        for flag, status in (
+            (episode.awaiting_commitment, "awaiting_commitment"), (episode.fugitive, "fugitive"),
+            (episode.revocation_pending, "revocation_pending"), (episode.detained, "detained"),
+            (episode.missing, "missing"), (episode.transferring_to, "transferring"),
+            (episode.enrolled_at, "under_supervision"),
+        ):
+            if flag:
+                return status
+        return "awaiting_transfer" if episode.category == "temporary_release" else "awaiting_report"
+
+    def responsible(self) -> dict[str, str | None] | None:
+        status = self.status()
+        episode = self.episode
+        if status is None or status in ("deceased", "committed", "discharged"):
+            return None
+        if status == "assessment":
+            return {"kind": "bureau", "region": self.assessment_region}
+        assert episode is not None
+        if status in ("awaiting_report", "under_supervision", "missing"):
+            return {"kind": "bureau", "region": episode.current_region}
+        if status == "transferring":
+            return {"kind": "bureau", "region": episode.transferring_to}
+        if status == "awaiting_transfer":
+            r05 = next((o for o in reversed(self.obligations) if o.rule == "R05_not_transferred"), None)
+            return {"kind": r05.obligated_kind if r05 else "police", "region": r05.obligated_region if r05 else None}
+        if status == "awaiting_commitment":
+            return {"kind": episode.awaiting_commitment, "region": episode.current_region}
+        if status in ("detained", "fugitive"):
+            return {"kind": "police", "region": episode.current_region}
+        if status == "revocation_pending":
+            return {"kind": episode.revocation_pending, "region": episode.current_region}
+        return None

@@ -17,11 +17,15 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     database_url: str
+    rules_file: str | None = None  # TOML overrides of the default rule set
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
         environ = os.environ if environ is None else environ
-        return cls(database_url=environ.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL)
+        return cls(
+            database_url=environ.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            rules_file=environ.get("HANDOFF_RULES_FILE") or None,
+        )
 
 
 def persistence_env(database_url: str) -> dict[str, str]:
@@ -58,3 +62,14 @@ def persistence_env(database_url: str) -> dict[str, str]:
             env["POSTGRES_SCHEMA"] = query["schema"][0]
         return env
     raise ConfigError(f"unsupported HANDOFF_DATABASE_URL scheme {parts.scheme!r}; use sqlite:/// or postgresql://")
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The same database as a SQLAlchemy URL (psycopg 3 driver for PostgreSQL)."""
+    scheme, rest = database_url.split(":", 1)
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql+psycopg:" + rest.split("?", 1)[0]
+    if scheme == "sqlite":
+        persistence_env(database_url)  # creates the directory
+        return database_url
+    raise ConfigError(f"unsupported database URL scheme {scheme!r}")

@@ -581,7 +581,7 @@ class _Folder:
             (episode.awaiting_commitment, "awaiting_commitment"), (episode.fugitive, "fugitive"),
             (episode.revocation_pending, "revocation_pending"), (episode.detained, "detained"),
             (episode.missing, "missing"), (episode.transferring_to, "transferring"),
-            (episode.enrolled_at, "under_supervision"),
+            (episode.enrolled_at or episode.reported or episode.transferred, "under_supervision"),
         ):
             if flag:
                 return status

@@ -1,4 +1,4 @@
-"""The composition root: builds the store and the use cases from configuration (environment variables)."""
+"""The composition root: builds the store, read models, rules and use cases from configuration."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ from dataclasses import dataclass
 
 from adapters.config import Settings
 from adapters.eventstore import EventStore
+from adapters.readmodel import ReadModel
+from domain.calendar import WorkingCalendar
+from domain.rules import RuleSet, load_rule_set
+from projections.supervision import SupervisionProjection
 
-from .ingest import Ingestor
+from .ingest import Ingestor, utc_now
+from .query import Queries
 
 
 @dataclass
@@ -15,12 +20,23 @@ class Services:
     settings: Settings
     store: EventStore
     ingestor: Ingestor
+    rules: RuleSet
+    read_model: ReadModel
+    projection: SupervisionProjection
+    queries: Queries
 
     def close(self) -> None:
         self.store.close()
+        self.read_model.close()
 
 
-def bootstrap(settings: Settings | None = None) -> Services:
+def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     settings = settings or Settings.from_env()
     store = EventStore(settings.database_url)
-    return Services(settings=settings, store=store, ingestor=Ingestor(store))
+    rules = load_rule_set(settings.rules_file)
+    read_model = ReadModel(settings.database_url)
+    projection = SupervisionProjection(store, read_model, rules, WorkingCalendar())
+    return Services(
+        settings=settings, store=store, ingestor=Ingestor(store, clock=clock), rules=rules, read_model=read_model,
+        projection=projection, queries=Queries(store, read_model, projection, clock),
+    )

@@ -1,0 +1,176 @@
+"""Read models in SQL (SQLite or PostgreSQL via SQLAlchemy Core): persons and their obligations, with the
+projection's position stored in the same transaction as the rows it produced (exactly once)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from .config import sqlalchemy_url
+
+metadata = sa.MetaData()
+
+persons = sa.Table(
+    "rm_persons", metadata,
+    sa.Column("id_number", sa.String(18), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("region", sa.String(6)),
+    sa.Column("status", sa.String(32)),
+    sa.Column("responsible_kind", sa.String(16)),
+    sa.Column("responsible_region", sa.String(6)),
+    sa.Column("received_us", sa.BigInteger),  # enrolment time of the current episode, microseconds since epoch
+    sa.Column("ended", sa.String(16)),
+    sa.Column("ended_us", sa.BigInteger),
+    sa.Column("category", sa.String(24)),
+    sa.Column("rule_set", sa.Text, nullable=False),
+)
+
+obligations = sa.Table(
+    "rm_obligations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id_number", sa.String(18), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("region", sa.String(6), index=True),
+    sa.Column("rule", sa.String(40), nullable=False, index=True),
+    sa.Column("triggered_by", sa.String(64), nullable=False),
+    sa.Column("obligated_kind", sa.String(16), nullable=False),
+    sa.Column("obligated_id", sa.Text),
+    sa.Column("obligated_region", sa.String(6)),
+    sa.Column("due_at", sa.Text),
+    sa.Column("due_us", sa.BigInteger, index=True),
+    sa.Column("fulfilled_at", sa.Text),
+    sa.Column("fulfilled_us", sa.BigInteger),
+    sa.Column("rule_set", sa.Text, nullable=False),
+)
+
+positions = sa.Table(
+    "rm_positions", metadata,
+    sa.Column("projection", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("rule_set", sa.Text, nullable=False),
+)
+
+
+def micros(moment: dt.datetime | None) -> int | None:
+    """A moment as integer microseconds since the epoch: compares identically in SQLite and PostgreSQL."""
+    if moment is None:
+        return None
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class PositionMoved(Exception):
+    """Another projector advanced the position first; this page's work is discarded (it did the same)."""
+
+
+@dataclass(frozen=True)
+class PersonRows:
+    person: dict[str, Any]
+    obligations: list[dict[str, Any]]
+
+
+class ReadModel:
+    def __init__(self, database_url: str):
+        self.engine = sa.create_engine(sqlalchemy_url(database_url), future=True)
+        if self.engine.dialect.name == "sqlite":
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(connection, _record):  # wait for the event store's writer instead of failing at once
+                connection.execute("PRAGMA busy_timeout = 30000")
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def drop(self) -> None:
+        metadata.drop_all(self.engine)
+        metadata.create_all(self.engine)
+
+    def position(self, projection: str) -> tuple[int, str | None]:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(positions.c.position, positions.c.rule_set).where(positions.c.projection == projection)
+            ).first()
+        return (row.position, row.rule_set) if row else (0, None)
+
+    def apply(self, projection: str, expected: int, new: int, rule_set: str, rows: Sequence[PersonRows]) -> None:
+        """Replace the rows of these persons and move the position from `expected` to `new`, atomically."""
+        with self.engine.begin() as connection:
+            moved = connection.execute(
+                positions.update()
+                .where(positions.c.projection == projection, positions.c.position == expected)
+                .values(position=new, rule_set=rule_set)
+            ).rowcount
+            if moved == 0:
+                if expected != 0 or connection.execute(
+                    sa.select(positions.c.position).where(positions.c.projection == projection)
+                ).first():
+                    raise PositionMoved(projection)
+                connection.execute(positions.insert().values(projection=projection, position=new, rule_set=rule_set))
+            ids = [r.person["id_number"] for r in rows]
+            for chunk in _chunks(ids, 500):
+                connection.execute(obligations.delete().where(obligations.c.id_number.in_(chunk)))
+                connection.execute(persons.delete().where(persons.c.id_number.in_(chunk)))
+            if rows:
+                connection.execute(persons.insert(), [r.person for r in rows])
+                obligation_rows = [o for r in rows for o in r.obligations]
+                if obligation_rows:
+                    connection.execute(obligations.insert(), obligation_rows)
+
+    # -- queries ----------------------------------------------------------------------------------------------
+
+    def gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
+             limit: int | None = None, offset: int = 0) -> list[sa.Row]:
+        o = obligations.c
+        conditions = []
+        wanted = set(states)
+        open_ = sa.and_(o.due_us < as_of_us, sa.or_(o.fulfilled_us.is_(None), o.fulfilled_us > as_of_us))
+        late = sa.and_(o.fulfilled_us <= as_of_us, o.fulfilled_us > o.due_us)
+        if wanted == {"open"}:
+            conditions.append(open_)
+        elif wanted == {"late"}:
+            conditions.append(late)
+        else:
+            conditions.append(sa.or_(open_, late))
+        if region:
+            conditions.append(o.region.startswith(region, autoescape=True))
+        if rule:
+            conditions.append(o.rule == rule)
+        query = (sa.select(obligations).where(*conditions)
+                 .order_by(o.due_us, o.id_number, o.rule, o.triggered_by).offset(offset))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query))
+
+    def upcoming(self, from_us: int, until_us: int, region: str | None = None) -> list[sa.Row]:
+        o = obligations.c
+        conditions = [o.due_us >= from_us, o.due_us <= until_us,
+                      sa.or_(o.fulfilled_us.is_(None), o.fulfilled_us > from_us)]
+        if region:
+            conditions.append(o.region.startswith(region, autoescape=True))
+        with self.engine.connect() as connection:
+            return list(connection.execute(
+                sa.select(obligations).where(*conditions).order_by(o.due_us, o.id_number, o.rule, o.triggered_by)))
+
+    def persons(self, region: str | None = None) -> list[sa.Row]:
+        query = sa.select(persons)
+        if region:
+            query = query.where(persons.c.region.startswith(region, autoescape=True))
+        with self.engine.connect() as connection:
+            return list(connection.execute(query))
+
+    def obligations_of_rules(self, rules: Sequence[str], region: str | None = None) -> list[sa.Row]:
+        query = sa.select(obligations).where(obligations.c.rule.in_(rules))
+        if region:
+            query = query.where(obligations.c.region.startswith(region, autoescape=True))
+        with self.engine.connect() as connection:
+            return list(connection.execute(query))
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,214 @@
+"""Queries of oversight staff and agencies: gaps, a person's status, regional statistics, upcoming deadlines.
+
+Two paths give the same answers. "Now, as known now" (the default) reads the read models, kept current by the
+supervision projection. Any other moment (`as_of` in the past, `known_at` in the past) refolds the persons from the
+event store, exactly, bitemporally. Tests compare the two.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+from uuid import UUID
+
+from adapters.eventstore import EventStore
+from adapters.readmodel import ReadModel, micros
+from domain.person import Person
+from domain.rules import LOST_SUPERVISION_RULES
+from domain.supervision import GAP_STATES, Obligation, PersonView
+from projections.supervision import SupervisionProjection
+
+from .views import gap_record, status_record
+
+PERSON_REGISTERED_TOPIC = f"{Person.__module__}:{Person.__qualname__}.Registered"
+ENDED_BY_TERMINATION = ("committed", "deceased")
+
+
+def states_for(state: str) -> tuple[str, ...]:
+    return GAP_STATES if state == "all" else (state,)
+
+
+def _sort_key(record: dict[str, Any]) -> tuple:
+    return (record["due_at"] or "", record["id_number"], record["rule"], record["triggered_by"])
+
+
+class Queries:
+    def __init__(self, store: EventStore, read_model: ReadModel, projection: SupervisionProjection,
+                 clock: Callable[[], dt.datetime]):
+        self.store = store
+        self.read_model = read_model
+        self.projection = projection
+        self.clock = clock
+
+    # -- exact folds from the event store ----------------------------------------------------------------------
+
+    def view(self, id_number: str, as_of: dt.datetime | None = None,
+             known_at: dt.datetime | None = None) -> PersonView | None:
+        person = self.store.person(id_number)
+        if person is None:
+            return None
+        return self.projection.fold(person, as_of=as_of or self.clock(), known_at=known_at)
+
+    def person_ids(self) -> Iterator[UUID]:
+        start = 1
+        while True:
+            page = self.store.recorder.select_notifications(start, 1000, topics=[PERSON_REGISTERED_TOPIC])
+            if not page:
+                return
+            yield from (n.originator_id for n in page)
+            start = page[-1].id + 1
+
+    def all_views(self, as_of: dt.datetime, known_at: dt.datetime | None) -> Iterator[PersonView]:
+        for stream_id in self.person_ids():
+            view = self.projection.fold(self.store.repository.get(stream_id), as_of=as_of, known_at=known_at)
+            if view.last_occurred_at is not None:  # nothing of this person was known yet
+                yield view
+
+    @staticmethod
+    def _replay(as_of: dt.datetime | None, known_at: dt.datetime | None) -> bool:
+        return as_of is not None or known_at is not None
+
+    def _fresh(self) -> None:
+        self.projection.catch_up()
+
+    # -- gaps ---------------------------------------------------------------------------------------------------
+
+    def gaps(self, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None, region: str | None = None,
+             rule: str | None = None, state: str = "open") -> list[dict[str, Any]]:
+        states = states_for(state)
+        if self._replay(as_of, known_at):
+            moment = as_of or self.clock()
+            records = [
+                gap_record(view, obligation, moment)
+                for view in self.all_views(moment, known_at)
+                if not region or (view.region or "").startswith(region)
+                for obligation in view.gaps(moment, states)
+                if not rule or obligation.rule == rule
+            ]
+            return sorted(records, key=_sort_key)
+        self._fresh()
+        now = self.clock()
+        rows = self.read_model.gaps(micros(now), states, region=region, rule=rule)
+        return [self._gap_from_row(row, now) for row in rows]
+
+    @staticmethod
+    def _row_obligation(row) -> Obligation:
+        return Obligation(
+            rule=row.rule, triggered_by=row.triggered_by, trigger_at=None, obligated_kind=row.obligated_kind,  # type: ignore[arg-type]
+            obligated_id=row.obligated_id, obligated_region=row.obligated_region,
+            due_at=dt.datetime.fromisoformat(row.due_at),
+            fulfilled_at=dt.datetime.fromisoformat(row.fulfilled_at) if row.fulfilled_at else None,
+        )
+
+    def _gap_from_row(self, row, now: dt.datetime) -> dict[str, Any]:
+        view = PersonView(id_number=row.id_number, name=row.name, as_of=now, known_at=None, rule_set=row.rule_set,
+                          status=None, responsible=None, episode=None, obligations=[], last_occurred_at=None)
+        record = gap_record(view, self._row_obligation(row), now)
+        record["region"] = row.region
+        return record
+
+    # -- upcoming -----------------------------------------------------------------------------------------------
+
+    def upcoming(self, within: dt.timedelta, region: str | None = None) -> list[dict[str, Any]]:
+        self._fresh()
+        now = self.clock()
+        rows = self.read_model.upcoming(micros(now), micros(now + within), region=region)
+        records = []
+        for row in rows:
+            record = self._gap_from_row(row, now)
+            record["state"] = "upcoming"
+            record["due_in_hours"] = round((dt.datetime.fromisoformat(row.due_at) - now).total_seconds() / 3600, 1)
+            records.append(record)
+        return records
+
+    # -- status -------------------------------------------------------------------------------------------------
+
+    def status(self, id_number: str, as_of: dt.datetime | None = None,
+               known_at: dt.datetime | None = None) -> dict[str, Any] | None:
+        moment = as_of or self.clock()
+        view = self.view(id_number, moment, known_at)
+        if view is None or view.last_occurred_at is None:
+            return None
+        return status_record(view, moment)
+
+    # -- statistics ---------------------------------------------------------------------------------------------
+
+    def stats(self, region: str | None = None, as_of: dt.datetime | None = None,
+              known_at: dt.datetime | None = None) -> list[dict[str, Any]]:
+        moment = as_of or self.clock()
+        if self._replay(as_of, known_at):
+            people = [
+                _StatPerson.from_view(view, moment)
+                for view in self.all_views(moment, known_at)
+                if not region or (view.region or "").startswith(region)
+            ]
+        else:
+            people = self._stat_people_from_read_model(region, moment)
+        return _aggregate(people)
+
+    def _stat_people_from_read_model(self, region: str | None, now: dt.datetime) -> list["_StatPerson"]:
+        self._fresh()
+        gaps_by_person: dict[str, list[Obligation]] = defaultdict(list)
+        for row in self.read_model.gaps(micros(now), ("open",), region=region):
+            gaps_by_person[row.id_number].append(self._row_obligation(row))
+        lost_by_person: dict[str, list[Obligation]] = defaultdict(list)
+        for row in self.read_model.obligations_of_rules(LOST_SUPERVISION_RULES, region=region):
+            lost_by_person[row.id_number].append(self._row_obligation(row))
+        people = []
+        for row in self.read_model.persons(region):
+            view = PersonView(id_number=row.id_number, name=row.name, as_of=now, known_at=None,
+                              rule_set=row.rule_set, status=row.status, responsible=None, episode=None,
+                              obligations=lost_by_person.get(row.id_number, []), last_occurred_at=None)
+            people.append(_StatPerson(
+                region=row.region or "", received=row.received_us is not None and row.received_us <= micros(now),
+                ended=row.ended, open_rules=[o.rule for o in gaps_by_person.get(row.id_number, [])],
+                lost_days=view.lost_days(now),
+            ))
+        return people
+
+
+class _StatPerson:
+    __slots__ = ("region", "received", "ended", "open_rules", "lost_days")
+
+    def __init__(self, region: str, received: bool, ended: str | None, open_rules: list[str], lost_days: float):
+        self.region, self.received, self.ended, self.open_rules, self.lost_days = (
+            region, received, ended, open_rules, lost_days)
+
+    @classmethod
+    def from_view(cls, view: PersonView, as_of: dt.datetime) -> "_StatPerson":
+        episode = view.episode
+        return cls(
+            region=view.region or "",
+            received=bool(episode and episode.enrolled_at and episode.enrolled_at <= as_of),
+            ended=episode.ended if episode else None,
+            open_rules=[o.rule for o in view.gaps(as_of, ("open",))],
+            lost_days=view.lost_days(as_of),
+        )
+
+
+def _aggregate(people: list[_StatPerson]) -> list[dict[str, Any]]:
+    regions: dict[str, dict[str, Any]] = {}
+    for person in people:
+        entry = regions.setdefault(person.region, {
+            "region": person.region, "in_register": 0, "received": 0, "discharged": 0, "terminated": 0,
+            "open_gaps": {}, "lost_supervision_persons": 0, "lost_supervision_rate_permille": None,
+            "lost_supervision_person_days": 0.0,
+        })
+        ended = person.ended in ("discharged", *ENDED_BY_TERMINATION)
+        entry["received"] += person.received
+        entry["in_register"] += person.received and not ended
+        entry["discharged"] += person.ended == "discharged"
+        entry["terminated"] += person.ended in ENDED_BY_TERMINATION
+        for rule in person.open_rules:
+            entry["open_gaps"][rule] = entry["open_gaps"].get(rule, 0) + 1
+        entry["lost_supervision_persons"] += any(rule in LOST_SUPERVISION_RULES for rule in person.open_rules)
+        entry["lost_supervision_person_days"] += person.lost_days
+    for entry in regions.values():
+        entry["open_gaps"] = dict(sorted(entry["open_gaps"].items()))
+        entry["lost_supervision_person_days"] = round(entry["lost_supervision_person_days"], 1)
+        if entry["in_register"]:
+            entry["lost_supervision_rate_permille"] = round(
+                1000 * entry["lost_supervision_persons"] / entry["in_register"], 2)
+    return [regions[key] for key in sorted(regions)]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from domain.calendar import SHANGHAI, end_of_day
 from domain.identity import id_number_problem
 
 from .bootstrap import Services, bootstrap
@@ -143,6 +145,137 @@ def _print_history_table(events: list[dict[str, Any]]) -> None:
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
+def parse_moment(text: str) -> dt.datetime:
+    """--as-of / --known-at: an ISO datetime (no offset: Asia/Shanghai) or a date (meaning the end of that day)."""
+    try:
+        if len(text) == 10:
+            return end_of_day(dt.date.fromisoformat(text))
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or datetime, e.g. 2024-10-01 or 2024-10-01T12:00+08:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """--within: 7d, 48h, 2w."""
+    units = {"h": "hours", "d": "days", "w": "weeks"}
+    try:
+        return dt.timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r}: use a number with h, d or w, e.g. 7d") from None
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*["" if value is None else str(value) for value in row])
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+STATE_LABELS = {"open": "open 未履行", "late": "late 逾期履行", "upcoming": "upcoming 即将到期"}
+
+
+def _print_obligations(records: list[dict[str, Any]], title: str) -> None:
+    _table(title, ["rule 规则", "state 状态", "id_number 身份证号", "name 姓名", "region 地区", "obligated 责任机关",
+                   "due_at 期限", "fulfilled_at 履行"],
+           [[r["rule"], STATE_LABELS.get(r["state"], r["state"]), r["id_number"], r["name"], r["region"],
+             f"{r['obligated']['kind']} {r['obligated']['id'] or ''} {r['obligated']['region'] or ''}".strip(),
+             r["due_at"], r["fulfilled_at"]] for r in records])
+
+
+def cmd_gaps(args: argparse.Namespace, services: Services) -> int:
+    records = services.queries.gaps(as_of=args.as_of, known_at=args.known_at, region=args.region, rule=args.rule,
+                                    state=args.state)
+    if args.format == "json":
+        _print_json(records)
+    else:
+        _print_obligations(records, f"gaps 衔接漏洞 ({len(records)})")
+    return EXIT_OK
+
+
+def cmd_upcoming(args: argparse.Namespace, services: Services) -> int:
+    records = services.queries.upcoming(args.within, region=args.region)
+    if args.format == "json":
+        _print_json(records)
+    else:
+        _print_obligations(records, f"due within {args.within} 即将到期 ({len(records)})")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, services: Services) -> int:
+    problem = _check_id_number(args.id_number)
+    if problem:
+        return _fail(problem, EXIT_USAGE)
+    record = services.queries.status(args.id_number, as_of=args.as_of, known_at=args.known_at)
+    if record is None:
+        return _fail(f"no events on record for {args.id_number} (as known at that time)", EXIT_NOT_FOUND)
+    if args.format == "json":
+        _print_json(record)
+        return EXIT_OK
+    episode = record["episode"] or {}
+    responsible = record["responsible"] or {}
+    _table(f"{record['name']} {record['id_number']}", ["", ""], [
+        ["status 状态", record["status"]],
+        ["responsible 责任机关", f"{responsible.get('kind', '-')} {responsible.get('region') or ''}"],
+        ["category 类别", episode.get("category")],
+        ["term 矫正期限", f"{episode.get('term_start')} – {episode.get('term_end')}" if episode else None],
+        ["execution region 执行地", episode.get("execution_region")],
+        ["lost supervision days 脱管天数", record["lost_supervision_days"]],
+    ])
+    if record["open_obligations"]:
+        _table("open obligations 待履行义务", ["rule 规则", "state 状态", "due_at 期限", "obligated 责任机关"],
+               [[o["rule"], STATE_LABELS.get(o["state"], o["state"]), o["due_at"],
+                 f"{o['obligated']['kind']} {o['obligated']['region'] or ''}"] for o in record["open_obligations"]])
+    if record["gaps"]:
+        _print_obligations(record["gaps"], "gaps 衔接漏洞")
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace, services: Services) -> int:
+    records = services.queries.stats(region=args.region, as_of=args.as_of, known_at=args.known_at)
+    if args.format == "json":
+        _print_json(records)
+        return EXIT_OK
+    _table("statistics 统计", ["region 地区", "in register 在册", "received 接收", "discharged 解矫", "terminated 终止",
+                              "lost 脱管漏管人数", "rate 脱管漏管率 ‰", "lost days 脱管人日", "open gaps 未履行"],
+           [[r["region"], r["in_register"], r["received"], r["discharged"], r["terminated"],
+             r["lost_supervision_persons"], r["lost_supervision_rate_permille"], r["lost_supervision_person_days"],
+             ", ".join(f"{rule.split('_')[0]}:{n}" for rule, n in r["open_gaps"].items())] for r in records])
+    return EXIT_OK
+
+
+def cmd_rebuild(args: argparse.Namespace, services: Services) -> int:
+    progress = _progress()
+    task = progress.add_task("rebuilding read models", total=services.store.recorder.max_notification_id() or 0) \
+        if progress else None
+    if progress:
+        progress.start()
+    try:
+        persons = services.projection.rebuild(
+            progress=(lambda done, total: progress.update(task, completed=done, total=total)) if progress else None)
+    finally:
+        if progress:
+            progress.stop()
+    _print_json({"rebuilt": "supervision", "persons_folded": persons, "rule_set": services.rules.version,
+                 "position": services.read_model.position("supervision")[0]})
+    return EXIT_OK
+
+
+def cmd_rules(args: argparse.Namespace, services: Services) -> int:
+    if args.format == "json":
+        _print_json({"version": services.rules.version, "rules": services.rules.describe()})
+        return EXIT_OK
+    _table(f"rule set {services.rules.version}", ["rule", "title 名称", "deadline 期限", "obligated 责任机关", "basis 依据"],
+           [[r["rule"], r["title"], f"{r['deadline']['amount']} {r['deadline']['unit']}" if r["deadline"] else "-",
+             r["obligated"], f"{r['basis']} ({r['confidence']})"] for r in services.rules.describe()])
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace, services: Services) -> int:
     import uvicorn
 
@@ -173,6 +306,47 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("id_number")
     history.add_argument("--format", choices=("json", "table"), default="table")
     history.set_defaults(handler=cmd_history)
+
+    def bitemporal(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--as-of", type=parse_moment, help="valid time: the world as it was then (default now)")
+        command.add_argument("--known-at", type=parse_moment,
+                             help="transaction time: only what the service had recorded by then (default now)")
+
+    def formats(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--format", choices=("json", "table"), default="table")
+
+    gaps = commands.add_parser("gaps", help="handoff gaps (open, late or all)")
+    bitemporal(gaps)
+    gaps.add_argument("--region", help="region code or prefix (5202 = the city)")
+    gaps.add_argument("--rule", help="e.g. R04_not_reported")
+    gaps.add_argument("--state", choices=("open", "late", "all"), default="open")
+    formats(gaps)
+    gaps.set_defaults(handler=cmd_gaps)
+
+    status = commands.add_parser("status", help="a person's supervision status and obligations")
+    status.add_argument("id_number")
+    bitemporal(status)
+    formats(status)
+    status.set_defaults(handler=cmd_status)
+
+    stats = commands.add_parser("stats", help="per region: in register, received, gaps, 脱管漏管率")
+    stats.add_argument("--region")
+    bitemporal(stats)
+    formats(stats)
+    stats.set_defaults(handler=cmd_stats)
+
+    upcoming = commands.add_parser("upcoming", help="obligations falling due soon")
+    upcoming.add_argument("--within", type=parse_duration, default=dt.timedelta(days=7))
+    upcoming.add_argument("--region")
+    formats(upcoming)
+    upcoming.set_defaults(handler=cmd_upcoming)
+
+    rebuild = commands.add_parser("rebuild", help="drop the read models and rebuild them from the event log")
+    rebuild.set_defaults(handler=cmd_rebuild)
+
+    rules = commands.add_parser("rules", help="the rule set in force (HANDOFF_RULES_FILE overrides)")
+    formats(rules)
+    rules.set_defaults(handler=cmd_rules)
 
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default=os.environ.get("HANDOFF_HOST", "127.0.0.1"))

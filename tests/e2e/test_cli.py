@@ -124,3 +124,51 @@ def test_an_unreachable_store_is_fatal(tmp_path):
     result = run("postgresql://nobody@127.0.0.1:1/none", "publish", str(path))
     assert result.returncode == 3
     assert "event store" in result.stderr.decode()
+
+
+def test_gaps_status_stats_and_upcoming_from_the_command_line(database_url, tmp_path):
+    never_reports = id_number(20)
+    path = tmp_path / "case.jsonl"
+    path.write_text(json.dumps(decision(never_reports, start=dt.date(2025, 3, 3)), ensure_ascii=False) + "\n")
+    assert run(database_url, "publish", str(path)).returncode == 0
+
+    gaps = json.loads(run(database_url, "gaps", "--format", "json").stdout)
+    r04 = next(g for g in gaps if g["rule"] == "R04_not_reported")
+    assert set(r04) >= {"rule", "state", "id_number", "name", "region", "obligated", "triggered_by", "due_at",
+                        "fulfilled_at", "rule_set"}
+    assert (r04["state"], r04["id_number"], r04["due_at"], r04["fulfilled_at"]) == (
+        "open", never_reports, "2025-03-14T00:00:00+08:00", None)
+    assert r04["obligated"]["kind"] == "bureau"
+
+    before_due = json.loads(run(database_url, "gaps", "--as-of", "2025-03-10", "--format", "json").stdout)
+    assert before_due == []
+    assert json.loads(run(database_url, "gaps", "--region", "6328", "--format", "json").stdout) == []
+    assert json.loads(run(database_url, "gaps", "--known-at", "2020-01-01", "--format", "json").stdout) == []
+
+    status = json.loads(run(database_url, "status", never_reports, "--format", "json").stdout)
+    assert status["status"] == "awaiting_report"
+    assert status["responsible"] == {"kind": "bureau", "region": "520222"}
+    assert status["episode"]["category"] == "probation"
+    assert any(o["rule"] == "R15_not_discharged" for o in status["open_obligations"])
+
+    [stats] = json.loads(run(database_url, "stats", "--format", "json").stdout)
+    assert stats["region"] == "520222" and stats["open_gaps"]["R04_not_reported"] == 1
+    assert stats["lost_supervision_persons"] == 1 and stats["in_register"] == 0
+
+    decided_yesterday = decision(id_number(21), start=dt.date.today() - dt.timedelta(days=1))
+    path.write_text(json.dumps(decided_yesterday, ensure_ascii=False) + "\n")
+    assert run(database_url, "publish", str(path)).returncode == 0
+    upcoming = json.loads(run(database_url, "upcoming", "--within", "7d", "--format", "json").stdout)
+    assert {u["rule"] for u in upcoming} >= {"R01_bureau_not_notified"}
+    assert {u["id_number"] for u in upcoming} == {id_number(21)}
+    assert all(u["state"] == "upcoming" and 0 < u["due_in_hours"] <= 7 * 24 for u in upcoming)
+    for command in (["gaps"], ["stats"], ["upcoming"], ["status", never_reports], ["rules"]):
+        assert run(database_url, *command).returncode == 0
+    rebuilt = json.loads(run(database_url, "rebuild").stdout)
+    assert rebuilt["persons_folded"] == 2
+    assert json.loads(run(database_url, "gaps", "--format", "json").stdout) == gaps
+
+
+def test_bad_time_arguments_are_usage_errors(tmp_path):
+    result = run(f"sqlite:///{tmp_path}/h.sqlite3", "gaps", "--as-of", "yesterday")
+    assert result.returncode == 2 and b"ISO" in result.stderr

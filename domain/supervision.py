@@ -240,6 +240,7 @@ class _Folder:
         self.decided = False
         self.assessment_open = False
         self.assessment_region: str | None = None
+        self.deceased = False
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -513,6 +514,7 @@ class _Folder:
         notice = self.open("R18_death_notice_late", e, e.kind, e.agency_id, e.region,
                            start=dt.date.fromisoformat(p["date_of_death"]))
         notice.fulfil(e.event_id, e.recorded_at)
+        self.deceased = True  # even after an earlier end (a death in prison after commitment): the person is dead
         self.end_episode("deceased", e)
 
     def on_procuratorial_notice_issued(self, e, p, episode):
@@ -573,6 +575,8 @@ class _Folder:
 
     def status(self) -> str | None:
         episode = self.episode
+        if self.deceased:
+            return "deceased"
         if episode is None:
             return "assessment" if self.assessment_open else None
         if episode.ended in ("deceased", "committed", "discharged"):

@@ -241,6 +241,8 @@ class _Folder:
         self.assessment_open = False
         self.assessment_region: str | None = None
         self.deceased = False
+        # A bureau supervising someone whose decision is not on record (A01): supervised there all the same.
+        self.unlinked_region: str | None = None
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -360,6 +362,8 @@ class _Folder:
             episode.transferred = True
 
     def on_subject_reported(self, e, p, episode):
+        if episode is None and self.episode is None:
+            self.unlinked_region = p["region"]
         self.fulfil(["R04_not_reported"], e)
         self.open("R06_not_enrolled", e, "bureau", e.agency_id, p["region"])
         if episode:
@@ -369,12 +373,15 @@ class _Folder:
         self.fulfil(["R04_not_reported", "R05_not_transferred", "R06_not_enrolled"], e)
         self.fulfil(["R08_transfer_not_received"], e, match=p["region"])
         if episode is None:
+            if self.episode is None:
+                self.unlinked_region = p["region"]
             return
         if p["region"] not in episode.allowed_regions:
             self.open("A02_region_mismatch", e, "bureau", e.agency_id, p["region"], due_at=e.occurred_at,
                       match=p["region"])
         episode.enrolled_at = episode.enrolled_at or e.occurred_at
-        episode.current_region = p["region"]
+        if p["region"] in episode.allowed_regions:  # an enrolment elsewhere without a transfer is A02, not a move
+            episode.current_region = p["region"]
         if episode.transferring_to == p["region"]:
             episode.transferring_to = None
 
@@ -457,7 +464,8 @@ class _Folder:
             episode.revocation_pending = None
         if p["commit"]:
             kind = "prison" if e.kind == "prison" else "police"
-            region = episode.current_region if episode else e.region
+            # A prison that decided takes the person back itself; otherwise the police where the person is.
+            region = e.region if kind == "prison" else (episode.current_region if episode else e.region)
             self.open("R11_commitment_not_executed", e, kind, e.agency_id if kind == "prison" else None, region)
             if episode:
                 episode.awaiting_commitment = kind
@@ -578,7 +586,9 @@ class _Folder:
         if self.deceased:
             return "deceased"
         if episode is None:
-            return "assessment" if self.assessment_open else None
+            if self.unlinked_region:
+                return "under_supervision"
+            return "assessment" if self.assessment_region else None
         if episode.ended in ("deceased", "committed", "discharged"):
             return episode.ended
         for flag, status in (
@@ -598,7 +608,8 @@ class _Folder:
             return None
         if status == "assessment":
             return {"kind": "bureau", "region": self.assessment_region}
-        assert episode is not None
+        if episode is None:
+            return {"kind": "bureau", "region": self.unlinked_region}
         if status in ("awaiting_report", "under_supervision", "missing"):
             return {"kind": "bureau", "region": episode.current_region}
         if status == "transferring":
@@ -606,10 +617,16 @@ class _Folder:
         if status == "awaiting_transfer":
             r05 = next((o for o in reversed(self.obligations) if o.rule == "R05_not_transferred"), None)
             return {"kind": r05.obligated_kind if r05 else "police", "region": r05.obligated_region if r05 else None}
-        if status == "awaiting_commitment":
+        if status == "awaiting_commitment":  # who must execute: the open R11's obligated agency
+            r11 = next((o for o in reversed(self.obligations) if o.rule == "R11_commitment_not_executed" and o.is_open), None)
+            if r11 is not None:
+                return {"kind": r11.obligated_kind, "region": r11.obligated_region}
             return {"kind": episode.awaiting_commitment, "region": episode.current_region}
         if status in ("detained", "fugitive"):
             return {"kind": "police", "region": episode.current_region}
-        if status == "revocation_pending":
+        if status == "revocation_pending":  # the organ that must rule: the open R09's obligated agency
+            r09 = next((o for o in reversed(self.obligations) if o.rule == "R09_ruling_overdue" and o.is_open), None)
+            if r09 is not None:
+                return {"kind": r09.obligated_kind, "region": r09.obligated_region}
             return {"kind": episode.revocation_pending, "region": episode.current_region}
         return None

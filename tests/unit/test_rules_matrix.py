@@ -667,7 +667,8 @@ STATUS_CASES = [
                                            ("tr", "subject_transferred", "prison", "2024-03-07 10:00"),
                                            ENROLLED,
                                            ("cp", "commitment_proposed", "bureau", S, {"to_kind": "prison"})),
-     "revocation_pending", {"kind": "prison", "region": "520222"}),
+     # the organ that must rule is the prison that decided, in its own region
+     "revocation_pending", {"kind": "prison", "region": "520200"}),
     ("fugitive > revocation_pending", (*UNDER_SUPERVISION, ("cl", "contact_lost", "bureau", S),
                                        ("rp", "revocation_proposed", "bureau", _at(1)),
                                        ("ps", "pursuit_started", "police", _at(2))),
@@ -682,7 +683,8 @@ STATUS_CASES = [
                                       ("tr", "subject_transferred", "prison", "2024-03-07 10:00"), ENROLLED,
                                       ("cp", "commitment_proposed", "bureau", S, {"to_kind": "prison"}),
                                       ("cd", "commitment_decided", "prison", _at(1), {"commit": True})),
-     "awaiting_commitment", {"kind": "prison", "region": "520222"}),
+     # the prison that decided takes the person back itself
+     "awaiting_commitment", {"kind": "prison", "region": "520200"}),
     ("not revoked: back under supervision", (*UNDER_SUPERVISION, ("rp", "revocation_proposed", "bureau", S),
                                              ("rr", "revocation_ruled", "court", _at(1), {"revoked": False})),
      "under_supervision", {"kind": "bureau", "region": "520222"}),

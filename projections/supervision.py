@@ -39,7 +39,9 @@ def person_rows(view: PersonView) -> PersonRows:
             "id_number": view.id_number, "name": view.name, "region": view.region, "rule": o.rule,
             "triggered_by": o.triggered_by, "obligated_kind": o.obligated_kind, "obligated_id": o.obligated_id,
             "obligated_region": o.obligated_region, "due_at": iso(o.due_at), "due_us": micros(o.due_at),
-            "fulfilled_at": iso(o.fulfilled_at), "fulfilled_us": micros(o.fulfilled_at), "rule_set": view.rule_set,
+            "fulfilled_at": iso(o.fulfilled_at), "fulfilled_us": micros(o.fulfilled_at),
+            "gap_us": None if o.fulfilled_at is not None and o.fulfilled_at <= o.due_at else micros(o.due_at),
+            "rule_set": view.rule_set,
         }
         for o in view.obligations
         if o.due_at is not None

@@ -190,7 +190,7 @@ def _print_obligations(records: list[dict[str, Any]], title: str) -> None:
 
 def cmd_gaps(args: argparse.Namespace, services: Services) -> int:
     records = services.queries.gaps(as_of=args.as_of, known_at=args.known_at, region=args.region, rule=args.rule,
-                                    state=args.state)
+                                    state=args.state, limit=args.limit, offset=args.offset)
     if args.format == "json":
         _print_json(records)
     else:
@@ -320,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--region", help="region code or prefix (5202 = the city)")
     gaps.add_argument("--rule", help="e.g. R04_not_reported")
     gaps.add_argument("--state", choices=("open", "late", "all"), default="open")
+    gaps.add_argument("--limit", type=int, help="at most this many (most overdue first)")
+    gaps.add_argument("--offset", type=int, default=0, help="skip this many (with --limit: pages)")
     formats(gaps)
     gaps.set_defaults(handler=cmd_gaps)
 

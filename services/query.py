@@ -31,6 +31,7 @@ def states_for(state: str) -> tuple[str, ...]:
 
 
 def _sort_key(record: dict[str, Any]) -> tuple:
+    # As the read model orders: by the due instant (ISO strings of one offset sort as instants), then stable keys.
     return (record["due_at"] or "", record["id_number"], record["rule"], record["triggered_by"])
 
 
@@ -76,7 +77,9 @@ class Queries:
     # -- gaps ---------------------------------------------------------------------------------------------------
 
     def gaps(self, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None, region: str | None = None,
-             rule: str | None = None, state: str = "open") -> list[dict[str, Any]]:
+             rule: str | None = None, state: str = "open", limit: int | None = None,
+             offset: int = 0) -> list[dict[str, Any]]:
+        """Gaps ordered by due time (most overdue first), then person, rule and trigger; a page if limit is set."""
         states = states_for(state)
         if self._replay(as_of, known_at):
             moment = as_of or self.clock()
@@ -87,10 +90,11 @@ class Queries:
                 for obligation in view.gaps(moment, states)
                 if not rule or obligation.rule == rule
             ]
-            return sorted(records, key=_sort_key)
+            records.sort(key=_sort_key)
+            return records[offset:offset + limit] if limit is not None else records[offset:]
         self._fresh()
         now = self.clock()
-        rows = self.read_model.gaps(micros(now), states, region=region, rule=rule)
+        rows = self.read_model.gaps(micros(now), states, region=region, rule=rule, limit=limit, offset=offset)
         return [self._gap_from_row(row, now) for row in rows]
 
     @staticmethod

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import StoredEvent, Tracking
 
 from domain.person import DeadLetter, EventReceipt, Person
 
@@ -48,10 +48,61 @@ class EventStore(Application[UUID]):
     def receipt(self, event_id: str) -> EventReceipt | None:
         return self._get(EventReceipt.create_id(event_id))
 
+    def select_streams(self, stream_ids: Iterable[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """The stored events of many streams in one query per 500 ids (eventsourcing reads one stream at a time).
+
+        Ingest and the projection read hundreds of streams per batch; one round trip instead of hundreds is most of
+        their speed. Streams that do not exist are absent from the result.
+        """
+        ids = list(dict.fromkeys(stream_ids))
+        streams: dict[UUID, list[StoredEvent]] = {}
+        recorder = self.recorder
+        table = recorder.events_table_name
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            if self.factory.__module__ == "eventsourcing.sqlite":
+                statement = (f"SELECT originator_id, originator_version, topic, state FROM {table} "
+                             f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
+                             "ORDER BY originator_id, originator_version")
+                with recorder.datastore.transaction(commit=False) as cursor:
+                    cursor.execute(statement, [stream_id.hex for stream_id in chunk])
+                    rows = cursor.fetchall()
+            else:
+                from psycopg.sql import SQL, Identifier
+
+                statement = SQL(
+                    "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+                    "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+                ).format(schema=Identifier(recorder.datastore.schema), table=Identifier(table))
+                with recorder.datastore.transaction(commit=False) as cursor:
+                    cursor.execute(statement, [chunk])
+                    rows = cursor.fetchall()
+            for row in rows:
+                originator_id = row["originator_id"]
+                stream_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+                streams.setdefault(stream_id, []).append(StoredEvent(
+                    originator_id=stream_id, originator_version=row["originator_version"], topic=row["topic"],
+                    state=bytes(row["state"])))
+        return streams
+
+    def aggregates(self, stream_ids: Iterable[UUID]) -> dict[UUID, Any]:
+        """Many aggregates reconstructed from one batched read (see select_streams)."""
+        result = {}
+        for stream_id, stored in self.select_streams(stream_ids).items():
+            aggregate = None
+            for domain_event in map(self.mapper.to_domain_event, stored):
+                aggregate = domain_event.mutate(aggregate)
+            result[stream_id] = aggregate
+        return result
+
     def append(self, aggregates: Iterable[Aggregate], tracking: Tracking | None = None) -> None:
         """Store the pending events of all aggregates, and the source position if given, in one transaction."""
         processing = ProcessingEvent[UUID](tracking)
-        processing.collect_events(*aggregates)
+        # Collected directly: ProcessingEvent.collect_events checks each object against runtime-checkable
+        # protocols, which costs more than the rest of a batch's bookkeeping together.
+        for aggregate in aggregates:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
         self._record(processing)
 
     def source_position(self, source: str) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 
 # GB 11643-1999: weights for the first 17 digits and the check character for each remainder mod 11.
@@ -53,6 +54,7 @@ def normalise_id_number(value: str) -> str:
     return value[:17] + value[17:].upper()
 
 
+@functools.lru_cache(maxsize=65536)  # called several times per event on the ingest path
 def person_stream_id(id_number: str) -> uuid.UUID:
     """The id of a person's event stream, derived from (and stable for) the ID number."""
     return uuid.uuid5(PERSON_NAMESPACE, normalise_id_number(id_number))

@@ -82,7 +82,8 @@ class SupervisionProjection:
                     self._apply(position, head, [])
                 return refolded
             stream_ids = list(dict.fromkeys(n.originator_id for n in notifications))
-            rows = [person_rows(self.fold(self.store.repository.get(stream_id))) for stream_id in stream_ids]
+            streams = self.store.select_streams(stream_ids)  # one read for the page's persons
+            rows = [person_rows(self.fold_stored(streams[stream_id])) for stream_id in stream_ids]
             new_position = notifications[-1].id
             if not self._apply(position, new_position, rows):
                 return refolded
@@ -104,3 +105,10 @@ class SupervisionProjection:
 
     def fold(self, person: Person, **bitemporal: Any) -> PersonView:
         return fold(person.events, id_number=person.id_number, rules=self.rules, calendar=self.calendar, **bitemporal)
+
+    def fold_stored(self, stored: list) -> PersonView:
+        """Fold a person's stored events without rebuilding the aggregate: the recorded events carry all the fold
+        reads, and skipping the aggregate's mutators is a third of a rebuild's time."""
+        domain_events = [self.store.mapper.to_domain_event(item) for item in stored]
+        registered, recorded = domain_events[0], domain_events[1:]
+        return fold(recorded, id_number=registered.id_number, rules=self.rules, calendar=self.calendar)

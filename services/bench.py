@@ -1,0 +1,211 @@
+"""`handoff bench`: honest figures for ingest, projection and queries, each beside its baseline in the same run.
+
+Everything runs on generated data (the county simulator) in a fresh temporary store:
+- ingest events/s through the one ingest path (batches of 500, one transaction each), and the same events through a
+  naive baseline: the same parsing and validation, then one eventsourcing `Application.save()` per event;
+- with --kafka, the raw kafka-python consume rate of the same messages beside the ingest worker (when built);
+- projection rebuild events/s;
+- query latency p50/p99 for a page of gaps, a person's status and regional statistics;
+- peak memory (resident set size) of the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from adapters.config import Settings
+from adapters.eventstore import EventStore
+from domain.envelope import parse_event
+from domain.person import Person, RecordedEvent
+
+from .bootstrap import bootstrap
+from .ingest import Source, utc_now
+
+INGEST_BATCH = 500
+
+
+def peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as stream:
+        for line in stream:
+            if line.strip():
+                yield line.rstrip(b"\n")
+
+
+def _batches(lines: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    quantiles = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"p50_ms": round(quantiles[49] * 1000, 2), "p99_ms": round(quantiles[98] * 1000, 2),
+            "samples": len(samples)}
+
+
+def _timed(function: Callable[[], Any], repeat: int) -> dict[str, float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return _percentiles(samples)
+
+
+def measure_ingest(services, path: Path, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    source = Source("bench", allow_recorded_at=True)
+    events = accepted = 0
+    start = time.perf_counter()
+    for batch in _batches(_lines(path), INGEST_BATCH):
+        result = services.ingestor.ingest(batch, source)
+        events += len(batch)
+        accepted += result.accepted
+        if progress:
+            progress(len(batch))
+    seconds = time.perf_counter() - start
+    return {"events": events, "accepted": accepted, "seconds": round(seconds, 2),
+            "events_per_s": round(events / seconds, 1)}
+
+
+def measure_naive(database_url: str, path: Path, limit: int) -> dict[str, Any]:
+    """The baseline: same parsing and validation, one Application.save() (one transaction) per event."""
+    store = EventStore(database_url)
+    events = 0
+    start = time.perf_counter()
+    try:
+        for line in _lines(path):
+            if events == limit:
+                break
+            event = parse_event(line, allow_recorded_at=True)
+            envelope = event.envelope
+            person = store.person(envelope.person.id_number) or Person(envelope.person.id_number)
+            person.record(RecordedEvent(
+                event.event_id, event.event_type, envelope.schema_version, envelope.agency.model_dump(mode="json"),
+                envelope.person.model_dump(mode="json"), envelope.occurred_at.isoformat(),
+                (envelope.recorded_at or utc_now()).isoformat(), envelope.case_ref, dict(envelope.payload),
+                event.content_hash, "naive"))
+            store.save(person)
+            events += 1
+    finally:
+        store.close()
+    seconds = time.perf_counter() - start
+    return {"events": events, "seconds": round(seconds, 2), "events_per_s": round(events / seconds, 1)}
+
+
+def measure_rebuild(services) -> dict[str, Any]:
+    start = time.perf_counter()
+    persons = services.projection.rebuild()
+    seconds = time.perf_counter() - start
+    events = sum(1 for _ in _count_person_events(services.store))
+    return {"events": events, "persons": persons, "seconds": round(seconds, 2),
+            "events_per_s": round(events / seconds, 1)}
+
+
+def _count_person_events(store: EventStore) -> Iterator[int]:
+    from projections.supervision import PERSON_TOPIC
+
+    start = 1
+    while True:
+        page = store.recorder.select_notifications(start, 10_000, topics=[PERSON_TOPIC])
+        if not page:
+            return
+        yield from (1 for _ in page)
+        start = page[-1].id + 1
+
+
+def measure_queries(services, repeat: int, seed: int = 1) -> dict[str, Any]:
+    rng = random.Random(seed)
+    people = services.read_model.persons()
+    id_numbers = [row.id_number for row in people]
+    regions = sorted({row.region for row in people if row.region})
+    cities = sorted({region[:4] for region in regions})
+    return {
+        "persons": len(id_numbers),
+        "gaps_page": _timed(lambda: services.queries.gaps(region=rng.choice(cities), limit=100), repeat),
+        "gaps_page_by_rule": _timed(lambda: services.queries.gaps(rule="R04_not_reported", limit=100), repeat),
+        "status": _timed(lambda: services.queries.status(rng.choice(id_numbers)), repeat),
+        "stats_region": _timed(lambda: services.queries.stats(region=rng.choice(regions)), max(10, repeat // 10)),
+    }
+
+
+def run(persons: int, seed: int, database_url: str | None, naive_events: int, query_repeat: int,
+        generate: Callable[[int, int, Path], dict[str, Any]], kafka: bool = False,
+        say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="handoff-bench-") as workdir:
+        work = Path(workdir)
+        data = work / "events.jsonl"
+        say(f"generating {persons} persons")
+        generated = generate(persons, seed, data)
+        url = database_url or f"sqlite:///{work}/bench.sqlite3"
+        naive_url = f"sqlite:///{work}/naive.sqlite3" if url.startswith("sqlite") else url
+        backend = url.split(":", 1)[0]
+        results: dict[str, Any] = {"data": {"persons": persons, "seed": seed, **generated}, "store": backend,
+                                   "machine": {"cpus": os.cpu_count()}}
+        services = bootstrap(Settings(database_url=url))
+        try:
+            say("ingest through the ingest path")
+            results["ingest"] = measure_ingest(services, data)
+            results["peak_rss_mib_after_ingest"] = peak_rss_mib()
+            say("naive baseline")
+            if naive_url == url:  # a second PostgreSQL database is not ours to create: measure on a schema of its own
+                naive_url = url + ("&" if "?" in url else "?") + "schema=naive"
+            results["naive"] = measure_naive(naive_url, data, naive_events)
+            say("projection rebuild")
+            results["rebuild"] = measure_rebuild(services)
+            results["peak_rss_mib_after_rebuild"] = peak_rss_mib()
+            say("queries")
+            results["queries"] = measure_queries(services, query_repeat)
+        finally:
+            services.close()
+    results["kafka"] = {"available": False, "reason": "the Kafka transport (issue 4) is not built yet"} if kafka else None
+    results["ratios"] = {
+        "ingest_over_naive": round(results["ingest"]["events_per_s"] / results["naive"]["events_per_s"], 1),
+        "ingest_over_raw_consume": None,
+    }
+    results["peak_rss_mib"] = peak_rss_mib()
+    results["targets"] = {
+        "ingest_at_least_10x_naive": results["ratios"]["ingest_over_naive"] >= 10,
+        "rebuild_at_least_50000_events_per_s": results["rebuild"]["events_per_s"] >= 50_000,
+        "gap_query_p99_under_50ms": results["queries"]["gaps_page"]["p99_ms"] < 50,
+        "gap_query_measured_at_100000_persons": results["queries"]["persons"] >= 100_000,
+    }
+    return results
+
+
+def table_rows(results: dict[str, Any]) -> list[list[str]]:
+    q = results["queries"]
+    return [
+        ["ingest (ingest path, batches of 500)", f"{results['ingest']['events_per_s']:,} events/s",
+         f"{results['ingest']['events']:,} events"],
+        ["naive baseline (one save per event)", f"{results['naive']['events_per_s']:,} events/s",
+         f"{results['naive']['events']:,} events"],
+        ["ingest / naive", f"{results['ratios']['ingest_over_naive']}×", "target ≥ 10×"],
+        ["projection rebuild", f"{results['rebuild']['events_per_s']:,} events/s", "target ≥ 50,000"],
+        ["gaps page (region, 100 rows)", f"p50 {q['gaps_page']['p50_ms']} ms · p99 {q['gaps_page']['p99_ms']} ms",
+         f"{q['persons']:,} persons; target p99 < 50 ms"],
+        ["gaps page (rule)", f"p50 {q['gaps_page_by_rule']['p50_ms']} ms · p99 {q['gaps_page_by_rule']['p99_ms']} ms", ""],
+        ["status", f"p50 {q['status']['p50_ms']} ms · p99 {q['status']['p99_ms']} ms", ""],
+        ["stats (one region)", f"p50 {q['stats_region']['p50_ms']} ms · p99 {q['stats_region']['p99_ms']} ms", ""],
+        ["peak memory", f"{results['peak_rss_mib']} MiB", f"after ingest {results['peak_rss_mib_after_ingest']} MiB"],
+        ["kafka raw consume", "n/a" if not results["kafka"] else json.dumps(results["kafka"], ensure_ascii=False), ""],
+    ]

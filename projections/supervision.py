@@ -19,6 +19,7 @@ from domain.rules import RuleSet
 from domain.supervision import PersonView, fold, iso
 
 PERSON_TOPIC = f"{Person.__module__}:{Person.__qualname__}.EventRecorded"
+REGISTERED_TOPIC = f"{Person.__module__}:{Person.__qualname__}.Registered"
 NAME = "supervision"
 
 
@@ -100,8 +101,27 @@ class SupervisionProjection:
             return False  # another projector got there first with the same result
 
     def rebuild(self, progress: Callable[[int, int], Any] | None = None) -> int:
+        """Drop the read models and fold every person once, from the whole log.
+
+        Catching up page by page from position 0 would refold a person for every page holding one of their events;
+        folding each person once gives the same rows. Events appended meanwhile are beyond `head` and are applied
+        by the next catch-up (refolding a person twice is harmless)."""
         self.read_model.drop()
-        return self.catch_up(progress)
+        head = self.store.recorder.max_notification_id() or 0
+        start, refolded = 1, 0
+        while True:
+            page = self.store.recorder.select_notifications(start, self.page_size, stop=head, topics=[REGISTERED_TOPIC])
+            if not page:
+                break
+            streams = self.store.select_streams(n.originator_id for n in page)
+            rows = [person_rows(self.fold_stored(streams[n.originator_id])) for n in page]
+            self.read_model.apply(NAME, 0, 0, self.rules.version, rows)
+            refolded += len(rows)
+            start = page[-1].id + 1
+            if progress:
+                progress(page[-1].id, head)
+        self.read_model.apply(NAME, 0, head, self.rules.version, [])
+        return refolded
 
     def fold(self, person: Person, **bitemporal: Any) -> PersonView:
         return fold(person.events, id_number=person.id_number, rules=self.rules, calendar=self.calendar, **bitemporal)

@@ -148,6 +148,40 @@ def measure_queries(services, repeat: int, seed: int = 1) -> dict[str, Any]:
     }
 
 
+def simulated(persons: int, seed: int, path: Path) -> dict[str, Any]:
+    """Generate the bench's data with the county simulator (5% injected failures, two counties)."""
+    from .simulate import SimulationConfig, run as simulate
+
+    with path.open("w", encoding="utf-8") as out:
+        summary = simulate(SimulationConfig(persons=persons, seed=seed, counties=("520222", "520221"),
+                                            failure_rate=0.05), out)
+    return {"events": summary["events"]}
+
+
+def scaling(persons: int, args) -> dict[str, Any]:
+    """The same bench with `persons` and 10x `persons`, each in a fresh process so that peak memory is its own."""
+    import subprocess
+    import sys
+
+    runs = []
+    for count in (persons, persons * 10):
+        command = [sys.executable, "-m", "services.cli", "bench", "--persons", str(count), "--seed", str(args.seed),
+                   "--format", "json"] + (["--quick"] if args.quick else [])
+        if args.database_url:
+            command += ["--database-url", args.database_url]
+        completed = subprocess.run(command, capture_output=True, text=True, check=True)
+        runs.append(json.loads(completed.stdout))
+    base, large = runs
+    rows = []
+    for name, pick in (("ingest events/s", lambda r: r["ingest"]["events_per_s"]),
+                       ("naive events/s", lambda r: r["naive"]["events_per_s"]),
+                       ("rebuild events/s", lambda r: r["rebuild"]["events_per_s"]),
+                       ("gaps page p99 ms", lambda r: r["queries"]["gaps_page"]["p99_ms"]),
+                       ("peak memory MiB", lambda r: r["peak_rss_mib"])):
+        rows.append([name, pick(base), pick(large), round(pick(large) / pick(base), 2) if pick(base) else None])
+    return {"runs": runs, "rows": rows}
+
+
 def run(persons: int, seed: int, database_url: str | None, naive_events: int, query_repeat: int,
         generate: Callable[[int, int, Path], dict[str, Any]], kafka: bool = False,
         say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:

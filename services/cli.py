@@ -276,6 +276,85 @@ def cmd_rules(args: argparse.Namespace, services: Services) -> int:
     return EXIT_OK
 
 
+def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
+    from .simulate import SimulationConfig, SimulationError, run, validate
+
+    try:
+        config = validate(SimulationConfig(
+            persons=args.persons, years=args.years, counties=tuple(args.counties.split(",")), seed=args.seed,
+            failure_rate=args.failure_rate, rates=dict(args.rate or []), until=args.until, late_share=args.late_share,
+        ))
+    except SimulationError as error:
+        return _fail(str(error), EXIT_USAGE)
+    progress = None
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), transient=True, console=Console(stderr=True))
+        task = progress.add_task("simulating persons", total=args.persons)
+    out, truth = sys.stdout, None
+    try:
+        if args.out not in (None, "-"):
+            out = open(args.out, "w", encoding="utf-8")
+        if args.truth:
+            truth = open(args.truth, "w", encoding="utf-8")
+    except OSError as error:
+        if out is not sys.stdout:
+            out.close()
+        return _fail(f"cannot write {error.filename}: {error.strerror}", EXIT_USAGE)
+    try:
+        if progress:
+            progress.start()
+        summary = run(config, out, truth,
+                      progress=(lambda done: progress.update(task, completed=done)) if progress else None)
+    except SimulationError as error:
+        return _fail(str(error), EXIT_USAGE)
+    finally:
+        if progress:
+            progress.stop()
+        if out is not sys.stdout:
+            out.close()
+        else:
+            out.flush()
+        if truth is not None:
+            truth.close()
+    print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace, services: None) -> int:
+    from . import bench
+
+    persons = args.persons or (3_000 if args.quick else 100_000)
+    if args.scaling:
+        results = bench.scaling(persons, args)
+        if args.format == "json":
+            _print_json(results)
+        else:
+            base, large = results["runs"]
+            _table(f"scaling: {base['data']['persons']:,} vs {large['data']['persons']:,} persons",
+                   ["measure", f"{base['data']['persons']:,} persons", f"{large['data']['persons']:,} persons", "ratio"],
+                   [[name, a, b, ratio] for name, a, b, ratio in results["rows"]])
+        return EXIT_OK
+
+    def say(message: str) -> None:
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+
+    results = bench.run(
+        persons=persons, seed=args.seed, database_url=args.database_url,
+        naive_events=2_000 if args.quick else 5_000, query_repeat=200 if args.quick else 500,
+        generate=bench.simulated, kafka=args.kafka, say=say,
+    )
+    if args.format == "json":
+        _print_json(results)
+    else:
+        _table(f"handoff bench — {results['data']['persons']:,} persons, {results['data']['events']:,} events, "
+               f"{results['store']}", ["measure", "result", "note"], bench.table_rows(results))
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace, services: Services) -> int:
     import uvicorn
 
@@ -350,6 +429,39 @@ def build_parser() -> argparse.ArgumentParser:
     formats(rules)
     rules.set_defaults(handler=cmd_rules)
 
+    from .simulate import parse_rate
+
+    simulate = commands.add_parser(
+        "simulate", help="generate realistic county event histories with injected handoff failures (JSON Lines)")
+    simulate.add_argument("--persons", type=int, default=1000, help="persons in all (shared by the counties)")
+    simulate.add_argument("--years", type=float, default=3.0, help="decisions spread over this many years before --until")
+    simulate.add_argument("--counties", default="520222", help="comma-separated county codes, e.g. 520222,520221")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--failure-rate", type=float, default=0.05,
+                          help="share of persons with one injected failure, spread equally over the kinds")
+    simulate.add_argument("--rate", type=parse_rate, action="append", metavar="KIND=RATE",
+                          help="per-person rate of one failure kind (or of every kind of a rule: R04=0.02); repeatable")
+    simulate.add_argument("--late-share", type=float, default=0.05,
+                          help="share of events published days late (never one whose delay a rule measures)")
+    simulate.add_argument("--until", type=parse_moment,
+                          help="the simulation's end: nothing occurs or is recorded after it (default now)")
+    simulate.add_argument("--out", help="JSON Lines of envelopes with recorded_at, ordered by it (default stdout); "
+                          "load with: handoff publish --import FILE")
+    simulate.add_argument("--truth", help="write the ground truth here: a JSON list of the injected failures")
+    simulate.set_defaults(handler=cmd_simulate, needs_store=False)
+
+    bench = commands.add_parser("bench", help="measure ingest, rebuild and queries beside their baselines")
+    bench.add_argument("--quick", action="store_true", help="a small run (about a minute)")
+    bench.add_argument("--persons", type=int, help="simulated persons (default 3,000 quick, 100,000 full)")
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--kafka", action="store_true", help="also measure the Kafka ingest worker and raw consume")
+    bench.add_argument("--database-url", help="an EMPTY PostgreSQL database to measure on (default: SQLite in a "
+                                              "temporary directory)")
+    bench.add_argument("--scaling", action="store_true",
+                       help="run with the persons and with 10x the persons, each in a fresh process, side by side")
+    formats(bench)
+    bench.set_defaults(handler=cmd_bench, needs_store=False)
+
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default=os.environ.get("HANDOFF_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("HANDOFF_PORT", "8000")))
@@ -359,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not getattr(args, "needs_store", True):
+        return args.handler(args, None)
     try:
         services = bootstrap()
     except Exception as error:  # an unreachable or unreadable store is fatal, reported in one line

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -101,10 +102,20 @@ def raw_as_text(raw: RawItem) -> tuple[str, str, int]:
     return text, digest, len(data)
 
 
+# Persons kept in memory between batches (each a few kB): events of one person arrive spread over many batches,
+# and re-reading a stream for every batch that touches it dominated ingest. Bounded, so memory stays flat.
+PERSON_CACHE_SIZE = 5000
+
+
 class Ingestor:
-    def __init__(self, store: EventStore, clock: Callable[[], dt.datetime] = utc_now):
+    def __init__(self, store: EventStore, clock: Callable[[], dt.datetime] = utc_now,
+                 cache_size: int = PERSON_CACHE_SIZE):
         self.store = store
         self.clock = clock
+        self.cache_size = cache_size
+        # Current as of our last successful append. Another writer appending to a cached person makes our next
+        # append conflict; the batch is then re-run with the cache dropped (optimistic concurrency).
+        self._persons: OrderedDict[Any, Person] = OrderedDict()
 
     def ingest(
         self,
@@ -118,8 +129,12 @@ class Ingestor:
             results, aggregates = self._process(items, source, positions)
             try:
                 self.store.append(aggregates, tracking=tracking)
+                self._remember(aggregate for aggregate in aggregates if isinstance(aggregate, Person))
                 return BatchResult(results)
-            except (IntegrityError, OperationalError) as error:
+            except Exception as error:
+                self._persons.clear()  # they may hold events that were not stored
+                if not isinstance(error, (IntegrityError, OperationalError)):
+                    raise
                 # Someone else appended to a stream this batch touches, or the file was locked: start again from
                 # the store's new state; items now on record become duplicates.
                 if attempt == MAX_ATTEMPTS:
@@ -127,6 +142,13 @@ class Ingestor:
                 log.warning("ingest batch conflicted (%s), retrying (attempt %d)", type(error).__name__, attempt)
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
+
+    def _remember(self, persons) -> None:
+        for person in persons:
+            self._persons[person.id] = person
+            self._persons.move_to_end(person.id)
+        while len(self._persons) > self.cache_size:
+            self._persons.popitem(last=False)
 
     def refuse(self, raw: RawItem, code: RejectionCode, reason: str, source: Source, position: str | None = None) -> None:
         """Keep an input refused before it reached the per-item path (e.g. an HTTP body that is not JSON)."""
@@ -154,9 +176,11 @@ class Ingestor:
         checked = [self._check(raw, source, now) for raw in items]
         # One read for every receipt and person the batch may touch, instead of one read per item.
         events = [event for event in checked if isinstance(event, ParsedEvent)]
+        person_ids = {Person.create_id(e.envelope.person.id_number) for e in events}
         loaded = self.store.aggregates(
-            [EventReceipt.create_id(e.event_id) for e in events] + [Person.create_id(e.envelope.person.id_number) for e in events]
+            [EventReceipt.create_id(e.event_id) for e in events] + [i for i in person_ids if i not in self._persons]
         )
+        loaded.update((i, self._persons[i]) for i in person_ids if i in self._persons)
         persons: dict[Any, Person] = {}
 
         for index, (raw, event) in enumerate(zip(items, checked)):

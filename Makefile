@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SAMPLE ?= samples/sample.jsonl
+# The demo: a simulated county (the size of the one in shared/seeds that received 1,297 people) in its own store.
+DEMO_DB ?= var/demo.sqlite3
+DEMO := HANDOFF_DATABASE_URL=sqlite:///$(DEMO_DB)
 
 .PHONY: install run test clean
 
@@ -15,8 +17,13 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/handoff publish $(SAMPLE)
-	$(BIN)/handoff serve
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(BIN)/handoff simulate --persons 1297 --counties 520222,520221 --seed 2026 \
+		--out var/demo-events.jsonl --truth var/demo-truth.json
+	$(DEMO) $(BIN)/handoff publish --import var/demo-events.jsonl > var/demo-publish.json
+	$(DEMO) $(BIN)/handoff stats
+	$(DEMO) $(BIN)/handoff gaps --limit 15
+	$(DEMO) $(BIN)/handoff serve
 
 test: install
 	$(BIN)/pytest -n 2 -q

@@ -177,8 +177,27 @@ class ReadModel:
         with self.engine.connect() as connection:
             return list(connection.execute(query))
 
-    def obligations_of_rules(self, rules: Sequence[str], region: str | None = None) -> list[sa.Row]:
-        query = sa.select(obligations).where(obligations.c.rule.in_(rules))
+    def person_counts(self, as_of_us: int, region: str | None = None) -> list[sa.Row]:
+        """Per region: received (enrolled by as_of), in register (received, not ended), discharged, terminated."""
+        p = persons.c
+        received = sa.and_(p.received_us.is_not(None), p.received_us <= as_of_us)
+        not_ended = sa.or_(p.ended.is_(None), p.ended.not_in(("discharged", "committed", "deceased")))  # NULL-safe
+        query = sa.select(
+            p.region,
+            sa.func.sum(sa.case((received, 1), else_=0)).label("received"),
+            sa.func.sum(sa.case((sa.and_(received, not_ended), 1), else_=0)).label("in_register"),
+            sa.func.sum(sa.case((p.ended == "discharged", 1), else_=0)).label("discharged"),
+            sa.func.sum(sa.case((p.ended.in_(("committed", "deceased")), 1), else_=0)).label("terminated"),
+        ).group_by(p.region)
+        if region:
+            query = query.where(p.region.startswith(region, autoescape=True))
+        with self.engine.connect() as connection:
+            return list(connection.execute(query))
+
+    def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None) -> list[sa.Row]:
+        """Obligations of these rules that had become gaps by as_of (open or closed late): the lost time."""
+        o = obligations.c
+        query = sa.select(obligations).where(o.rule.in_(rules), o.gap_us.is_not(None), o.gap_us < as_of_us)
         if region:
             query = query.where(obligations.c.region.startswith(region, autoescape=True))
         with self.engine.connect() as connection:

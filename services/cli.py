@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from domain.calendar import SHANGHAI, end_of_day
+from domain.calendar import SHANGHAI, CalendarCoverageWarning, end_of_day
 from domain.identity import id_number_problem
 
 from .bootstrap import Services, bootstrap
@@ -295,6 +297,9 @@ def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
                             TimeRemainingColumn(), transient=True, console=Console(stderr=True))
         task = progress.add_task("simulating persons", total=args.persons)
     out, truth = sys.stdout, None
+    for target in (args.out, args.truth):
+        if target not in (None, "-"):
+            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
     try:
         if args.out not in (None, "-"):
             out = open(args.out, "w", encoding="utf-8")
@@ -471,6 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Deadlines beyond the official holiday calendar are counted with weekends only; say so once per year, in one
+    # line (the logging record), not twice.
+    warnings.simplefilter("ignore", CalendarCoverageWarning)
+    logging.basicConfig(level=logging.WARNING, format="handoff: %(message)s")
     if not getattr(args, "needs_store", True):
         return args.handler(args, None)
     try:

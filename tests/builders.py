@@ -148,24 +148,3 @@ def mixed_lines(count: int, seed: int = 7, invalid_share: float = 0.2, duplicate
             else:
                 lines.append(json.dumps(event, ensure_ascii=False).encode())
     return lines
-
-
-def sample_county(persons: int = 40, seed: int = 2024) -> list[dict[str, Any]]:
-    """The small demo data set behind `make run`: ordinary cases plus a few handoffs that went wrong."""
-    rng = random.Random(seed)
-    events = [event for n in range(1, persons + 1) for event in case_history(n, rng)]
-    # 漏管: a probationer whose court sent the decision but who never reported.
-    never_reported = id_number(900, "520222")
-    events.append(decision(never_reported, start=dt.date(2025, 9, 1), name="石磊", event_id=str(uuid.UUID(int=rng.getrandbits(128)))))
-    # 暂予监外执行 decided by the detention centre, never handed over to the bureau.
-    never_transferred = id_number(901, "520221")
-    events.append(decision(never_transferred, category="temporary_release", kind="police", region="520221",
-                           start=dt.date(2025, 10, 8), name="龙芳", event_id=str(uuid.UUID(int=rng.getrandbits(128)))))
-    return events
-
-
-if __name__ == "__main__":  # regenerate samples/sample.jsonl
-    import sys
-
-    for event in sample_county():
-        sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")

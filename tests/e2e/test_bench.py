@@ -1,0 +1,29 @@
+"""`handoff bench` runs end to end and reports every figure (speed itself is shown by the command, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HANDOFF = str(Path(sys.executable).parent / "handoff")
+
+
+def test_bench_reports_every_figure_beside_its_baseline():
+    result = subprocess.run([HANDOFF, "bench", "--quick", "--persons", "200", "--format", "json"],
+                            capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    report = json.loads(result.stdout)
+    assert report["data"]["persons"] == 200 and report["data"]["events"] > 1000
+    assert report["ingest"]["accepted"] == report["ingest"]["events"] == report["data"]["events"]
+    for section in ("ingest", "naive", "rebuild"):
+        assert report[section]["events_per_s"] > 0
+    assert report["rebuild"]["events"] == report["ingest"]["accepted"]
+    for query in ("gaps_page", "gaps_page_by_rule", "status", "stats_region"):
+        figures = report["queries"][query]
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert report["ratios"]["ingest_over_naive"] > 0
+    assert report["peak_rss_mib"] > 0
+    assert set(report["targets"]) == {"ingest_at_least_10x_naive", "rebuild_at_least_50000_events_per_s",
+                                      "gap_query_p99_under_50ms", "gap_query_measured_at_100000_persons"}

@@ -34,6 +34,9 @@ class RecordedEvent:
     payload: dict[str, Any]
     content_hash: str
     source: str
+    # When this service stored it. Equal to recorded_at except for imported legacy records, whose recorded_at is
+    # their original one: an audit replay of what the service showed at T uses this.
+    ingested_at: str | None = None
 
     @property
     def publisher(self) -> tuple[str, str]:
@@ -94,6 +97,7 @@ class Person(Aggregate):
             payload=recorded.payload,
             content_hash=recorded.content_hash,
             source=recorded.source,
+            ingested_at=recorded.ingested_at,
         )
 
     @event("EventRecorded")
@@ -110,10 +114,11 @@ class Person(Aggregate):
         payload: dict[str, Any],
         content_hash: str,
         source: str,
+        ingested_at: str | None = None,
     ) -> None:
         recorded = RecordedEvent(
             event_id, event_type, schema_version, agency, person, occurred_at, recorded_at, case_ref, payload,
-            content_hash, source,
+            content_hash, source, ingested_at,
         )
         self.events.append(recorded)
         self._by_id[recorded.event_id] = recorded

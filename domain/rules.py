@@ -202,3 +202,18 @@ def load_rule_set(path: str | Path | None) -> RuleSet:
         rules[rule_id] = replace(rule, **updates)
     version = document.get("version") or f"{base.version}+{hashlib.sha256(data).hexdigest()[:8]}"
     return RuleSet(str(version), rules)
+
+
+def rule_set_from_description(version: str, described: list[dict[str, Any]]) -> RuleSet:
+    """The rule set back from `RuleSet.describe()` (as kept in the rule-set history for audit replays)."""
+    rules = {}
+    for item in described:
+        deadline = item["deadline"]
+        rules[item["rule"]] = Rule(
+            id=item["rule"], title=item["title"], trigger=tuple(item["trigger"]),
+            fulfilled_by=tuple(item["fulfilled_by"]), obligated=item["obligated"],
+            deadline=Deadline(int(deadline["amount"]), Unit(deadline["unit"])) if deadline else None,
+            basis=item["basis"], confidence=Confidence(item["confidence"]), enabled=bool(item["enabled"]),
+            params={key: int(value) for key, value in item["params"].items()},
+        )
+    return RuleSet(version, rules)

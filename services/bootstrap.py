@@ -13,6 +13,7 @@ from projections.supervision import SupervisionProjection
 
 from .ingest import Ingestor, utc_now
 from .query import Queries
+from .replay import Replay, record_rule_set
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Services:
     read_model: ReadModel
     projection: SupervisionProjection
     queries: Queries
+    replay: Replay
 
     def close(self) -> None:
         self.store.close()
@@ -36,7 +38,9 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     rules = load_rule_set(settings.rules_file)
     read_model = ReadModel(settings.database_url)
     projection = SupervisionProjection(store, read_model, rules, WorkingCalendar())
+    record_rule_set(store, rules, clock())
     return Services(
         settings=settings, store=store, ingestor=Ingestor(store, clock=clock), rules=rules, read_model=read_model,
         projection=projection, queries=Queries(store, read_model, projection, clock),
+        replay=Replay(store, WorkingCalendar()),
     )

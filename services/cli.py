@@ -268,6 +268,28 @@ def cmd_rebuild(args: argparse.Namespace, services: Services) -> int:
     return EXIT_OK
 
 
+def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
+    from domain.rules import RuleSetError, load_rule_set
+
+    rules = args.rules
+    if rules and os.path.exists(rules):
+        try:
+            rules = load_rule_set(rules)
+        except RuleSetError as error:
+            return _fail(str(error), EXIT_USAGE)
+    try:
+        result = services.replay.replay(args.known_at, as_of=args.as_of, rules=rules, region=args.region,
+                                        rule=args.rule, state=args.state, id_number=args.person)
+    except ValueError as error:
+        return _fail(str(error), EXIT_USAGE)
+    if args.format == "json":
+        _print_json(result)
+        return EXIT_OK
+    print(f"as shown at {result['known_at']} (as of {result['as_of']}), rule set {result['rule_set']}")
+    _print_obligations(result["gaps"], f"gaps 衔接漏洞 ({len(result['gaps'])})")
+    return EXIT_OK
+
+
 def cmd_rules(args: argparse.Namespace, services: Services) -> int:
     if args.format == "json":
         _print_json({"version": services.rules.version, "rules": services.rules.describe()})
@@ -428,7 +450,26 @@ def build_parser() -> argparse.ArgumentParser:
     upcoming.set_defaults(handler=cmd_upcoming)
 
     rebuild = commands.add_parser("rebuild", help="drop the read models and rebuild them from the event log")
+    rebuild.add_argument("--compare", action="store_true",
+                         help="rebuild into a fresh store and diff it with the live one instead; fails on any difference")
     rebuild.set_defaults(handler=cmd_rebuild)
+
+    audit = commands.add_parser("audit", help="auditors: replay past answers, verify the record, export a history")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    replay = audit_commands.add_parser("replay", help="what the service showed at --known-at (rules of that time)")
+    replay.add_argument("--known-at", type=parse_moment, required=True,
+                        help="the moment whose answers to recompute (only what the service had stored by then)")
+    replay.add_argument("--as-of", type=parse_moment, help="the question asked then was about this moment")
+    replay.add_argument("--rules", help="another rule set: a TOML file, or a version from the rule-set history")
+    replay.add_argument("--region")
+    replay.add_argument("--rule")
+    replay.add_argument("--state", choices=("open", "late", "all"), default="open")
+    replay.add_argument("--person", help="also the status of this ID number")
+    formats(replay)
+    replay.set_defaults(handler=cmd_audit_replay)
+    from .cli_audit import register as register_chain_commands
+
+    register_chain_commands(audit_commands, formats)
 
     rules = commands.add_parser("rules", help="the rule set in force (HANDOFF_RULES_FILE overrides)")
     formats(rules)

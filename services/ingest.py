@@ -263,4 +263,5 @@ class Ingestor:
             payload=dict(envelope.payload),
             content_hash=event.content_hash,
             source=source.name,
+            ingested_at=recorded_at,
         )

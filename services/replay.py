@@ -1,0 +1,116 @@
+"""Audit replay: what the service showed at a past moment T, recomputed from the event store.
+
+The service at T knew the events it had stored by T (their `ingested_at`; for imported legacy records this differs
+from `recorded_at`) and applied the rule set in force at T (the rule-set history in the event store). Its default
+answers ("now") came from the read models: every stored event folded, states taken at T. Its answers for an explicit
+`--as-of T2` came from an exact fold as of T2. Replay does the same computations on the same inputs, so the answers
+are identical; with another rule set it shows what that rule set would have found over the same history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from adapters.eventstore import EventStore
+from domain.adoption import HISTORY_ID, RuleSetHistory
+from domain.calendar import WorkingCalendar
+from domain.person import RecordedEvent
+from domain.rules import RuleSet, default_rule_set
+from domain.supervision import GAP_STATES, PersonView, fold
+
+from .query import PERSON_REGISTERED_TOPIC, _aggregate, _sort_key, _StatPerson
+from .views import gap_record, status_record
+
+
+def rule_set_history(store: EventStore) -> RuleSetHistory | None:
+    return store._get(HISTORY_ID)
+
+
+def record_rule_set(store: EventStore, rules: RuleSet, now: dt.datetime) -> None:
+    """Add the rule set to the history if it is not the one in force (at start-up of every process)."""
+    from eventsourcing.persistence import IntegrityError
+
+    for _ in range(3):
+        history = rule_set_history(store) or RuleSetHistory()
+        if history.current_version == rules.version:
+            return
+        history.adopt(rules.version, rules.describe(), now.isoformat())
+        try:
+            store.save(history)
+            return
+        except IntegrityError:  # another process recorded an adoption at the same moment: look again
+            continue
+
+
+def ingested_by(events: list[RecordedEvent], moment: dt.datetime) -> list[RecordedEvent]:
+    return [e for e in events if dt.datetime.fromisoformat(e.ingested_at or e.recorded_at) <= moment]
+
+
+class Replay:
+    def __init__(self, store: EventStore, calendar: WorkingCalendar):
+        self.store = store
+        self.calendar = calendar
+
+    def rules_at(self, moment: dt.datetime) -> RuleSet:
+        history = rule_set_history(self.store)
+        return (history.in_force_at(moment) if history else None) or default_rule_set()
+
+    def resolve_rules(self, moment: dt.datetime, rules: RuleSet | str | None) -> RuleSet:
+        """The rule set in force at the moment, a version from the history, or a given rule set."""
+        if isinstance(rules, RuleSet):
+            return rules
+        if isinstance(rules, str):
+            history = rule_set_history(self.store)
+            found = history.find(rules) if history else None
+            if found is None and rules == default_rule_set().version:
+                found = default_rule_set()
+            if found is None:
+                raise ValueError(f"rule set {rules!r} was never in force here")
+            return found
+        return self.rules_at(moment)
+
+    def views(self, known_at: dt.datetime, as_of: dt.datetime | None, rules: RuleSet) -> Iterator[PersonView]:
+        start = 1
+        while True:
+            page = self.store.recorder.select_notifications(start, 500, topics=[PERSON_REGISTERED_TOPIC])
+            if not page:
+                return
+            for stream_id, person in self.store.aggregates(n.originator_id for n in page).items():
+                events = ingested_by(person.events, known_at)
+                if events:
+                    yield fold(events, id_number=person.id_number, rules=rules, calendar=self.calendar, as_of=as_of)
+            start = page[-1].id + 1
+
+    def replay(self, known_at: dt.datetime, as_of: dt.datetime | None = None, rules: RuleSet | str | None = None,
+               region: str | None = None, rule: str | None = None, state: str = "open",
+               id_number: str | None = None) -> dict[str, Any]:
+        rule_set = self.resolve_rules(known_at, rules)
+        moment = as_of or known_at
+        states = GAP_STATES if state == "all" else (state,)
+        gaps, people = [], []
+        for view in self.views(known_at, as_of, rule_set):
+            if region and not (view.region or "").startswith(region):
+                continue
+            gaps.extend(gap_record(view, o, moment) for o in view.gaps(moment, states) if not rule or o.rule == rule)
+            people.append(_StatPerson.from_view(view, moment))
+        gaps.sort(key=_sort_key)
+        result: dict[str, Any] = {
+            "known_at": known_at.isoformat(), "as_of": moment.isoformat(), "rule_set": rule_set.version,
+            "gaps": gaps, "stats": _aggregate(people),
+        }
+        if id_number:
+            result["status"] = self.status(id_number, known_at, as_of, rule_set)
+        return result
+
+    def status(self, id_number: str, known_at: dt.datetime, as_of: dt.datetime | None,
+               rules: RuleSet | str | None = None) -> dict[str, Any] | None:
+        rule_set = self.resolve_rules(known_at, rules)
+        person = self.store.person(id_number)
+        events = ingested_by(person.events, known_at) if person else []
+        if not events:
+            return None
+        moment = as_of or known_at
+        view = fold(events, id_number=id_number, rules=rule_set, calendar=self.calendar, as_of=moment)
+        return status_record(view, moment)

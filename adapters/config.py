@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ class ConfigError(ValueError):
 class Settings:
     database_url: str
     rules_file: str | None = None  # TOML overrides of the default rule set
+    cipher_key: str | None = None  # base64 AES key: event payloads and personal read-model fields encrypted at rest
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -25,7 +27,21 @@ class Settings:
         return cls(
             database_url=environ.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL,
             rules_file=environ.get("HANDOFF_RULES_FILE") or None,
+            cipher_key=environ.get("HANDOFF_CIPHER_KEY") or None,
         )
+
+
+def cipher_env(cipher_key: str | None) -> dict[str, str]:
+    """eventsourcing's AES-GCM cipher (the `cryptography` package) for stored event state, when a key is set."""
+    if not cipher_key:
+        return {}
+    try:
+        size = len(base64.b64decode(cipher_key, validate=True))
+    except ValueError:
+        raise ConfigError("HANDOFF_CIPHER_KEY is not base64 (make one with `handoff keygen`)") from None
+    if size not in (16, 24, 32):
+        raise ConfigError(f"HANDOFF_CIPHER_KEY decodes to {size} bytes; AES needs 16, 24 or 32")
+    return {"CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher", "CIPHER_KEY": cipher_key}
 
 
 def persistence_env(database_url: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from eventsourcing.persistence import StoredEvent, Tracking
 
 from domain.person import DeadLetter, EventReceipt, Person
 
-from .config import persistence_env
+from .config import cipher_env, persistence_env
 
 DEAD_LETTER_TOPIC = f"{DeadLetter.__module__}:{DeadLetter.__qualname__}.Refused"
 
@@ -29,8 +29,8 @@ class EventStore(Application[UUID]):
         super().__init_subclass__(**kwargs)
         cls.name = EventStore.name
 
-    def __init__(self, database_url: str, env: dict[str, str] | None = None):
-        super().__init__(env={**persistence_env(database_url), **(env or {})})
+    def __init__(self, database_url: str, env: dict[str, str] | None = None, cipher_key: str | None = None):
+        super().__init__(env={**persistence_env(database_url), **cipher_env(cipher_key), **(env or {})})
         self.database_url = database_url
 
     def construct_recorder(self):  # type: ignore[override]

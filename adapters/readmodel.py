@@ -3,9 +3,14 @@ projection's position stored in the same transaction as the rows it produced (ex
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,9 +19,13 @@ from .config import sqlalchemy_url
 
 metadata = sa.MetaData()
 
+# Personal data at rest: `person_key` is the ID number itself, or with a key (HANDOFF_CIPHER_KEY) a keyed token;
+# `id_number` and `name` are then AES-GCM ciphertext (see Sealer). Regions, rules and times stay in clear: they
+# are what oversight counts and filters on, and identify nobody.
 persons = sa.Table(
     "rm_persons", metadata,
-    sa.Column("id_number", sa.String(18), primary_key=True),
+    sa.Column("person_key", sa.String(64), primary_key=True),
+    sa.Column("id_number", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("region", sa.String(6)),
     sa.Column("status", sa.String(32)),
@@ -32,7 +41,8 @@ persons = sa.Table(
 obligations = sa.Table(
     "rm_obligations", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("id_number", sa.String(18), nullable=False, index=True),
+    sa.Column("person_key", sa.String(64), nullable=False, index=True),
+    sa.Column("id_number", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("region", sa.String(6), index=True),
     sa.Column("rule", sa.String(40), nullable=False, index=True),
@@ -66,6 +76,42 @@ def micros(moment: dt.datetime | None) -> int | None:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+class Sealer:
+    """Seals the personal fields of read-model rows when a key is configured; passes them through otherwise.
+
+    The ID number gets a keyed token (HMAC-SHA256) that joins and deletes use, and both ID number and name are
+    stored as AES-GCM ciphertext that only holders of the key can open."""
+
+    PREFIX = "gcm:"
+
+    def __init__(self, key_b64: str | None = None):
+        self.key = base64.b64decode(key_b64) if key_b64 else None
+        self._aead = None
+        if self.key:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(self.key)
+
+    def token(self, id_number: str) -> str:
+        if not self.key:
+            return id_number
+        return hmac.new(self.key, id_number.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def seal(self, text: str) -> str:
+        if self._aead is None:
+            return text
+        nonce = os.urandom(12)
+        return self.PREFIX + base64.b64encode(nonce + self._aead.encrypt(nonce, text.encode(), None)).decode()
+
+    def open(self, text: str) -> str:
+        if not text.startswith(self.PREFIX):
+            return text
+        if self._aead is None:
+            raise ValueError("read model holds sealed personal data: set HANDOFF_CIPHER_KEY")
+        data = base64.b64decode(text[len(self.PREFIX):])
+        return self._aead.decrypt(data[:12], data[12:], None).decode()
+
+
 class PositionMoved(Exception):
     """Another projector advanced the position first; this page's work is discarded (it did the same)."""
 
@@ -77,7 +123,8 @@ class PersonRows:
 
 
 class ReadModel:
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, sealer: Sealer | None = None):
+        self.sealer = sealer or Sealer()
         self.engine = sa.create_engine(sqlalchemy_url(database_url), future=True)
         if self.engine.dialect.name == "sqlite":
             @sa.event.listens_for(self.engine, "connect")
@@ -125,15 +172,29 @@ class ReadModel:
                 ).first():
                     raise PositionMoved(projection)
                 connection.execute(positions.insert().values(projection=projection, position=new, rule_set=rule_set))
-            ids = [r.person["id_number"] for r in rows]
-            for chunk in _chunks(ids, 500):
-                connection.execute(obligations.delete().where(obligations.c.id_number.in_(chunk)))
-                connection.execute(persons.delete().where(persons.c.id_number.in_(chunk)))
+            keys = [self.sealer.token(r.person["id_number"]) for r in rows]
+            for chunk in _chunks(keys, 500):
+                connection.execute(obligations.delete().where(obligations.c.person_key.in_(chunk)))
+                connection.execute(persons.delete().where(persons.c.person_key.in_(chunk)))
             if rows:
-                connection.execute(persons.insert(), [r.person for r in rows])
-                obligation_rows = [o for r in rows for o in r.obligations]
+                connection.execute(persons.insert(), [self._sealed(r.person, key) for r, key in zip(rows, keys)])
+                obligation_rows = [self._sealed(o, key) for r, key in zip(rows, keys) for o in r.obligations]
                 if obligation_rows:
                     connection.execute(obligations.insert(), obligation_rows)
+
+    def _sealed(self, row: dict[str, Any], key: str) -> dict[str, Any]:
+        return {**row, "person_key": key, "id_number": self.sealer.seal(row["id_number"]),
+                "name": self.sealer.seal(row["name"])}
+
+    def _opened(self, rows) -> list[SimpleNamespace]:
+        """Rows as attribute objects with the personal fields readable again."""
+        opened = []
+        for row in rows:
+            values = dict(row._mapping)
+            values["id_number"] = self.sealer.open(values["id_number"])
+            values["name"] = self.sealer.open(values["name"])
+            opened.append(SimpleNamespace(**values))
+        return opened
 
     # -- queries ----------------------------------------------------------------------------------------------
 
@@ -155,11 +216,11 @@ class ReadModel:
         if rule:
             conditions.append(o.rule == rule)
         query = (sa.select(obligations).where(*conditions)
-                 .order_by(o.gap_us, o.id_number, o.rule, o.triggered_by).offset(offset))
+                 .order_by(o.gap_us, o.person_key, o.rule, o.triggered_by).offset(offset))
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:
-            return list(connection.execute(query))
+            return self._opened(connection.execute(query))
 
     def upcoming(self, from_us: int, until_us: int, region: str | None = None) -> list[sa.Row]:
         o = obligations.c
@@ -167,15 +228,15 @@ class ReadModel:
         if region:
             conditions.append(o.region.startswith(region, autoescape=True))
         with self.engine.connect() as connection:
-            return list(connection.execute(
-                sa.select(obligations).where(*conditions).order_by(o.due_us, o.id_number, o.rule, o.triggered_by)))
+            return self._opened(connection.execute(
+                sa.select(obligations).where(*conditions).order_by(o.gap_us, o.person_key, o.rule, o.triggered_by)))
 
     def persons(self, region: str | None = None) -> list[sa.Row]:
         query = sa.select(persons)
         if region:
             query = query.where(persons.c.region.startswith(region, autoescape=True))
         with self.engine.connect() as connection:
-            return list(connection.execute(query))
+            return self._opened(connection.execute(query))
 
     def person_counts(self, as_of_us: int, region: str | None = None) -> list[sa.Row]:
         """Per region: received (enrolled by as_of), in register (received, not ended), discharged, terminated."""
@@ -201,7 +262,7 @@ class ReadModel:
         if region:
             query = query.where(obligations.c.region.startswith(region, autoescape=True))
         with self.engine.connect() as connection:
-            return list(connection.execute(query))
+            return self._opened(connection.execute(query))
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from adapters.config import Settings
 from adapters.eventstore import EventStore
-from adapters.readmodel import ReadModel
+from adapters.readmodel import ReadModel, Sealer
 from domain.calendar import WorkingCalendar
 from domain.rules import RuleSet, load_rule_set
 from projections.supervision import SupervisionProjection
@@ -34,13 +34,13 @@ class Services:
 
 def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     settings = settings or Settings.from_env()
-    store = EventStore(settings.database_url)
+    store = EventStore(settings.database_url, cipher_key=settings.cipher_key)
     rules = load_rule_set(settings.rules_file)
-    read_model = ReadModel(settings.database_url)
+    read_model = ReadModel(settings.database_url, Sealer(settings.cipher_key))
     projection = SupervisionProjection(store, read_model, rules, WorkingCalendar())
     record_rule_set(store, rules, clock())
     return Services(
         settings=settings, store=store, ingestor=Ingestor(store, clock=clock), rules=rules, read_model=read_model,
         projection=projection, queries=Queries(store, read_model, projection, clock),
-        replay=Replay(store, WorkingCalendar()),
+        replay=Replay(store, WorkingCalendar(), token=read_model.sealer.token),
     )

@@ -382,6 +382,13 @@ def cmd_bench(args: argparse.Namespace, services: None) -> int:
     return EXIT_OK
 
 
+def cmd_keygen(args: argparse.Namespace, services: None) -> int:
+    from eventsourcing.cryptography import AESCipher
+
+    print(AESCipher.create_key(32))
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace, services: Services) -> int:
     import uvicorn
 
@@ -507,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run with the persons and with 10x the persons, each in a fresh process, side by side")
     formats(bench)
     bench.set_defaults(handler=cmd_bench, needs_store=False)
+
+    keygen = commands.add_parser("keygen", help="print a new AES-256 key for HANDOFF_CIPHER_KEY")
+    keygen.set_defaults(handler=cmd_keygen, needs_store=False)
 
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default=os.environ.get("HANDOFF_HOST", "127.0.0.1"))

@@ -31,9 +31,12 @@ def states_for(state: str) -> tuple[str, ...]:
     return GAP_STATES if state == "all" else (state,)
 
 
-def _sort_key(record: dict[str, Any]) -> tuple:
-    # As the read model orders: by the due instant (ISO strings of one offset sort as instants), then stable keys.
-    return (record["due_at"] or "", record["id_number"], record["rule"], record["triggered_by"])
+def gap_sort_key(token: Callable[[str], str]) -> Callable[[dict[str, Any]], tuple]:
+    """As the read model orders gaps: by the due instant (ISO strings of one offset sort as instants), then by the
+    person's key (the ID number, or its keyed token when personal data is sealed), rule and trigger."""
+    def key(record: dict[str, Any]) -> tuple:
+        return (record["due_at"] or "", token(record["id_number"]), record["rule"], record["triggered_by"])
+    return key
 
 
 class Queries:
@@ -91,7 +94,7 @@ class Queries:
                 for obligation in view.gaps(moment, states)
                 if not rule or obligation.rule == rule
             ]
-            records.sort(key=_sort_key)
+            records.sort(key=gap_sort_key(self.read_model.sealer.token))
             return records[offset:offset + limit] if limit is not None else records[offset:]
         self._fresh()
         now = self.clock()

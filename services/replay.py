@@ -10,7 +10,7 @@ are identical; with another rule set it shows what that rule set would have foun
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from adapters.eventstore import EventStore
@@ -20,7 +20,7 @@ from domain.person import RecordedEvent
 from domain.rules import RuleSet, default_rule_set
 from domain.supervision import GAP_STATES, PersonView, fold
 
-from .query import PERSON_REGISTERED_TOPIC, _aggregate, _sort_key, _StatPerson
+from .query import PERSON_REGISTERED_TOPIC, _aggregate, _StatPerson, gap_sort_key
 from .views import gap_record, status_record
 
 
@@ -49,9 +49,10 @@ def ingested_by(events: list[RecordedEvent], moment: dt.datetime) -> list[Record
 
 
 class Replay:
-    def __init__(self, store: EventStore, calendar: WorkingCalendar):
+    def __init__(self, store: EventStore, calendar: WorkingCalendar, token: Callable[[str], str] = lambda x: x):
         self.store = store
         self.calendar = calendar
+        self.sort_key = gap_sort_key(token)  # the order the service's answers had
 
     def rules_at(self, moment: dt.datetime) -> RuleSet:
         history = rule_set_history(self.store)
@@ -95,7 +96,7 @@ class Replay:
                 continue
             gaps.extend(gap_record(view, o, moment) for o in view.gaps(moment, states) if not rule or o.rule == rule)
             people.append(_StatPerson.from_view(view, moment))
-        gaps.sort(key=_sort_key)
+        gaps.sort(key=self.sort_key)
         result: dict[str, Any] = {
             "known_at": known_at.isoformat(), "as_of": moment.isoformat(), "rule_set": rule_set.version,
             "gaps": gaps, "stats": _aggregate(people),

@@ -238,6 +238,16 @@ class ReadModel:
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
 
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row, personal fields opened, in a canonical order: for comparing two read models."""
+        dumped = {}
+        for table, key in ((persons, ("id_number",)), (obligations, ("id_number", "rule", "triggered_by", "due_us"))):
+            with self.engine.connect() as connection:
+                rows = self._opened(connection.execute(sa.select(table)))
+            records = [{k: v for k, v in vars(row).items() if k not in ("id", "person_key")} for row in rows]
+            dumped[table.name] = sorted(records, key=lambda r: tuple(str(r[k]) for k in key))
+        return dumped
+
     def person_counts(self, as_of_us: int, region: str | None = None) -> list[sa.Row]:
         """Per region: received (enrolled by as_of), in register (received, not ended), discharged, terminated."""
         p = persons.c

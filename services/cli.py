@@ -25,6 +25,7 @@ EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_FATAL = 3
+EXIT_DIFFERENT = 5  # rebuild --compare found a difference
 
 
 def _print_json(value: Any) -> None:
@@ -252,6 +253,8 @@ def cmd_stats(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace, services: Services) -> int:
+    if args.compare:
+        return _rebuild_compare(services)
     progress = _progress()
     task = progress.add_task("rebuilding read models", total=services.store.recorder.max_notification_id() or 0) \
         if progress else None
@@ -288,6 +291,33 @@ def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
     print(f"as shown at {result['known_at']} (as of {result['as_of']}), rule set {result['rule_set']}")
     _print_obligations(result["gaps"], f"gaps 衔接漏洞 ({len(result['gaps'])})")
     return EXIT_OK
+
+
+def _rebuild_compare(services: Services) -> int:
+    """Rebuild into a fresh store and diff it with the live read models; any difference fails the command."""
+    import tempfile
+
+    from adapters.readmodel import ReadModel
+    from projections.supervision import SupervisionProjection
+
+    services.projection.catch_up()  # the live models as the service serves them
+    with tempfile.TemporaryDirectory(prefix="handoff-compare-") as workdir:
+        fresh = ReadModel(f"sqlite:///{workdir}/fresh.sqlite3", services.read_model.sealer)
+        try:
+            SupervisionProjection(services.store, fresh, services.rules, services.projection.calendar).rebuild()
+            live, rebuilt = services.read_model.dump(), fresh.dump()
+        finally:
+            fresh.close()
+    differences = []
+    for table in live:
+        live_rows = {json.dumps(r, sort_keys=True, ensure_ascii=False) for r in live[table]}
+        fresh_rows = {json.dumps(r, sort_keys=True, ensure_ascii=False) for r in rebuilt[table]}
+        differences += [{"table": table, "only_in": "live", "row": json.loads(r)} for r in sorted(live_rows - fresh_rows)]
+        differences += [{"table": table, "only_in": "rebuilt", "row": json.loads(r)} for r in sorted(fresh_rows - live_rows)]
+    report = {"identical": not differences, "rows": {table: len(rows) for table, rows in live.items()},
+              "differences": len(differences), "first_differences": differences[:20]}
+    _print_json(report)
+    return EXIT_OK if not differences else EXIT_DIFFERENT
 
 
 def cmd_rules(args: argparse.Namespace, services: Services) -> int:

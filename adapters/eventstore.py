@@ -6,7 +6,8 @@ offset) in one transaction: re-delivery after a crash is then recognised and cha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +18,8 @@ from eventsourcing.persistence import StoredEvent, Tracking
 from domain.person import DeadLetter, EventReceipt, Person
 
 from .config import cipher_env, persistence_env
+
+log = logging.getLogger(__name__)
 
 DEAD_LETTER_TOPIC = f"{DeadLetter.__module__}:{DeadLetter.__qualname__}.Refused"
 
@@ -32,6 +35,18 @@ class EventStore(Application[UUID]):
     def __init__(self, database_url: str, env: dict[str, str] | None = None, cipher_key: str | None = None):
         super().__init__(env={**persistence_env(database_url), **cipher_env(cipher_key), **(env or {})})
         self.database_url = database_url
+        # Called after every successful write, whoever wrote (ingest, principals, the access log, the rule-set
+        # history): the audit chain links what was stored at once.
+        self.after_write: list[Callable[[], Any]] = []
+
+    def _record(self, processing_event):  # type: ignore[override]
+        recordings = super()._record(processing_event)
+        for listener in self.after_write:
+            try:
+                listener()
+            except Exception:  # the write stands; the next write (or `handoff audit seal`) catches up
+                log.exception("stored, but a follower of the log failed (audit chain); it catches up on the next write")
+        return recordings
 
     def construct_recorder(self):  # type: ignore[override]
         return self.factory.process_recorder()

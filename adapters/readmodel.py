@@ -199,7 +199,8 @@ class ReadModel:
     # -- queries ----------------------------------------------------------------------------------------------
 
     def gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
-             limit: int | None = None, offset: int = 0) -> list[sa.Row]:
+             limit: int | None = None, offset: int = 0, agency: str | None = None,
+             agency_region: str | None = None) -> list[SimpleNamespace]:
         o = obligations.c
         conditions = []
         wanted = set(states)
@@ -215,6 +216,7 @@ class ReadModel:
             conditions.append(o.region.startswith(region, autoescape=True))
         if rule:
             conditions.append(o.rule == rule)
+        conditions += self._agency_conditions(agency, agency_region)
         query = (sa.select(obligations).where(*conditions)
                  .order_by(o.gap_us, o.person_key, o.rule, o.triggered_by).offset(offset))
         if limit is not None:
@@ -222,9 +224,22 @@ class ReadModel:
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
 
-    def upcoming(self, from_us: int, until_us: int, region: str | None = None) -> list[sa.Row]:
+    @staticmethod
+    def _agency_conditions(agency: str | None, agency_region: str | None) -> list[Any]:
+        """Obligations borne by an agency kind, and/or by agencies of a region prefix."""
         o = obligations.c
-        conditions = [o.gap_us >= from_us, o.gap_us <= until_us, o.fulfilled_us.is_(None)]
+        conditions = []
+        if agency:
+            conditions.append(o.obligated_kind == agency)
+        if agency_region:
+            conditions.append(o.obligated_region.startswith(agency_region, autoescape=True))
+        return conditions
+
+    def upcoming(self, from_us: int, until_us: int, region: str | None = None, agency: str | None = None,
+                 agency_region: str | None = None) -> list[SimpleNamespace]:
+        o = obligations.c
+        conditions = [o.gap_us >= from_us, o.gap_us <= until_us, o.fulfilled_us.is_(None),
+                      *self._agency_conditions(agency, agency_region)]
         if region:
             conditions.append(o.region.startswith(region, autoescape=True))
         with self.engine.connect() as connection:

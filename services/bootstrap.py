@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adapters.chain import AuditChain
 from adapters.config import Settings
 from adapters.eventstore import EventStore
 from adapters.readmodel import ReadModel, Sealer
@@ -11,9 +12,11 @@ from domain.calendar import WorkingCalendar
 from domain.rules import RuleSet, load_rule_set
 from projections.supervision import SupervisionProjection
 
+from .auth import Principals
 from .ingest import Ingestor, utc_now
 from .query import Queries
 from .replay import Replay, record_rule_set
+from .timeline import Timelines
 
 
 @dataclass
@@ -26,10 +29,15 @@ class Services:
     projection: SupervisionProjection
     queries: Queries
     replay: Replay
+    principals: Principals
+    timelines: Timelines
+    chain: AuditChain | None = None  # the audit hash chain, extended after every write (services/audit.py)
 
     def close(self) -> None:
         self.store.close()
         self.read_model.close()
+        if self.chain is not None:
+            self.chain.close()
 
 
 def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
@@ -38,9 +46,13 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     rules = load_rule_set(settings.rules_file)
     read_model = ReadModel(settings.database_url, Sealer(settings.cipher_key))
     projection = SupervisionProjection(store, read_model, rules, WorkingCalendar())
+    chain = AuditChain(store)
+    store.after_write.append(chain.extend)  # every write is chained at once; `audit verify` itself never extends
     record_rule_set(store, rules, clock())
+    queries = Queries(store, read_model, projection, clock)
     return Services(
-        settings=settings, store=store, ingestor=Ingestor(store, clock=clock), rules=rules, read_model=read_model,
-        projection=projection, queries=Queries(store, read_model, projection, clock),
-        replay=Replay(store, WorkingCalendar(), token=read_model.sealer.token),
+        settings=settings, store=store, ingestor=Ingestor(store, clock=clock), rules=rules,
+        read_model=read_model, projection=projection, queries=queries,
+        replay=Replay(store, WorkingCalendar(), token=read_model.sealer.token), chain=chain,
+        principals=Principals(store, clock), timelines=Timelines(queries),
     )

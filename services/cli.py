@@ -12,9 +12,10 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from domain.calendar import SHANGHAI, CalendarCoverageWarning, end_of_day
+from domain.calendar import CalendarCoverageWarning
 from domain.identity import id_number_problem
 
+from . import timeparse
 from .bootstrap import Services, bootstrap
 from .history import person_history
 from .ingest import Source
@@ -149,23 +150,17 @@ def _print_history_table(events: list[dict[str, Any]]) -> None:
 
 
 def parse_moment(text: str) -> dt.datetime:
-    """--as-of / --known-at: an ISO datetime (no offset: Asia/Shanghai) or a date (meaning the end of that day)."""
     try:
-        if len(text) == 10:
-            return end_of_day(dt.date.fromisoformat(text))
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or datetime, e.g. 2024-10-01 or 2024-10-01T12:00+08:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+        return timeparse.parse_moment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """--within: 7d, 48h, 2w."""
-    units = {"h": "hours", "d": "days", "w": "weeks"}
     try:
-        return dt.timedelta(**{units[text[-1]]: float(text[:-1])})
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r}: use a number with h, d or w, e.g. 7d") from None
+        return timeparse.parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

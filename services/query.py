@@ -81,9 +81,11 @@ class Queries:
     # -- gaps ---------------------------------------------------------------------------------------------------
 
     def gaps(self, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None, region: str | None = None,
-             rule: str | None = None, state: str = "open", limit: int | None = None,
-             offset: int = 0) -> list[dict[str, Any]]:
-        """Gaps ordered by due time (most overdue first), then person, rule and trigger; a page if limit is set."""
+             rule: str | None = None, state: str = "open", limit: int | None = None, offset: int = 0,
+             agency: str | None = None, agency_region: str | None = None) -> list[dict[str, Any]]:
+        """Gaps ordered by due time (most overdue first), then person, rule and trigger; a page if limit is set.
+
+        `agency` / `agency_region` keep the gaps borne by an agency kind / by agencies of a region prefix."""
         states = states_for(state)
         if self._replay(as_of, known_at):
             moment = as_of or self.clock()
@@ -92,13 +94,15 @@ class Queries:
                 for view in self.all_views(moment, known_at)
                 if not region or (view.region or "").startswith(region)
                 for obligation in view.gaps(moment, states)
-                if not rule or obligation.rule == rule
+                if (not rule or obligation.rule == rule) and (not agency or obligation.obligated_kind == agency)
+                and (not agency_region or (obligation.obligated_region or "").startswith(agency_region))
             ]
             records.sort(key=gap_sort_key(self.read_model.sealer.token))
             return records[offset:offset + limit] if limit is not None else records[offset:]
         self._fresh()
         now = self.clock()
-        rows = self.read_model.gaps(micros(now), states, region=region, rule=rule, limit=limit, offset=offset)
+        rows = self.read_model.gaps(micros(now), states, region=region, rule=rule, limit=limit, offset=offset,
+                                    agency=agency, agency_region=agency_region)
         return [self._gap_from_row(row, now) for row in rows]
 
     @staticmethod
@@ -119,10 +123,12 @@ class Queries:
 
     # -- upcoming -----------------------------------------------------------------------------------------------
 
-    def upcoming(self, within: dt.timedelta, region: str | None = None) -> list[dict[str, Any]]:
+    def upcoming(self, within: dt.timedelta, region: str | None = None, agency: str | None = None,
+                 agency_region: str | None = None) -> list[dict[str, Any]]:
         self._fresh()
         now = self.clock()
-        rows = self.read_model.upcoming(micros(now), micros(now + within), region=region)
+        rows = self.read_model.upcoming(micros(now), micros(now + within), region=region, agency=agency,
+                                        agency_region=agency_region)
         records = []
         for row in rows:
             record = self._gap_from_row(row, now)

@@ -1,0 +1,107 @@
+"""Principals and their tokens, authentication, and the access log of personal-data reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from adapters.eventstore import EventStore
+from domain.catalog import AgencyKind
+from domain.identity import region_problem
+from domain.principals import AccessRecorded, Principal, Role, token_hash
+
+PRINCIPAL_TOPIC = f"{Principal.__module__}:{Principal.__qualname__}.Created"
+ACCESS_TOPIC = f"{AccessRecorded.__module__}:{AccessRecorded.__qualname__}.Recorded"
+
+
+class PrincipalError(ValueError):
+    pass
+
+
+class Principals:
+    def __init__(self, store: EventStore, clock: Callable[[], dt.datetime]):
+        self.store = store
+        self.clock = clock
+
+    def add(self, role: str, name: str, kind: str | None = None, agency_id: str | None = None,
+            region: str | None = None) -> tuple[Principal, str]:
+        """Create a principal; returns it and its token (shown once, stored only hashed)."""
+        try:
+            role = Role(role)
+        except ValueError:
+            raise PrincipalError(f"unknown role {role!r}; one of {', '.join(Role)}") from None
+        if not name.strip():
+            raise PrincipalError("a principal needs a --name")
+        if role is Role.PUBLISHER:
+            if not (kind and agency_id and region):
+                raise PrincipalError("a publisher needs --kind, --id and --region (the agency it publishes as)")
+            if kind not in set(AgencyKind):
+                raise PrincipalError(f"unknown agency kind {kind!r}; one of {', '.join(AgencyKind)}")
+            if region_problem(region):
+                raise PrincipalError(f"--region {region}: {region_problem(region)}")
+        elif role is Role.OVERSIGHT:
+            if not region or not region.isdigit() or not 2 <= len(region) <= 6:
+                raise PrincipalError("oversight needs --region: a region code or its prefix (52, 5202, 520222)")
+            kind = agency_id = None
+        else:
+            kind = agency_id = region = None
+        token = secrets.token_urlsafe(32)
+        principal = Principal(token_hash(token), str(role), name.strip(), kind, agency_id, region,
+                              self.clock().isoformat())
+        self.store.save(principal)
+        return principal, token
+
+    def authenticate(self, token: str | None) -> Principal | None:
+        if not token:
+            return None
+        principal = self.store._get(Principal.create_id(token_hash(token)))
+        return principal if principal is not None and principal.active else None
+
+    def get(self, principal_id: str) -> Principal | None:
+        import uuid
+
+        try:
+            return self.store._get(uuid.UUID(principal_id))
+        except ValueError:
+            return None
+
+    def revoke(self, principal_id: str, reason: str = "revoked") -> Principal:
+        principal = self.get(principal_id)
+        if principal is None or not isinstance(principal, Principal):
+            raise PrincipalError(f"no principal {principal_id}")
+        if principal.active:
+            principal.revoke(reason, self.clock().isoformat())
+            self.store.save(principal)
+        return principal
+
+    def all(self) -> list[Principal]:
+        found, start = [], 1
+        while True:
+            page = self.store.recorder.select_notifications(start, 500, topics=[PRINCIPAL_TOPIC])
+            if not page:
+                return found
+            found.extend(self.store.repository.get(n.originator_id) for n in page)
+            start = page[-1].id + 1
+
+    # -- the access log -----------------------------------------------------------------------------------------
+
+    def record_access(self, principal: Principal, action: str, subject: str | None) -> None:
+        self.store.save(AccessRecorded(str(principal.id), str(principal.role), principal.name, action, subject,
+                                       self.clock().isoformat()))
+
+    def access_log(self, limit: int = 100, offset: int = 0, subject: str | None = None) -> list[dict[str, Any]]:
+        records, start = [], 1
+        while True:
+            page = self.store.recorder.select_notifications(start, 1000, topics=[ACCESS_TOPIC])
+            if not page:
+                break
+            for notification in page:
+                access = self.store.mapper.to_domain_event(notification)
+                if subject is None or access.subject == subject:
+                    records.append({"principal": access.principal, "role": access.role, "name": access.name,
+                                    "action": access.action, "subject": access.subject, "at": access.at})
+            start = page[-1].id + 1
+        records.reverse()  # newest first
+        return records[offset:offset + limit]

@@ -1,91 +1,376 @@
-"""The HTTP API. For now: health and `POST /v1/events` through the one ingest path (authentication comes later)."""
+"""The HTTP API (`/v1`): agencies publish as themselves; oversight staff, auditors and administrators read what
+their role allows. Every request but /health carries a bearer token (`handoff principal add`).
 
-from __future__ import annotations
+Errors are JSON `{"error": {"code": ..., "message": ...}}` with a stable code; bad input never yields a 5xx.
+"""
 
+
+import datetime as dt
 import json
-from typing import Any
+import logging
+import re
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from domain.authorisation import PublisherIdentity
+from domain.catalog import CATALOG, AgencyKind
+from domain.envelope import Envelope
 from domain.errors import RejectionCode
+from domain.identity import id_number_problem
+from domain.principals import Principal, Role
 
+from . import timeparse
 from .bootstrap import Services
+from .history import person_history
 from .ingest import Source
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("handoff.access")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_BATCH_ITEMS = 1000
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
+TOKEN_COOKIE = "handoff_token"
+# Rejections that mean "you may not", answered 403 when a single event is refused for them.
+NOT_ALLOWED = {RejectionCode.NOT_AS_ITSELF, RejectionCode.FORBIDDEN_EVENT_TYPE, RejectionCode.RETRACTION_REFUSED}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
 
 
+# -- request helpers -------------------------------------------------------------------------------------------------
+
+
+def bearer_token(request: Request) -> str | None:
+    """The Authorization header; the dashboard's cookie only for reads (a cookie must never publish: CSRF)."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.cookies.get(TOKEN_COOKIE) if request.method in ("GET", "HEAD") else None
+
+
+ID_NUMBER_IN_PATH = re.compile(r"\d{17}[\dXx]")
+
+
+class AccessLogMiddleware:
+    """One log line per request with ID numbers masked: names and ID numbers never reach the logs in clear."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = {}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            path = ID_NUMBER_IN_PATH.sub(lambda m: m.group()[:6] + "*" * 12, scope["path"])
+            access_log.info("%s %s %s", scope["method"], path, status.get("code", "-"))
+
+
+def moment(value: str | None, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return timeparse.parse_moment(value)
+    except ValueError as problem:
+        raise ApiError(422, "invalid_time", f"{name}: {problem}") from None
+
+
+def checked_id_number(id_number: str) -> str:
+    problem = id_number_problem(id_number)
+    if problem:
+        raise ApiError(422, "invalid_id_number", f"not a valid resident ID number: {problem}")
+    return id_number
+
+
+def require(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        allowed = ", ".join(str(role) for role in roles)
+        raise ApiError(403, "forbidden", f"the {principal.role} role may not do this (allowed: {allowed})")
+
+
+def scoped_region(principal: Principal, region: str | None) -> str | None:
+    """The region filter a principal may use: oversight staff stay inside their prefix."""
+    if region is not None and (not region.isdigit() or len(region) > 6):
+        raise ApiError(422, "invalid_region", "region must be a region code or its prefix (digits, at most 6)")
+    if principal.role is not Role.OVERSIGHT:
+        return region
+    scope = principal.region or ""
+    if region is None or scope.startswith(region):
+        return scope
+    if region.startswith(scope):
+        return region
+    raise ApiError(403, "outside_scope", f"region {region} is outside your scope {scope}")
+
+
+def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
+    """A page of a list fetched with limit + 1 items (the extra one only says whether there is more)."""
+    more = len(items) > limit
+    return {"items": items[:limit], "limit": limit, "offset": offset, "next_offset": offset + limit if more else None}
+
+
+Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+RegionParam = Annotated[str | None, Query(max_length=6, description="region code or prefix (5202 = the city)")]
+TimeParam = Annotated[str | None, Query(max_length=40, description="ISO date (end of that day) or datetime")]
+StateParam = Annotated[str, Query(pattern="^(open|late|all)$")]
+RuleParam = Annotated[str | None, Query(max_length=40)]
+AgencyParam = Annotated[AgencyKind | None, Query(description="only obligations borne by this agency kind")]
+
+
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="handoff",
-        version="0.1.0",
-        description="社区矫正衔接 — inter-agency handoffs in community corrections",
+        version="1.0.0",
+        description="社区矫正衔接 — inter-agency handoffs in community corrections. Authenticate with "
+                    "`Authorization: Bearer <token>` (tokens from `handoff principal add`).",
     )
-    http_source = Source(name="http")
+    principals = services.principals
+    app.add_middleware(AccessLogMiddleware)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, "http_error", str(exc.detail))
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}
+        return error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error(422, "invalid_request", str(exc.errors()[:3]))
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return error(422, "invalid_request", details)
 
-    @app.get("/health")
-    @app.get("/v1/health")
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # a defect of ours, never the input's fault
+        log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+        return error(500, "internal_error", "the service failed on this request; it has been logged")
+
+    def authenticated(request: Request) -> Principal:
+        principal = principals.authenticate(bearer_token(request))
+        if principal is None:
+            raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token> of an active principal")
+        return principal
+
+    Me = Annotated[Principal, Depends(authenticated)]
+
+    @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:
+        """Liveness for load balancers: the only endpoint without authentication."""
         return {"status": "ok", "store": services.settings.database_url.split(":", 1)[0]}
 
-    @app.post("/v1/events")
-    async def post_events(request: Request) -> JSONResponse:
-        """One envelope (a JSON object) or a batch (a JSON array of envelopes). Results are per item."""
+    v1 = APIRouter(prefix="/v1")
+
+    @v1.get("/whoami", tags=["service"])
+    def whoami(me: Me) -> dict[str, Any]:
+        return me.summary()
+
+    # -- publishing -------------------------------------------------------------------------------------------------
+
+    @v1.post("/events", tags=["publish"], openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/Envelope"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/Envelope"}, "maxItems": MAX_BATCH_ITEMS},
+        ]}}}}})
+    async def post_events(request: Request, me: Me) -> JSONResponse:
+        """One envelope (a JSON object) or a batch (an array of at most 1000). Results are per item; every refused
+        item is kept in the dead-letter store with its reason."""
+        require(me, Role.PUBLISHER)
+        source = Source(name=f"http:{me.kind}:{me.agency_id}",
+                        publisher=PublisherIdentity(kind=AgencyKind(me.kind), id=me.agency_id, region=me.region))
         body = await request.body()
 
         async def refuse(status: int, code: RejectionCode, message: str) -> JSONResponse:
-            await run_in_threadpool(services.ingestor.refuse, body, code, message, http_source, "body")
+            await run_in_threadpool(services.ingestor.refuse, body, code, message, source, "body")
             return error(status, str(code), message)
 
         if len(body) > MAX_BODY_BYTES:
             return await refuse(413, RejectionCode.MALFORMED, f"body is {len(body)} bytes, the limit is {MAX_BODY_BYTES}")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in ("application/json", "application/x-ndjson", ""):
+        if content_type not in ("application/json", ""):
             return await refuse(415, RejectionCode.MALFORMED, f"content type {content_type!r}: send application/json")
         try:
             document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            return await refuse(400, RejectionCode.MALFORMED, f"body is not JSON: {exc}")
-        if isinstance(document, dict):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as problem:
+            return await refuse(400, RejectionCode.MALFORMED, f"body is not JSON: {problem}")
+        single = isinstance(document, dict)
+        if single:
             items: list[Any] = [document]
         elif isinstance(document, list):
             if not document:
                 return error(400, "empty_batch", "the batch holds no events")
             if len(document) > MAX_BATCH_ITEMS:
-                return await refuse(
-                    413, RejectionCode.MALFORMED, f"batch of {len(document)} events, the limit is {MAX_BATCH_ITEMS}"
-                )
+                return await refuse(413, RejectionCode.MALFORMED,
+                                    f"batch of {len(document)} events, the limit is {MAX_BATCH_ITEMS}")
             items = [item if isinstance(item, dict) else json.dumps(item).encode() for item in document]
         else:
             return await refuse(400, RejectionCode.MALFORMED, "body must be an envelope object or an array of them")
 
-        result = await run_in_threadpool(services.ingestor.ingest, items, http_source)
-        status = 422 if result.rejected == len(result.items) else 200
-        return JSONResponse(
-            status_code=status,
-            content={
-                "accepted": result.accepted,
-                "duplicates": result.duplicates,
-                "rejected": result.rejected,
-                "results": [item.as_dict() for item in result.items],
-            },
-        )
+        result = await run_in_threadpool(services.ingestor.ingest, items, source)
+        content = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected,
+                   "results": [item.as_dict() for item in result.items]}
+        status = 200
+        if result.rejected == len(result.items):
+            codes = {item.code for item in result.items}
+            status = 403 if single and codes <= {str(c) for c in NOT_ALLOWED} else 422
+        return JSONResponse(status_code=status, content=content)
 
+    # -- reading ----------------------------------------------------------------------------------------------------
+
+    def gap_scope(me: Principal, region: str | None, agency: AgencyKind | None) -> dict[str, Any]:
+        """Publishers see the obligations their agency bears; oversight its region; auditors everything."""
+        require(me, Role.PUBLISHER, Role.OVERSIGHT, Role.AUDITOR)
+        if me.role is Role.PUBLISHER:
+            if agency is not None and agency != me.kind:
+                raise ApiError(403, "outside_scope", f"a {me.kind} sees only the obligations of its own agency")
+            return {"region": scoped_region(me, region), "agency": me.kind, "agency_region": me.region}
+        return {"region": scoped_region(me, region), "agency": str(agency) if agency else None,
+                "agency_region": None}
+
+    @v1.get("/gaps", tags=["read"])
+    def gaps(me: Me, as_of: TimeParam = None, known_at: TimeParam = None, region: RegionParam = None,
+             rule: RuleParam = None, agency: AgencyParam = None, state: StateParam = "open",
+             limit: Limit = PAGE_DEFAULT, offset: Offset = 0) -> dict[str, Any]:
+        """Handoff gaps, most overdue first. `as_of` is valid time, `known_at` transaction time (default now)."""
+        scope = gap_scope(me, region, agency)
+        items = services.queries.gaps(as_of=moment(as_of, "as_of"), known_at=moment(known_at, "known_at"),
+                                      rule=rule, state=state, limit=limit + 1, offset=offset, **scope)
+        principals.record_access(me, f"GET /v1/gaps region={scope['region']} rule={rule} state={state}", None)
+        return page(items, limit, offset)
+
+    @v1.get("/upcoming", tags=["read"])
+    def upcoming(me: Me, within: Annotated[str, Query(max_length=12)] = "7d", region: RegionParam = None,
+                 agency: AgencyParam = None, limit: Limit = PAGE_DEFAULT, offset: Offset = 0) -> dict[str, Any]:
+        """Obligations falling due within `within` (e.g. 48h, 7d, 2w): act before a gap opens."""
+        try:
+            horizon = timeparse.parse_duration(within)
+        except ValueError as problem:
+            raise ApiError(422, "invalid_duration", str(problem)) from None
+        scope = gap_scope(me, region, agency)
+        items = services.queries.upcoming(horizon, **scope)
+        principals.record_access(me, f"GET /v1/upcoming region={scope['region']}", None)
+        return page(items[offset:offset + limit + 1], limit, offset)
+
+    @v1.get("/stats", tags=["read"])
+    def stats(me: Me, region: RegionParam = None, as_of: TimeParam = None,
+              known_at: TimeParam = None) -> dict[str, Any]:
+        """Per region: in register, received, discharged, terminated, open gaps per rule, 脱管漏管率 (‰)."""
+        require(me, Role.OVERSIGHT, Role.AUDITOR)
+        items = services.queries.stats(region=scoped_region(me, region), as_of=moment(as_of, "as_of"),
+                                       known_at=moment(known_at, "known_at"))
+        return {"items": items}
+
+    def visible_person(me: Principal, id_number: str, as_of: str | None, known_at: str | None) -> dict[str, Any]:
+        require(me, Role.OVERSIGHT, Role.AUDITOR)
+        record = services.queries.status(checked_id_number(id_number), as_of=moment(as_of, "as_of"),
+                                         known_at=moment(known_at, "known_at"))
+        region = record["episode"]["current_region"] if record and record["episode"] else None
+        if record is None or not me.sees_region(region or (record["responsible"] or {}).get("region")):
+            # 404, not 403: outside one's scope a person's very existence is not disclosed.
+            raise ApiError(404, "not_found", "no such person in your scope")
+        return record
+
+    @v1.get("/persons/{id_number}", tags=["read"])
+    def person(me: Me, id_number: str, as_of: TimeParam = None, known_at: TimeParam = None) -> dict[str, Any]:
+        """Status, responsible agency, current episode, open obligations and gaps."""
+        record = visible_person(me, id_number, as_of, known_at)
+        principals.record_access(me, "GET /v1/persons/{id}", id_number)
+        return record
+
+    @v1.get("/persons/{id_number}/history", tags=["read"])
+    def history(me: Me, id_number: str, as_of: TimeParam = None, known_at: TimeParam = None) -> dict[str, Any]:
+        """The person's recorded events in occurred_at order (those occurred by as_of and recorded by known_at)."""
+        visible_person(me, id_number, as_of, known_at)
+        events = person_history(services.store, id_number) or []
+        as_of_moment, known_moment = moment(as_of, "as_of"), moment(known_at, "known_at")
+        events = [e for e in events
+                  if (as_of_moment is None or dt.datetime.fromisoformat(e["occurred_at"]) <= as_of_moment)
+                  and (known_moment is None or dt.datetime.fromisoformat(e["recorded_at"]) <= known_moment)]
+        principals.record_access(me, "GET /v1/persons/{id}/history", id_number)
+        return {"items": events}
+
+    @v1.get("/persons/{id_number}/timeline", tags=["read"])
+    def timeline(me: Me, id_number: str, as_of: TimeParam = None, known_at: TimeParam = None) -> dict[str, Any]:
+        """One lane per agency: events as marks, obligations as bars from trigger to due time, gaps flagged."""
+        visible_person(me, id_number, as_of, known_at)
+        principals.record_access(me, "GET /v1/persons/{id}/timeline", id_number)
+        return services.timelines.timeline(id_number, as_of=moment(as_of, "as_of"),
+                                           known_at=moment(known_at, "known_at"))
+
+    @v1.get("/schemas", tags=["service"])
+    def schemas(me: Me) -> dict[str, Any]:
+        """The JSON Schema of the envelope and of every event type's payload, with who may publish it."""
+        return event_schemas()
+
+    @v1.get("/access-log", tags=["audit"])
+    def access_log(me: Me, subject: Annotated[str | None, Query(max_length=18)] = None,
+                   limit: Limit = PAGE_DEFAULT, offset: Offset = 0) -> dict[str, Any]:
+        """Who read whose personal data, newest first (auditors only)."""
+        require(me, Role.AUDITOR)
+        return page(principals.access_log(limit + 1, offset, subject), limit, offset)
+
+    @v1.get("/principals", tags=["admin"])
+    def list_principals(me: Me) -> dict[str, Any]:
+        require(me, Role.ADMIN)
+        return {"items": [p.summary() for p in principals.all()]}
+
+    @v1.delete("/principals/{principal_id}", tags=["admin"])
+    def revoke_principal(me: Me, principal_id: str) -> dict[str, Any]:
+        require(me, Role.ADMIN)
+        from .auth import PrincipalError
+
+        try:
+            return principals.revoke(principal_id).summary()
+        except PrincipalError as problem:
+            raise ApiError(404, "not_found", str(problem)) from None
+
+    app.include_router(v1)
+
+    def openapi() -> dict[str, Any]:
+        """The generated document, plus the Envelope schema that POST /v1/events refers to."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes)
+            envelope = Envelope.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            components.update(envelope.pop("$defs", {}))
+            components["Envelope"] = envelope
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def event_schemas() -> dict[str, Any]:
+    return {
+        "envelope": Envelope.model_json_schema(),
+        "event_types": {
+            event_type: {"publishers": sorted(spec.publishers), "meaning": spec.meaning,
+                         "payload": spec.payload.model_json_schema()}
+            for event_type, spec in CATALOG.items()
+        },
+    }

@@ -407,6 +407,52 @@ def cmd_bench(args: argparse.Namespace, services: None) -> int:
     return EXIT_OK
 
 
+def cmd_principal_add(args: argparse.Namespace, services: Services) -> int:
+    from .auth import PrincipalError
+
+    try:
+        principal, token = services.principals.add(args.role, args.name, kind=args.kind, agency_id=args.agency_id,
+                                                   region=args.region)
+    except PrincipalError as error:
+        return _fail(str(error), EXIT_USAGE)
+    _print_json({"token": token, **principal.summary()})
+    return EXIT_OK
+
+
+def cmd_principal_list(args: argparse.Namespace, services: Services) -> int:
+    items = [p.summary() for p in services.principals.all()]
+    if args.format == "json":
+        _print_json(items)
+    else:
+        _table("principals", ["id", "role", "name", "agency", "region", "created", "revoked"],
+               [[p["id"], p["role"], p["name"], f"{p['kind'] or ''} {p['agency_id'] or ''}".strip(), p["region"],
+                 p["created_at"][:19], (p["revoked_at"] or "")[:19]] for p in items])
+    return EXIT_OK
+
+
+def cmd_principal_revoke(args: argparse.Namespace, services: Services) -> int:
+    from .auth import PrincipalError
+
+    try:
+        _print_json(services.principals.revoke(args.principal_id, args.reason).summary())
+    except PrincipalError as error:
+        return _fail(str(error), EXIT_NOT_FOUND)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace, services: None) -> int:
+    from .api import event_schemas
+
+    schemas = event_schemas()
+    if args.event_type:
+        if args.event_type not in schemas["event_types"]:
+            return _fail(f"unknown event type {args.event_type!r}", EXIT_USAGE)
+        _print_json(schemas["event_types"][args.event_type])
+    else:
+        _print_json(schemas)
+    return EXIT_OK
+
+
 def cmd_keygen(args: argparse.Namespace, services: None) -> int:
     from eventsourcing.cryptography import AESCipher
 
@@ -419,7 +465,8 @@ def cmd_serve(args: argparse.Namespace, services: Services) -> int:
 
     from .api import create_app
 
-    uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="info")
+    # Our own access log (services.api.AccessLogMiddleware) masks ID numbers in paths; uvicorn's would not.
+    uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="info", access_log=False)
     return EXIT_OK
 
 
@@ -539,6 +586,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run with the persons and with 10x the persons, each in a fresh process, side by side")
     formats(bench)
     bench.set_defaults(handler=cmd_bench, needs_store=False)
+
+    principal = commands.add_parser("principal", help="agencies and staff who may use the API and the dashboard")
+    principal_commands = principal.add_subparsers(dest="principal_command", required=True)
+    add = principal_commands.add_parser("add", help="create one and print its token (shown once, stored hashed)")
+    add.add_argument("--role", required=True, choices=("publisher", "oversight", "auditor", "admin"))
+    add.add_argument("--kind", choices=("court", "procuratorate", "police", "prison", "bureau"),
+                     help="publisher: the agency's kind")
+    add.add_argument("--id", dest="agency_id", help="publisher: the agency's own code, e.g. FY-520222")
+    add.add_argument("--region", help="publisher: the agency's region; oversight: the region prefix it oversees")
+    add.add_argument("--name", required=True)
+    add.set_defaults(handler=cmd_principal_add)
+    listing = principal_commands.add_parser("list", help="every principal, active or revoked")
+    formats(listing)
+    listing.set_defaults(handler=cmd_principal_list)
+    revoke = principal_commands.add_parser("revoke", help="revoke a principal's token")
+    revoke.add_argument("principal_id")
+    revoke.add_argument("--reason", default="revoked")
+    revoke.set_defaults(handler=cmd_principal_revoke)
+
+    schema = commands.add_parser("schema", help="the JSON Schema of the envelope and of every event type")
+    schema.add_argument("event_type", nargs="?", help="only this event type's payload schema")
+    schema.set_defaults(handler=cmd_schema, needs_store=False)
 
     keygen = commands.add_parser("keygen", help="print a new AES-256 key for HANDOFF_CIPHER_KEY")
     keygen.set_defaults(handler=cmd_keygen, needs_store=False)

@@ -1,4 +1,4 @@
-"""The HTTP API over a real store: same ingest path, clear 4xx for bad input, every refusal kept."""
+"""The HTTP API over a real store: authentication, the one ingest path, clear 4xx for bad input, refusals kept."""
 
 from __future__ import annotations
 
@@ -21,8 +21,14 @@ def services(database_url):
 
 
 @pytest.fixture
-def client(services):
-    with TestClient(create_app(services)) as client:
+def court_token(services):
+    return services.principals.add("publisher", "贵州省某县人民法院", kind="court", agency_id="FY-520222",
+                                   region="520222")[1]
+
+
+@pytest.fixture
+def client(services, court_token):
+    with TestClient(create_app(services), headers={"Authorization": f"Bearer {court_token}"}) as client:
         yield client
 
 
@@ -30,10 +36,25 @@ def letters(services) -> list:
     return list(services.store.dead_letters(limit=1000))
 
 
-def test_health(client):
-    response = client.get("/health")
-    assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+def test_health_needs_no_token(services):
+    with TestClient(create_app(services)) as anonymous:
+        assert anonymous.get("/health").json()["status"] == "ok"
+
+
+def test_everything_else_needs_a_valid_token(services, court_token):
+    with TestClient(create_app(services)) as anonymous:
+        for method, path in (("get", "/v1/gaps"), ("post", "/v1/events"), ("get", "/v1/schemas"),
+                             ("get", f"/v1/persons/{id_number(1)}")):
+            response = getattr(anonymous, method)(path, headers={"Authorization": "Bearer wrong"})
+            assert response.status_code == 401, path
+            assert response.json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_revoked_token_stops_working(services, court_token, client):
+    assert client.get("/v1/whoami").status_code == 200
+    [court] = [p for p in services.principals.all() if p.kind == "court"]
+    services.principals.revoke(str(court.id))
+    assert client.get("/v1/whoami").status_code == 401
 
 
 def test_one_event_then_its_duplicate(client, services):
@@ -48,7 +69,8 @@ def test_one_event_then_its_duplicate(client, services):
 
 def test_a_batch_reports_per_item(client, services):
     good = decision(id_number(2))
-    bad = envelope("subject_reported", {"region": "520222", "extra": 1}, kind="bureau", person=id_number(2))
+    bad = decision(id_number(2))
+    bad["payload"]["extra"] = 1
     response = client.post("/v1/events", json=[good, bad, 42])
     assert response.status_code == 200
     body = response.json()
@@ -58,8 +80,21 @@ def test_a_batch_reports_per_item(client, services):
     assert len(letters(services)) == 2
 
 
+def test_publishing_as_another_agency_or_type_is_403_with_a_reason(client, services):
+    as_other_court = decision(id_number(3), region="520221")
+    response = client.post("/v1/events", json=as_other_court)
+    assert response.status_code == 403
+    assert response.json()["results"][0]["code"] == "not_as_itself"
+    bureau_event = envelope("subject_reported", {"region": "520222"}, kind="bureau", person=id_number(3))
+    bureau_event["agency"] = {"kind": "court", "id": "FY-520222", "region": "520222"}
+    response = client.post("/v1/events", json=bureau_event)
+    assert response.status_code == 403
+    assert "may not publish subject_reported" in response.json()["results"][0]["reason"]
+    assert len(letters(services)) == 2
+
+
 def test_all_rejected_is_422(client):
-    response = client.post("/v1/events", json=envelope("no_such_event", {}))
+    response = client.post("/v1/events", json=envelope("no_such_event", {}, kind="court"))
     assert response.status_code == 422
     assert response.json()["results"][0]["code"] == "unknown_event_type"
 

@@ -23,6 +23,8 @@ run: install
 	$(DEMO) $(BIN)/handoff publish --import var/demo-events.jsonl > var/demo-publish.json
 	$(DEMO) $(BIN)/handoff stats
 	$(DEMO) $(BIN)/handoff gaps --limit 15
+	$(DEMO) $(BIN)/handoff principal add --role oversight --region 5202 --name 演示监督 > var/demo-token.json
+	@echo "Dashboard and API on http://127.0.0.1:8000/ (API docs /docs); log in with the token in var/demo-token.json"
 	$(DEMO) $(BIN)/handoff serve
 
 test: install

@@ -138,7 +138,8 @@ RuleParam = Annotated[str | None, Query(max_length=40)]
 AgencyParam = Annotated[AgencyKind | None, Query(description="only obligations borne by this agency kind")]
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAPI:
+    """The API, with the oversight dashboard (`services.dashboard`, or the router given)."""
     app = FastAPI(
         title="handoff",
         version="1.0.0",
@@ -346,6 +347,11 @@ def create_app(services: Services) -> FastAPI:
             raise ApiError(404, "not_found", str(problem)) from None
 
     app.include_router(v1)
+    if dashboard is None:
+        from .dashboard import create_router  # server-rendered pages on the same app
+
+        dashboard = create_router(services)
+    app.include_router(dashboard)
 
     def openapi() -> dict[str, Any]:
         """The generated document, plus the Envelope schema that POST /v1/events refers to."""

@@ -1,0 +1,200 @@
+"""The dashboard end to end in a real browser: Debian's Chromium, headless, driven by Playwright, against the real app
+served by uvicorn on a loopback port over a store loaded with `handoff simulate` and `handoff publish --import`.
+
+Screenshots of every step go to test-artifacts/browser/. No browser is ever downloaded (`playwright install` is not
+used): install Debian's package (`apt-get install -y chromium`). Without it the test fails, unless
+HANDOFF_SKIP_BROWSER=1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.config import Settings
+
+pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.CalendarCoverageWarning")
+
+CHROMIUM = os.environ.get("HANDOFF_CHROMIUM", "/usr/bin/chromium")  # Debian's package
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HANDOFF = str(Path(sys.executable).parent / "handoff")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+CST = dt.timezone(dt.timedelta(hours=8))
+# Rules counted in days (the day before the due date is after the trigger) that the simulator leaves open.
+DAY_RULES = ("R04_not_reported", "R05_not_transferred", "R08_transfer_not_received", "R13_missing_unresolved",
+             "R01_bureau_not_notified", "R02_documents_not_delivered", "R03_receipt_not_returned",
+             "R07_transfer_file_not_sent", "R16_notice_reply_overdue", "R15_not_discharged")
+
+
+def chromium_or_fail() -> str:
+    if os.environ.get("HANDOFF_SKIP_BROWSER") == "1":
+        pytest.skip("HANDOFF_SKIP_BROWSER=1")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; CI installs it), "
+                    "or set HANDOFF_SKIP_BROWSER=1 to skip the browser test locally")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.fail("the playwright package is missing: pip install -e '.[dev]' (never `playwright install`: "
+                    "the test drives Debian's chromium)")
+    return CHROMIUM
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def handoff(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run([HANDOFF, *args], check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The real app on a free loopback port, over a simulated county loaded by the CLI."""
+    import uvicorn
+
+    from services.api import create_app
+    from services.bootstrap import bootstrap
+    from services.dashboard import create_router
+
+    work = tmp_path_factory.mktemp("browser")
+    env = {**os.environ, "HANDOFF_DATABASE_URL": f"sqlite:///{work}/handoff.sqlite3", "PYTHONWARNINGS": "ignore"}
+    env.pop("HANDOFF_CIPHER_KEY", None)
+    handoff("simulate", "--persons", "300", "--counties", "520222,520221", "--seed", "11", "--failure-rate", "0.25",
+            "--out", str(work / "county.jsonl"), env=env)
+    published = json.loads(handoff("publish", "--import", str(work / "county.jsonl"), env=env))
+    assert published["accepted"] > 1000 and published["rejected"] == 0
+    token = json.loads(handoff("principal", "add", "--role", "oversight", "--name", "市局监督员", "--region", "5202",
+                               env=env))["token"]
+
+    services = bootstrap(Settings(database_url=env["HANDOFF_DATABASE_URL"]))
+    app = create_app(services)
+    # create_app includes the dashboard
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield {"base": f"http://127.0.0.1:{port}", "token": token, "services": services}
+    uv.should_exit = True
+    thread.join(10)
+    services.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_oversight_walks_from_the_overview_to_a_gap_and_back_in_time(request):
+    chromium_or_fail()  # in the test itself: a missing browser is a failed test, not a setup error
+    server, browser = request.getfixturevalue("server"), request.getfixturevalue("browser")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    base = server["base"]
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+
+    def shot(name: str) -> None:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    # 1. Not logged in: the login form. A wrong token is refused with a clear message, the right one logs in.
+    page.goto(base + "/")
+    assert page.url.startswith(base + "/login")
+    page.fill("#token", "not-a-token")
+    page.click("button[type=submit] >> text=登录")
+    assert "令牌无效或已被撤销" in page.inner_text("#login-error")
+    shot("01-login-refused")
+    page.fill("#token", server["token"])
+    page.click("button[type=submit] >> text=登录")
+    page.wait_for_url(base + "/")
+    cookie = next(c for c in context.cookies() if c["name"] == "handoff_token")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+    # 2. The overview: the figures and the trend chart.
+    assert page.locator("#trend-chart").is_visible()
+    assert page.locator("#trend-chart .trend-point").count() >= 12
+    assert "‰" in page.inner_text("#rate")
+    assert "脱管漏管率月度趋势" in page.inner_text("main")
+    shot("02-overview")
+
+    # 3. The gap queue, most overdue first.
+    page.click("nav >> text=衔接缺口")
+    page.wait_for_url(base + "/gaps")
+    rows = page.locator("tr.gap-row")
+    assert rows.count() > 5
+    dues = [rows.nth(i).get_attribute("data-due") for i in range(rows.count())]
+    assert dues == sorted(dues)
+    shot("03-gap-queue")
+
+    # 4. A gap's person: the timeline with its red gap bar.
+    row = next(rows.nth(i) for i in range(rows.count()) if rows.nth(i).get_attribute("data-rule") in DAY_RULES)
+    rule, id_number, due_at = (row.get_attribute(f"data-{name}") for name in ("rule", "id", "due"))
+    row.locator("a.person-link").click()
+    page.wait_for_url(f"{base}/persons/{id_number}")
+    assert page.locator("svg#timeline").is_visible()
+    red = page.locator(f'svg#timeline g.bar-open[data-rule="{rule}"] rect.overdue')
+    assert red.count() >= 1 and red.first.get_attribute("fill") == "#c62828"
+    assert red.first.bounding_box()["width"] > 2
+    status_now = page.inner_text("#person-status")
+    assert page.locator(f'#person-gaps tr.person-gap[data-rule="{rule}"][data-state="open"]').count() >= 1
+    shot("04-person-timeline")
+
+    # 5. Back in time: two days before the due date the obligation was not yet overdue.
+    before = (dt.datetime.fromisoformat(due_at).astimezone(CST).date() - dt.timedelta(days=2)).isoformat()
+    page.fill("#as_of", before)
+    page.click(".asof button[type=submit]")
+    page.wait_for_url(f"{base}/persons/{id_number}?as_of={before}")
+    assert page.locator(f'svg#timeline g.bar-open[data-rule="{rule}"]').count() == 0
+    assert page.locator(f'svg#timeline g.bar-upcoming[data-rule="{rule}"]').count() >= 1
+    assert page.locator(f'#person-gaps tr.person-gap[data-rule="{rule}"][data-state="open"]').count() == 0
+    assert before in page.inner_text(".asof")
+    print(f"{rule} of {id_number}: status now {status_now}, on {before} {page.inner_text('#person-status')}")
+    shot("05-person-in-the-past")
+
+    # 6. The gap queue on that date (the link keeps the date): that gap is not there yet.
+    page.click("nav >> text=衔接缺口")
+    page.wait_for_url(f"{base}/gaps?as_of={before}")
+    assert page.locator(f'tr.gap-row[data-id="{id_number}"][data-rule="{rule}"]').count() == 0
+    shot("06-gap-queue-in-the-past")
+
+    # 7. In English, remembered.
+    page.click("text=English")
+    assert "Gap queue" in page.inner_text("main h1")
+    page.click("nav >> text=Overview")
+    assert "Lost-supervision rate by month" in page.inner_text("main")
+    shot("07-overview-in-english-in-the-past")
+
+    page.click("header >> text=Log out")
+    page.wait_for_url(f"{base}/login?bye=1")
+    page.goto(base + "/")
+    assert page.url.startswith(base + "/login")
+    context.close()
+    assert len(list(ARTIFACTS.glob("*.png"))) == 7

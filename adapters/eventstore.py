@@ -51,17 +51,17 @@ class EventStore(Application[UUID]):
     def construct_recorder(self):  # type: ignore[override]
         return self.factory.process_recorder()
 
-    def _get(self, aggregate_id: UUID) -> Any | None:
+    def get_aggregate(self, aggregate_id: UUID) -> Any | None:
         try:
             return self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
 
     def person(self, id_number: str) -> Person | None:
-        return self._get(Person.create_id(id_number))
+        return self.get_aggregate(Person.create_id(id_number))
 
     def receipt(self, event_id: str) -> EventReceipt | None:
-        return self._get(EventReceipt.create_id(event_id))
+        return self.get_aggregate(EventReceipt.create_id(event_id))
 
     def select_streams(self, stream_ids: Iterable[UUID]) -> dict[UUID, list[StoredEvent]]:
         """The stored events of many streams in one query per 500 ids (eventsourcing reads one stream at a time).

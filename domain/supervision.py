@@ -238,8 +238,7 @@ class _Folder:
         self.detentions: list[list[Any]] = []  # [start, end or None, event_id, region]
         self.orphan: Obligation | None = None  # A01
         self.decided = False
-        self.assessment_open = False
-        self.assessment_region: str | None = None
+        self.assessment_region: str | None = None  # an assessment was requested (status `assessment` until a decision)
         self.deceased = False
         # A bureau supervising someone whose decision is not on record (A01): supervised there all the same.
         self.unlinked_region: str | None = None
@@ -302,11 +301,10 @@ class _Folder:
     def on_assessment_requested(self, e, p, episode):
         days = self.rules["R17_assessment_overdue"].params["expedited_days"] if p["expedited"] else None
         self.open("R17_assessment_overdue", e, "bureau", None, p["bureau_region"], amount=days)
-        self.assessment_open, self.assessment_region = True, p["bureau_region"]
+        self.assessment_region = p["bureau_region"]
 
     def on_assessment_reported(self, e, p, episode):
         self.fulfil(["R17_assessment_overdue"], e)
-        self.assessment_open = False
 
     def on_decision_effective(self, e, p, episode):
         if episode is not None:

@@ -56,14 +56,14 @@ class Principals:
     def authenticate(self, token: str | None) -> Principal | None:
         if not token:
             return None
-        principal = self.store._get(Principal.create_id(token_hash(token)))
+        principal = self.store.get_aggregate(Principal.create_id(token_hash(token)))
         return principal if principal is not None and principal.active else None
 
     def get(self, principal_id: str) -> Principal | None:
         import uuid
 
         try:
-            return self.store._get(uuid.UUID(principal_id))
+            return self.store.get_aggregate(uuid.UUID(principal_id))
         except ValueError:
             return None
 

@@ -25,7 +25,7 @@ from .views import gap_record, status_record
 
 
 def rule_set_history(store: EventStore) -> RuleSetHistory | None:
-    return store._get(HISTORY_ID)
+    return store.get_aggregate(HISTORY_ID)
 
 
 def record_rule_set(store: EventStore, rules: RuleSet, now: dt.datetime) -> None:

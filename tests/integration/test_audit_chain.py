@@ -524,7 +524,7 @@ def a_person(raw: Raw, services) -> tuple[str, int]:
     position = middle(raw)
     originator = raw.row(position)[0]
     stream = originator if isinstance(originator, UUID) else UUID(originator)
-    person = services.store._get(stream)
+    person = services.store.get_aggregate(stream)
     return person.id_number, position
 
 

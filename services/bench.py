@@ -149,12 +149,16 @@ def measure_queries(services, repeat: int, seed: int = 1) -> dict[str, Any]:
 
 
 def simulated(persons: int, seed: int, path: Path) -> dict[str, Any]:
-    """Generate the bench's data with the county simulator (5% injected failures, two counties)."""
-    from .simulate import SimulationConfig, run as simulate
+    """Generate the bench's data with the county simulator (5% injected failures, two counties), in a process of
+    its own, so that the peak memory reported is that of ingest, rebuild and queries, not of the generator."""
+    import subprocess
+    import sys
 
-    with path.open("w", encoding="utf-8") as out:
-        summary = simulate(SimulationConfig(persons=persons, seed=seed, counties=("520222", "520221"),
-                                            failure_rate=0.05), out)
+    completed = subprocess.run(
+        [sys.executable, "-m", "services.cli", "simulate", "--persons", str(persons), "--seed", str(seed),
+         "--counties", "520222,520221", "--failure-rate", "0.05", "--out", str(path)],
+        capture_output=True, text=True, check=True)
+    summary = json.loads(completed.stderr.strip().splitlines()[-1])
     return {"events": summary["events"]}
 
 

@@ -58,6 +58,8 @@ obligations = sa.Table(
     # ever be open or late, so the gap queries read a small index instead of every obligation.
     sa.Column("gap_us", sa.BigInteger, index=True),
     sa.Column("rule_set", sa.Text, nullable=False),
+    # The gap queue filtered by rule, most overdue first, without scanning every gap of other rules.
+    sa.Index("ix_rm_obligations_rule_gap", "rule", "gap_us"),
 )
 
 positions = sa.Table(

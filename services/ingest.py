@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -104,7 +105,7 @@ def raw_as_text(raw: RawItem) -> tuple[str, str, int]:
 
 # Persons kept in memory between batches (each a few kB): events of one person arrive spread over many batches,
 # and re-reading a stream for every batch that touches it dominated ingest. Bounded, so memory stays flat.
-PERSON_CACHE_SIZE = 5000
+PERSON_CACHE_SIZE = int(os.environ.get("HANDOFF_PERSON_CACHE", "5000"))
 
 
 class Ingestor:

@@ -20,6 +20,10 @@ class Settings:
     database_url: str
     rules_file: str | None = None  # TOML overrides of the default rule set
     cipher_key: str | None = None  # base64 AES key: event payloads and personal read-model fields encrypted at rest
+    # Kafka (adapters/kafka.py reads the rest of HANDOFF_KAFKA_*): with a bootstrap server, POST /v1/events produces
+    # to the inbound topics and `handoff ingest` workers store the events.
+    kafka_bootstrap: str | None = None
+    kafka_prefix: str = "handoff"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -28,6 +32,8 @@ class Settings:
             database_url=environ.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL,
             rules_file=environ.get("HANDOFF_RULES_FILE") or None,
             cipher_key=environ.get("HANDOFF_CIPHER_KEY") or None,
+            kafka_bootstrap=environ.get("HANDOFF_KAFKA_BOOTSTRAP") or None,
+            kafka_prefix=environ.get("HANDOFF_KAFKA_PREFIX") or "handoff",
         )
 
 

@@ -148,6 +148,9 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     )
     principals = services.principals
     app.add_middleware(AccessLogMiddleware)
+    from .kafka_ingest import http_inbound  # HANDOFF_KAFKA_BOOTSTRAP: POST /v1/events produces to Kafka
+
+    kafka_inbound = http_inbound(services.settings, services.ingestor)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -228,6 +231,9 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         else:
             return await refuse(400, RejectionCode.MALFORMED, "body must be an envelope object or an array of them")
 
+        if kafka_inbound is not None:  # the ingest workers store them; 202 with the event ids (docs/kafka.md)
+            status, content = await run_in_threadpool(kafka_inbound.publish, items, me)
+            return JSONResponse(status_code=status, content=content)
         result = await run_in_threadpool(services.ingestor.ingest, items, source)
         content = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected,
                    "results": [item.as_dict() for item in result.items]}

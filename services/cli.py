@@ -549,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_audit import register as register_chain_commands
 
     register_chain_commands(audit_commands, formats)
+    from .cli_kafka import register as register_kafka_commands  # handoff ingest, handoff route
+
+    register_kafka_commands(commands, formats)
 
     rules = commands.add_parser("rules", help="the rule set in force (HANDOFF_RULES_FILE overrides)")
     formats(rules)

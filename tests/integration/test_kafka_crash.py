@@ -1,0 +1,153 @@
+"""Exactly once through crashes and rebalances: the ingest worker as a real process, killed with SIGKILL at random
+moments, restarted, joined by a second member of its group; the store ends with exactly the published events and
+the same gaps as the embedded (no Kafka) run of the same data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.eventstore import EventStore
+from adapters.kafka import KafkaConfig, tracking_name
+from services.kafka_ingest import publish_file
+from tests.kafka_broker import kafka, kafka_broker, kafka_cli, kafka_env, stored_event_ids  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+HANDOFF = str(Path(sys.executable).parent / "handoff")
+EVENTS = 20_000
+KILLS = 10
+
+
+def handoff(database_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HANDOFF_DATABASE_URL": database_url}
+    completed = subprocess.run([HANDOFF, *args], capture_output=True, env=env, timeout=600)
+    assert completed.returncode == 0, completed.stderr.decode()
+    return completed
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """20,000 simulated envelopes (two counties, injected failures, late events), and the embedded run's store."""
+    work = tmp_path_factory.mktemp("kafka-crash")
+    until = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    full = work / "simulated.jsonl"
+    handoff(f"sqlite:///{work}/unused.sqlite3", "simulate", "--persons", "1400", "--seed", "11",
+            "--counties", "520222,520221", "--until", until, "--out", str(full))
+    lines = [line for line in full.read_bytes().splitlines() if line.strip()][:EVENTS]
+    assert len(lines) == EVENTS
+    path = work / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    embedded = f"sqlite:///{work}/embedded.sqlite3"
+    report = json.loads(handoff(embedded, "publish", "--import", str(path)).stdout)
+    assert report["accepted"] == EVENTS, report["rejections"][:3]
+    event_ids = sorted(json.loads(line)["event_id"] for line in lines)
+    assert len(set(event_ids)) == EVENTS
+    return {"path": path, "event_ids": event_ids, "embedded": embedded}
+
+
+def gaps(database_url: str) -> list:
+    return json.loads(handoff(database_url, "gaps", "--state", "all", "--format", "json").stdout)
+
+
+def positions_total(store: EventStore, config: KafkaConfig) -> int:
+    """How far the partitions are on record, summed (progress, whoever made it)."""
+    total = 0
+    for topic in config.inbound_topics():
+        for partition in range(config.partitions):
+            total += (store.source_position(tracking_name(topic, partition)) or -1) + 1
+    return total
+
+
+def worker(config: KafkaConfig, database_url: str, *extra: str, **env_extra: str) -> subprocess.Popen:
+    env = {**os.environ, **kafka_env(config), "HANDOFF_DATABASE_URL": database_url, **env_extra}
+    return subprocess.Popen([*kafka_cli(), "ingest", "--import", *extra], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def assert_exactly_the_published_events(database_url: str, dataset) -> None:
+    store = EventStore(database_url)
+    try:
+        stored = stored_event_ids(store)
+        letters = list(store.dead_letters(limit=100))
+    finally:
+        store.close()
+    assert len(stored) == len(set(stored)), "an event was stored twice"
+    assert sorted(stored) == dataset["event_ids"], "the store differs from the published set"
+    assert letters == []
+    assert gaps(database_url) == gaps(dataset["embedded"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(database_url, kafka, dataset):
+    assert len(publish_file(kafka, dataset["path"])) == EVENTS
+    rng = random.Random(int(os.environ.get("HANDOFF_CRASH_SEED", "20250101")))
+    store = EventStore(database_url)
+    kills: list[int] = []
+    started = time.monotonic()
+    try:
+        while len(kills) < KILLS:
+            before = positions_total(store, kafka)
+            assert before < EVENTS, f"all ingested after only {len(kills)} kills: kill sooner"
+            process = worker(kafka, database_url)
+            # Kill while it works: once it has stored something, after a random moment (mid-batch, mid-commit...).
+            wait_for(lambda: positions_total(store, kafka) > before or process.poll() is not None, 60,
+                     "the restarted worker to make progress")
+            time.sleep(rng.uniform(0, 0.25))
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+            kills.append(positions_total(store, kafka))
+            print(f"kill {len(kills)} at {time.monotonic() - started:.1f}s: {kills[-1]} of {EVENTS} on record")
+        final = worker(kafka, database_url, "--until-idle", "4")
+        out, err = final.communicate(timeout=180)
+        assert final.returncode == 0, err.decode()
+    finally:
+        store.close()
+    assert len(kills) >= KILLS and kills[-1] < EVENTS, kills  # every kill hit a worker with work left
+    assert_exactly_the_published_events(database_url, dataset)
+
+
+def test_two_workers_and_a_rebalance_in_the_middle(database_url, kafka, dataset):
+    assert len(publish_file(kafka, dataset["path"])) == EVENTS
+    store = EventStore(database_url)
+    # Small polls make the run long enough for the group to change while it works.
+    slow = {"HANDOFF_KAFKA_MAX_POLL_RECORDS": "25"}
+    first = worker(kafka, database_url, **slow)
+    second = None
+    try:
+        wait_for(lambda: positions_total(store, kafka) > 0, 60, "the first worker to make progress")
+        second = worker(kafka, database_url, **slow)  # joins: the group rebalances (partitions split)
+        wait_for(lambda: positions_total(store, kafka) > EVENTS // 2, 120, "half the events")
+        first.send_signal(signal.SIGKILL)  # leaves without a word: its partitions move after the session timeout
+        first.wait(timeout=30)
+        wait_for(lambda: positions_total(store, kafka) >= EVENTS, 180, "every event on record")
+        second.send_signal(signal.SIGTERM)
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 0, err.decode()
+        stats = json.loads(out.decode().strip().splitlines()[-1])
+        assert stats["assignments"] >= 2  # it got partitions at least twice: a rebalance happened under it
+        assert 0 < stats["accepted"] < EVENTS  # both workers stored part of the events
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+        store.close()
+    assert_exactly_the_published_events(database_url, dataset)

@@ -15,6 +15,10 @@ from eventsourcing.domain import Aggregate, event
 PRINCIPAL_NAMESPACE = uuid.UUID("3d1e5b7a-9c2f-5a4e-b6d8-0f1e2d3c4b5a")
 
 
+class OutsideScope(Exception):
+    """A read asked for a region outside the principal's scope."""
+
+
 class Role(StrEnum):
     PUBLISHER = "publisher"  # one agency: publishes as itself; reads the obligations it bears
     OVERSIGHT = "oversight"  # reads status, gaps and statistics of persons in a region prefix
@@ -58,6 +62,18 @@ class Principal(Aggregate):
         if self.role is Role.OVERSIGHT:
             return region is not None and region.startswith(self.region or "")
         return False
+
+    def region_filter(self, region: str | None) -> str | None:
+        """The region filter this principal may use: oversight staff stay inside their prefix (a broader or absent
+        filter narrows to it); other roles filter as they ask. Raises OutsideScope for a region outside it."""
+        if self.role is not Role.OVERSIGHT:
+            return region
+        scope = self.region or ""
+        if region is None or scope.startswith(region):
+            return scope
+        if region.startswith(scope):
+            return region
+        raise OutsideScope(f"region {region} is outside your scope {scope}")
 
     def summary(self) -> dict[str, str | None]:
         return {"id": str(self.id), "role": str(self.role), "name": self.name, "kind": self.kind,

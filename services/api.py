@@ -22,7 +22,7 @@ from domain.catalog import CATALOG, AgencyKind
 from domain.envelope import Envelope
 from domain.errors import RejectionCode
 from domain.identity import id_number_problem
-from domain.principals import Principal, Role
+from domain.principals import OutsideScope, Principal, Role
 
 from . import timeparse
 from .bootstrap import Services
@@ -113,14 +113,10 @@ def scoped_region(principal: Principal, region: str | None) -> str | None:
     """The region filter a principal may use: oversight staff stay inside their prefix."""
     if region is not None and (not region.isdigit() or len(region) > 6):
         raise ApiError(422, "invalid_region", "region must be a region code or its prefix (digits, at most 6)")
-    if principal.role is not Role.OVERSIGHT:
-        return region
-    scope = principal.region or ""
-    if region is None or scope.startswith(region):
-        return scope
-    if region.startswith(scope):
-        return region
-    raise ApiError(403, "outside_scope", f"region {region} is outside your scope {scope}")
+    try:
+        return principal.region_filter(region)
+    except OutsideScope as problem:
+        raise ApiError(403, "outside_scope", str(problem)) from None
 
 
 def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:

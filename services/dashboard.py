@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from adapters.readmodel import micros
 from domain.calendar import SHANGHAI, end_of_day
 from domain.identity import id_number_problem
-from domain.principals import AccessRecorded, Principal, Role
+from domain.principals import AccessRecorded, OutsideScope, Principal, Role
 
 from .bootstrap import Services
 
@@ -583,14 +583,10 @@ class Dashboard:
         """As the API: oversight staff stay inside their prefix; others filter as they like."""
         if region is not None and (not region.isdigit() or len(region) > 6):
             raise DashboardError(422, "bad_request", detail="region: digits, at most 6")
-        if principal.role is not Role.OVERSIGHT:
-            return region
-        scope = principal.region or ""
-        if region is None or scope.startswith(region):
-            return scope
-        if region.startswith(scope):
-            return region
-        raise DashboardError(403, "outside_scope", region=region, scope=scope)
+        try:
+            return principal.region_filter(region)
+        except OutsideScope:
+            raise DashboardError(403, "outside_scope", region=region, scope=principal.region or "") from None
 
     # -- login ----------------------------------------------------------------------------------------------------
 

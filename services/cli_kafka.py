@@ -134,27 +134,3 @@ def cmd_route(args: argparse.Namespace, services) -> int:
     print(json.dumps({"position": router.position(), "routed_events": router.routed_events,
                       "notifications": router.sent}))
     return EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m services.cli_kafka ingest|route ...`: the same commands without the rest of the CLI."""
-    parser = argparse.ArgumentParser(prog="handoff")
-    commands = parser.add_subparsers(dest="command", required=True)
-    register(commands, lambda command: command.add_argument("--format", choices=("json", "table"), default="table"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="handoff: %(message)s")
-    from .bootstrap import bootstrap
-
-    try:
-        services = bootstrap()
-    except Exception as error:
-        print(f"handoff: cannot open the event store: {error}", file=sys.stderr)
-        return 3
-    try:
-        return args.handler(args, services)
-    finally:
-        services.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -117,10 +117,5 @@ def stored_event_ids(store: EventStore) -> list[str]:
 
 
 def kafka_cli() -> list[str]:
-    """`handoff` once cli.py registers the Kafka commands (services/cli_kafka.register), else the same commands
-    through `python -m services.cli_kafka`."""
-    from services.cli import build_parser
-
-    parser = build_parser()
-    commands = next(a for a in parser._actions if a.dest == "command")
-    return [HANDOFF] if "ingest" in commands.choices else [sys.executable, "-m", "services.cli_kafka"]
+    """The `handoff` console script, which registers `ingest` and `route` (services/cli_kafka.register)."""
+    return [HANDOFF]

@@ -4,14 +4,14 @@ projection's position stored in the same transaction as the rows it produced (ex
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -70,12 +70,15 @@ positions = sa.Table(
 )
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
 def micros(moment: dt.datetime | None) -> int | None:
     """A moment as integer microseconds since the epoch: compares identically in SQLite and PostgreSQL."""
     if moment is None:
         return None
-    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (moment - _EPOCH) // _MICROSECOND  # exact: timedelta floor division is integer arithmetic
 
 
 class Sealer:
@@ -118,10 +121,22 @@ class PositionMoved(Exception):
     """Another projector advanced the position first; this page's work is discarded (it did the same)."""
 
 
-@dataclass(frozen=True)
-class PersonRows:
-    person: dict[str, Any]
-    obligations: list[dict[str, Any]]
+# The columns a projection supplies for a person and for each obligation, after the personal ones (person_key,
+# id_number, name), which `ReadModel.apply` fills in (sealed when a key is set).
+PERSONAL_COLUMNS = ("person_key", "id_number", "name")
+PERSON_COLUMNS = ("region", "status", "responsible_kind", "responsible_region", "received_us", "ended", "ended_us",
+                  "category", "rule_set")
+OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "obligated_id", "obligated_region",
+                      "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set")
+
+
+class PersonRows(NamedTuple):
+    """One person's read-model rows: plain tuples (cheap to build, to send between processes and to insert)."""
+
+    id_number: str
+    name: str
+    person: tuple  # values of PERSON_COLUMNS
+    obligations: list[tuple]  # values of OBLIGATION_COLUMNS, one tuple per obligation
 
 
 class ReadModel:
@@ -136,6 +151,9 @@ class ReadModel:
             # Read models are derived data: a table of an older shape is dropped and rebuilt from the event log.
             metadata.drop_all(self.engine)
         metadata.create_all(self.engine)
+        self._insert_persons = _insert_statement(self.engine.dialect, persons, PERSONAL_COLUMNS + PERSON_COLUMNS)
+        self._insert_obligations = _insert_statement(self.engine.dialect, obligations,
+                                                     PERSONAL_COLUMNS + OBLIGATION_COLUMNS)
 
     def _schema_is_current(self) -> bool:
         inspector = sa.inspect(self.engine)
@@ -152,6 +170,20 @@ class ReadModel:
     def drop(self) -> None:
         metadata.drop_all(self.engine)
         metadata.create_all(self.engine)
+
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Load many rows into the (freshly dropped) tables: the obligations' secondary indexes are dropped meanwhile
+        and built once at the end, which is cheaper than maintaining them row by row. They are rebuilt even if the
+        load fails; queries meanwhile are correct, only slower."""
+        secondary = list(obligations.indexes)
+        for index in secondary:
+            index.drop(self.engine, checkfirst=True)
+        try:
+            yield
+        finally:
+            for index in secondary:
+                index.create(self.engine, checkfirst=True)
 
     def position(self, projection: str) -> tuple[int, str | None]:
         with self.engine.connect() as connection:
@@ -174,19 +206,20 @@ class ReadModel:
                 ).first():
                     raise PositionMoved(projection)
                 connection.execute(positions.insert().values(projection=projection, position=new, rule_set=rule_set))
-            keys = [self.sealer.token(r.person["id_number"]) for r in rows]
-            for chunk in _chunks(keys, 500):
+            if not rows:
+                return
+            sealer = self.sealer
+            # Sealed once per person: every row of a person carries the same key already, so sharing the
+            # ciphertext across them tells nothing more.
+            personal = [(sealer.token(r.id_number), sealer.seal(r.id_number), sealer.seal(r.name)) for r in rows]
+            for chunk in _chunks([key for key, _, _ in personal], 500):
                 connection.execute(obligations.delete().where(obligations.c.person_key.in_(chunk)))
                 connection.execute(persons.delete().where(persons.c.person_key.in_(chunk)))
-            if rows:
-                connection.execute(persons.insert(), [self._sealed(r.person, key) for r, key in zip(rows, keys)])
-                obligation_rows = [self._sealed(o, key) for r, key in zip(rows, keys) for o in r.obligations]
-                if obligation_rows:
-                    connection.execute(obligations.insert(), obligation_rows)
-
-    def _sealed(self, row: dict[str, Any], key: str) -> dict[str, Any]:
-        return {**row, "person_key": key, "id_number": self.sealer.seal(row["id_number"]),
-                "name": self.sealer.seal(row["name"])}
+            person_rows = [sealed + r.person for sealed, r in zip(personal, rows)]
+            obligation_rows = [sealed + o for sealed, r in zip(personal, rows) for o in r.obligations]
+            self._insert_persons(connection, person_rows)
+            if obligation_rows:
+                self._insert_obligations(connection, obligation_rows)
 
     def _opened(self, rows) -> list[SimpleNamespace]:
         """Rows as attribute objects with the personal fields readable again."""
@@ -290,6 +323,32 @@ class ReadModel:
             query = query.where(obligations.c.region.startswith(region, autoescape=True))
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
+
+
+def _insert_statement(dialect: sa.Dialect, table: sa.Table,
+                      columns: tuple[str, ...]) -> Callable[[sa.Connection, list[tuple]], None]:
+    """Inserts many rows given as tuples of `columns`, through the driver's executemany.
+
+    SQLAlchemy Core would build a parameter dict per row and process each value; the rows here are plain values of
+    the columns' own types already (str, int, None), which sqlite3 and psycopg take as they are."""
+    marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+    if marker is None:  # a driver of another parameter style: let SQLAlchemy bind the values
+        statement = table.insert()
+
+        def insert(connection: sa.Connection, rows: list[tuple]) -> None:
+            connection.execute(statement, [dict(zip(columns, row)) for row in rows])
+
+        return insert
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))})"
+
+    def insert(connection: sa.Connection, rows: list[tuple]) -> None:
+        cursor = connection.connection.cursor()  # the driver's cursor, inside this connection's transaction
+        try:
+            cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
+
+    return insert
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

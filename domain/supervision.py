@@ -9,11 +9,13 @@ not earlier than the person's last event (the read models rely on this). See doc
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .calendar import SHANGHAI, WorkingCalendar, due_in_days, due_in_hours, due_in_months, due_in_working_days
+from .calendar import (SHANGHAI, WorkingCalendar, due_in_days, due_in_hours, due_in_months, due_in_working_days,
+                       local_date)
 from .rules import LOST_SUPERVISION_RULES, RuleSet, Unit
 
 # Obligations that belong to an episode and are closed when it ends (discharge, commitment, death, superseded).
@@ -52,6 +54,26 @@ class EventLike(Protocol):
 
 def iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(SHANGHAI).isoformat() if moment is not None else None
+
+
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+@functools.lru_cache(maxsize=65536)
+def _period_end(unit: Unit, start: dt.date, amount: int, extend: bool, calendar: WorkingCalendar) -> dt.datetime:
+    """The end of a period from a Shanghai date: the calendar's functions, cached. They are pure in these arguments,
+    and the calendar's identity is part of the key, so another calendar never sees these results. (N-day periods
+    go through `_days_end`, except a negative N, which `due_in_days` refuses.)"""
+    if unit is Unit.WORKING_DAYS:
+        return due_in_working_days(start, amount, calendar)
+    return (due_in_days if unit is Unit.DAYS else due_in_months)(start, amount, calendar, extend=extend)
+
+
+@functools.lru_cache(maxsize=65536)
+def _days_end(last: dt.date, extend: bool, calendar: WorkingCalendar) -> dt.datetime:
+    """The end of an N-day period whose last day (the start + N) is `last`. `due_in_days` counts no further than
+    the last day, so it is looked up by that day, of which there are far fewer than (start, N) pairs."""
+    return due_in_days(last, 0, calendar, extend=extend)
 
 
 @dataclass
@@ -196,6 +218,16 @@ def _parse(events: Sequence[EventLike]) -> list[_Event]:
     ]
 
 
+def _parse_records(records: Sequence[Mapping[str, Any]]) -> list[_Event]:
+    fromisoformat = dt.datetime.fromisoformat
+    return [
+        _Event(r["event_id"], r["event_type"], (agency := r["agency"])["kind"], agency["id"], agency["region"],
+               fromisoformat(r["occurred_at"]), fromisoformat(r["recorded_at"]), r["payload"],
+               r["person"].get("name", ""), index)
+        for index, r in enumerate(records)
+    ]
+
+
 def fold(
     events: Sequence[EventLike],
     *,
@@ -205,7 +237,24 @@ def fold(
     as_of: dt.datetime | None = None,
     known_at: dt.datetime | None = None,
 ) -> PersonView:
-    parsed = _parse(events)
+    return _fold(_parse(events), id_number, rules, calendar, as_of, known_at)
+
+
+def fold_records(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    id_number: str,
+    rules: RuleSet,
+    calendar: WorkingCalendar,
+    as_of: dt.datetime | None = None,
+    known_at: dt.datetime | None = None,
+) -> PersonView:
+    """`fold` over events given as mappings of the same fields (decoded stored state), not objects."""
+    return _fold(_parse_records(records), id_number, rules, calendar, as_of, known_at)
+
+
+def _fold(parsed: list[_Event], id_number: str, rules: RuleSet, calendar: WorkingCalendar,
+          as_of: dt.datetime | None, known_at: dt.datetime | None) -> PersonView:
     if known_at is not None:
         parsed = [e for e in parsed if e.recorded_at <= known_at]
     retracted = {e.payload["retracted_event_id"] for e in parsed if e.event_type == "event_retracted"}
@@ -262,7 +311,10 @@ class _Folder:
                 obligation.fulfil(event.event_id, event.occurred_at)
 
     def _in_custody(self, moment: dt.datetime) -> bool:
-        return any(start <= moment and (end is None or moment < end) for start, end in self.custody)
+        for start, end in self.custody:
+            if start <= moment and (end is None or moment < end):
+                return True
+        return False
 
     def _end_custody(self, at: dt.datetime) -> None:
         for interval in self.custody:
@@ -294,9 +346,9 @@ class _Folder:
         ):
             self.open("A04_activity_after_end", e, e.kind, e.agency_id, e.region, due_at=e.occurred_at)
 
-        handler = getattr(self, f"on_{e.event_type}", None)
+        handler = _HANDLERS.get(e.event_type)
         if handler is not None:
-            handler(e, p, episode)
+            handler(self, e, p, episode)
 
     def on_assessment_requested(self, e, p, episode):
         days = self.rules["R17_assessment_overdue"].params["expedited_days"] if p["expedited"] else None
@@ -568,14 +620,22 @@ class _Folder:
         start = obligation.start
         if unit is Unit.HOURS:
             return due_in_hours(start, amount)
+        # The other periods count from the start's Shanghai date: cached functions of it (_days_end, _period_end).
+        day = local_date(start) if isinstance(start, dt.datetime) else start
         if unit is Unit.WORKING_DAYS:
-            return due_in_working_days(start, amount, self.calendar)
-        plain = (due_in_days if unit is Unit.DAYS else due_in_months)(start, amount, self.calendar, extend=False)
+            return _period_end(Unit.WORKING_DAYS, day, amount, True, self.calendar)
+        if unit is Unit.DAYS and amount >= 0:
+            last = day + dt.timedelta(days=amount)
+            plain = _days_end(last, False, self.calendar)
+        else:
+            plain = _period_end(unit, day, amount, False, self.calendar)
         # CPL 105: no extension over rest days while the person is in custody at the period's end.
-        in_custody = self._in_custody(plain - dt.timedelta(microseconds=1))
+        in_custody = self.custody and self._in_custody(plain - _MICROSECOND)
         if in_custody:
             return plain
-        return (due_in_days if unit is Unit.DAYS else due_in_months)(start, amount, self.calendar, extend=True)
+        if unit is Unit.DAYS and amount >= 0:
+            return _days_end(last, True, self.calendar)
+        return _period_end(unit, day, amount, True, self.calendar)
 
     # -- status -----------------------------------------------------------------------------------------------
 
@@ -628,3 +688,7 @@ class _Folder:
                 return {"kind": r09.obligated_kind, "region": r09.obligated_region}
             return {"kind": episode.revocation_pending, "region": episode.current_region}
         return None
+
+
+# The handler of each event type (`_Folder.on_<event_type>`), looked up once instead of by name for every event.
+_HANDLERS = {name[len("on_"):]: handler for name, handler in vars(_Folder).items() if name.startswith("on_")}

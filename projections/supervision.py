@@ -4,60 +4,151 @@ It follows the event store's global log from its stored position. A page of noti
 persons it touches; each is folded from its whole stream (late and out-of-order events included) and its rows
 replaced, together with the new position, in one read-model transaction — so each event is applied exactly once
 in effect, and `rebuild` from position 0 ends in the same rows as the live projection.
+
+Reading is the fast path of adapters/fastread.py (raw rows, orjson) unless `fast_read=False`, which reads through
+eventsourcing's mapper; both give the fold the same values. A large rebuild folds in worker processes (the fold is
+pure) while this process reads the streams and writes the rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import collections
+import datetime as dt
+import functools
+import multiprocessing
+import multiprocessing.util
+import logging
+import os
+import pickle
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from adapters.eventstore import EventStore
+from adapters.fastread import StateDecoder, StreamReader, StreamSource
 from adapters.readmodel import PersonRows, PositionMoved, ReadModel, micros
 from domain.calendar import WorkingCalendar
 from domain.person import Person
 from domain.rules import RuleSet
-from domain.supervision import PersonView, fold, iso
+from domain.supervision import PersonView, fold, fold_records, iso
 
 PERSON_TOPIC = f"{Person.__module__}:{Person.__qualname__}.EventRecorded"
 REGISTERED_TOPIC = f"{Person.__module__}:{Person.__qualname__}.Registered"
 NAME = "supervision"
 
+log = logging.getLogger(__name__)
+
+# A rebuild of at least this many logged events folds in worker processes: below it, starting the workers costs
+# more than they save (and tests stay in one process).
+PARALLEL_FROM_EVENTS = 20_000
+# Persons per task sent to a worker: large enough that pickling and scheduling are small beside the fold, small
+# enough that the workers start early and the last task does not leave a core idle for long.
+PERSONS_PER_TASK = 200
+# Pages of persons handed to the workers beyond the one being written: the workers never wait for the writes, and
+# memory stays bounded (rows of at most this many pages) whatever the store's size.
+PAGES_AHEAD = 2
+
 
 def person_rows(view: PersonView) -> PersonRows:
+    """The read-model rows of one folded person: the values of every column after the personal ones (person_key,
+    id_number, name), in the read model's column order (adapters/readmodel.py, PERSON_COLUMNS and
+    OBLIGATION_COLUMNS)."""
     episode = view.episode
-    person = {
-        "id_number": view.id_number, "name": view.name, "region": view.region, "status": view.status,
-        "responsible_kind": view.responsible["kind"] if view.responsible else None,
-        "responsible_region": view.responsible["region"] if view.responsible else None,
-        "received_us": micros(episode.enrolled_at) if episode else None,
-        "ended": episode.ended if episode else None,
-        "ended_us": micros(episode.ended_at) if episode else None,
-        "category": episode.category if episode else None,
-        "rule_set": view.rule_set,
-    }
-    rows = [
-        {
-            "id_number": view.id_number, "name": view.name, "region": view.region, "rule": o.rule,
-            "triggered_by": o.triggered_by, "obligated_kind": o.obligated_kind, "obligated_id": o.obligated_id,
-            "obligated_region": o.obligated_region, "due_at": iso(o.due_at), "due_us": micros(o.due_at),
-            "fulfilled_at": iso(o.fulfilled_at), "fulfilled_us": micros(o.fulfilled_at),
-            "gap_us": None if o.fulfilled_at is not None and o.fulfilled_at <= o.due_at else micros(o.due_at),
-            "rule_set": view.rule_set,
-        }
-        for o in view.obligations
-        if o.due_at is not None
-    ]
-    return PersonRows(person, rows)
+    region, rule_set, responsible = view.region, view.rule_set, view.responsible
+    person = (
+        region, view.status,
+        responsible["kind"] if responsible else None, responsible["region"] if responsible else None,
+        micros(episode.enrolled_at) if episode else None,
+        episode.ended if episode else None, micros(episode.ended_at) if episode else None,
+        episode.category if episode else None,
+        rule_set,
+    )
+    obligations = []
+    for o in view.obligations:
+        due_at = o.due_at
+        if due_at is None:
+            continue
+        fulfilled_at = o.fulfilled_at
+        due_iso, due_us = _iso_and_micros(due_at)
+        fulfilled_iso, fulfilled_us = _iso_and_micros(fulfilled_at) if fulfilled_at is not None else (None, None)
+        obligations.append((
+            region, o.rule, o.triggered_by, o.obligated_kind, o.obligated_id, o.obligated_region,
+            due_iso, due_us, fulfilled_iso, fulfilled_us,
+            None if fulfilled_at is not None and fulfilled_at <= due_at else due_us,
+            rule_set,
+        ))
+    return PersonRows(view.id_number, view.name, person, obligations)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _iso_and_micros(moment: dt.datetime) -> tuple[str, int]:
+    """A moment as the read model stores it. Due times fall on comparatively few moments (24:00 of a day), and both
+    values depend only on the instant (equal datetimes are the same instant), so they are cached."""
+    return iso(moment), micros(moment)
+
+
+def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet, calendar: WorkingCalendar) -> PersonRows:
+    """The rows of one person from the raw stored states of their stream (Registered first)."""
+    records = [decoder.decode(state) for state in states]
+    view = fold_records(records[1:], id_number=records[0]["id_number"], rules=rules, calendar=calendar)
+    return person_rows(view)
+
+
+# -- worker processes -------------------------------------------------------------------------------------------
+# Each worker reads its persons' streams over a connection of its own, decodes and folds them, and returns the rows:
+# this process only hands out stream ids and writes rows, so it is not the bottleneck.
+
+_worker: tuple[StreamSource, StateDecoder, RuleSet, WorkingCalendar] | None = None
+_worker_reader: StreamReader | None = None
+
+
+def _start_worker(source: StreamSource, decoder: StateDecoder, rules: RuleSet, calendar: WorkingCalendar) -> None:
+    global _worker, _worker_reader
+    _worker, _worker_reader = (source, decoder, rules, calendar), None
+
+
+def _fold_task(keys: list[Any]) -> list[PersonRows]:
+    global _worker_reader
+    source, decoder, rules, calendar = _worker
+    if _worker_reader is None:
+        _worker_reader, close = source.open()
+        multiprocessing.util.Finalize(_worker_reader, close, exitpriority=10)  # closed when the worker exits
+    states = _worker_reader.states(keys)
+    return [fold_states(states[key], decoder, rules, calendar) for key in keys]
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """Fork when this process runs a single thread: the workers start in milliseconds and inherit everything
+    imported. With other threads alive (e.g. the PostgreSQL connection pool's) a fork may copy a lock some thread
+    holds, so the workers come from a fork server instead (slower to start the first time)."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["__main__", __name__])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 class SupervisionProjection:
     def __init__(self, store: EventStore, read_model: ReadModel, rules: RuleSet, calendar: WorkingCalendar,
-                 page_size: int = 1000):
+                 page_size: int = 1000, fast_read: bool = True):
         self.store = store
         self.read_model = read_model
         self.rules = rules
         self.calendar = calendar
         self.page_size = page_size
+        self.fast_read = fast_read
+        self.reader = StreamReader.of_store(store)
+        self.decoder = StateDecoder(store.mapper)
 
     def lag(self) -> int:
         """How many notifications of the log lie beyond the projection's position (0: up to date)."""
@@ -83,8 +174,7 @@ class SupervisionProjection:
                     self._apply(position, head, [])
                 return refolded
             stream_ids = list(dict.fromkeys(n.originator_id for n in notifications))
-            streams = self.store.select_streams(stream_ids)  # one read for the page's persons
-            rows = [person_rows(self.fold_stored(streams[stream_id])) for stream_id in stream_ids]
+            rows = self.fold_streams(stream_ids)  # one read for the page's persons
             new_position = notifications[-1].id
             if not self._apply(position, new_position, rows):
                 return refolded
@@ -100,35 +190,108 @@ class SupervisionProjection:
         except PositionMoved:
             return False  # another projector got there first with the same result
 
-    def rebuild(self, progress: Callable[[int, int], Any] | None = None) -> int:
+    def fold_streams(self, stream_ids: Sequence[Any]) -> list[PersonRows]:
+        """The rows of these persons (existing streams), folded here from one batched read."""
+        if not self.fast_read:
+            streams = self.store.select_streams(stream_ids)
+            return [person_rows(self.fold_stored(streams[stream_id])) for stream_id in stream_ids]
+        keys = [self.reader.key(stream_id) for stream_id in stream_ids]
+        states = self.reader.states(keys)
+        return [fold_states(states[key], self.decoder, self.rules, self.calendar) for key in keys]
+
+    def rebuild(self, progress: Callable[[int, int], Any] | None = None, workers: int | None = None) -> int:
         """Drop the read models and fold every person once, from the whole log.
 
         Catching up page by page from position 0 would refold a person for every page holding one of their events;
         folding each person once gives the same rows. Events appended meanwhile are beyond `head` and are applied
-        by the next catch-up (refolding a person twice is harmless)."""
+        by the next catch-up (refolding a person twice is harmless).
+
+        `workers`: processes to fold in; 0 folds here; None chooses: every CPU for a log of at least
+        PARALLEL_FROM_EVENTS events (and the fast read path), else 0. The rows, and the order they are written in,
+        are the same either way."""
         self.read_model.drop()
         head = self.store.recorder.max_notification_id() or 0
-        start, refolded = 1, 0
+        if workers is None:
+            cpus = available_cpus()
+            workers = cpus if cpus > 1 and head >= PARALLEL_FROM_EVENTS and self.fast_read else 0
+        if workers and not self.fast_read:
+            raise ValueError("folding in worker processes needs the fast read path (raw states)")
+        source = self.reader.source(self.store) if workers else None
+        context = _process_context() if source is not None else None
+        if source is None or not self._can_start_workers(context, source):
+            workers = 0
+        refolded = 0
+        if workers:
+            pages = self._fold_pages_in_workers(head, workers, source, context)
+        else:
+            pages = ((page[-1].id, self.fold_streams([n.originator_id for n in page])) for page in self._registered(head))
+        with self.read_model.bulk_load():
+            for last_id, rows in pages:
+                self.read_model.apply(NAME, 0, 0, self.rules.version, rows)
+                refolded += len(rows)
+                if progress:
+                    progress(last_id, head)
+        self.read_model.apply(NAME, 0, head, self.rules.version, [])
+        return refolded
+
+    def _can_start_workers(self, context: multiprocessing.context.BaseContext, source: StreamSource) -> bool:
+        """Forked workers inherit what they need; others are sent it, pickled: a cipher or transcoder that cannot
+        be pickled keeps the fold in this process (and says so in the log)."""
+        if context.get_start_method() == "fork":
+            return True
+        try:
+            pickle.dumps((source, self.decoder, self.rules, self.calendar))
+            return True
+        except Exception:  # whatever a third-party object's pickling raises
+            log.warning("rebuild folds in one process: the event store's decoder cannot be sent to workers",
+                        exc_info=True)
+            return False
+
+    def _registered(self, head: int) -> Iterator[Sequence[Any]]:
+        """Every person's Registered notification up to `head`, in pages of the log's order."""
+        start = 1
         while True:
             page = self.store.recorder.select_notifications(start, self.page_size, stop=head, topics=[REGISTERED_TOPIC])
             if not page:
-                break
-            streams = self.store.select_streams(n.originator_id for n in page)
-            rows = [person_rows(self.fold_stored(streams[n.originator_id])) for n in page]
-            self.read_model.apply(NAME, 0, 0, self.rules.version, rows)
-            refolded += len(rows)
+                return
+            yield page
             start = page[-1].id + 1
-            if progress:
-                progress(page[-1].id, head)
-        self.read_model.apply(NAME, 0, head, self.rules.version, [])
-        return refolded
+
+    def _fold_pages_in_workers(self, head: int, workers: int, source: StreamSource,
+                               context: multiprocessing.context.BaseContext) -> Iterator[tuple[int, list[PersonRows]]]:
+        """(last notification id, rows) per page of persons, in the log's order, folded by `workers` processes.
+
+        Each page is split into tasks of PERSONS_PER_TASK persons; the workers fold the next pages while this
+        process writes the rows of the current one. At most PAGES_AHEAD pages wait, whatever the store's size."""
+        pool = context.Pool(workers, initializer=_start_worker,
+                            initargs=(source, self.decoder, self.rules, self.calendar))
+        try:
+            pending: collections.deque = collections.deque()
+            key = self.reader.key
+            for page in self._registered(head):
+                keys = [key(n.originator_id) for n in page]
+                tasks = [pool.apply_async(_fold_task, (keys[start:start + PERSONS_PER_TASK],))
+                         for start in range(0, len(keys), PERSONS_PER_TASK)]
+                pending.append((page[-1].id, tasks))
+                if len(pending) > PAGES_AHEAD:
+                    yield self._page_rows(*pending.popleft())
+            while pending:
+                yield self._page_rows(*pending.popleft())
+            pool.close()  # the workers finish and close their connections
+            pool.join()
+        finally:
+            pool.terminate()
+
+    @staticmethod
+    def _page_rows(last_id: int, tasks: list) -> tuple[int, list[PersonRows]]:
+        return last_id, [rows for task in tasks for rows in task.get()]
 
     def fold(self, person: Person, **bitemporal: Any) -> PersonView:
         return fold(person.events, id_number=person.id_number, rules=self.rules, calendar=self.calendar, **bitemporal)
 
     def fold_stored(self, stored: list) -> PersonView:
-        """Fold a person's stored events without rebuilding the aggregate: the recorded events carry all the fold
-        reads, and skipping the aggregate's mutators is a third of a rebuild's time."""
+        """Fold a person's stored events through eventsourcing's mapper, without rebuilding the aggregate: the
+        recorded events carry all the fold reads. (The fast path, `fold_states`, gives the same view.)"""
         domain_events = [self.store.mapper.to_domain_event(item) for item in stored]
         registered, recorded = domain_events[0], domain_events[1:]
         return fold(recorded, id_number=registered.id_number, rules=self.rules, calendar=self.calendar)

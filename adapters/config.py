@@ -64,6 +64,8 @@ def persistence_env(database_url: str) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
+            # eventsourcing's recorder plus the event claims table (adapters/claims.py)
+            "PROCESS_RECORDER_TOPIC": "adapters.claims:SQLiteClaimingRecorder",
         }
     if parts.scheme in ("postgresql", "postgres"):
         dbname = unquote(parts.path.lstrip("/"))
@@ -79,6 +81,7 @@ def persistence_env(database_url: str) -> dict[str, str]:
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_POOL_SIZE": query.get("pool_size", ["5"])[0],
             "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", ["5"])[0],
+            "PROCESS_RECORDER_TOPIC": "adapters.claims:PostgresClaimingRecorder",
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"][0]

@@ -13,15 +13,17 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 
-from domain.person import DeadLetter, EventReceipt, Person
+from domain.person import DeadLetter, EventClaim, Person
 
+from .claims import ClaimingRecorder, claims_by_event_id, retractions_of
 from .config import cipher_env, persistence_env
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TOPIC = f"{DeadLetter.__module__}:{DeadLetter.__qualname__}.Refused"
+PERSON_EVENT_TOPIC = f"{Person.__module__}:{Person.__qualname__}.EventRecorded"
 
 
 class EventStore(Application[UUID]):
@@ -38,6 +40,7 @@ class EventStore(Application[UUID]):
         # Called after every successful write, whoever wrote (ingest, principals, the access log, the rule-set
         # history): the audit chain links what was stored at once.
         self.after_write: list[Callable[[], Any]] = []
+        self._backfill_claims()
 
     def _record(self, processing_event):  # type: ignore[override]
         recordings = super()._record(processing_event)
@@ -60,8 +63,39 @@ class EventStore(Application[UUID]):
     def person(self, id_number: str) -> Person | None:
         return self.get_aggregate(Person.create_id(id_number))
 
-    def receipt(self, event_id: str) -> EventReceipt | None:
-        return self.get_aggregate(EventReceipt.create_id(event_id))
+    @property
+    def claiming_recorder(self) -> ClaimingRecorder:
+        return self.recorder  # type: ignore[return-value]
+
+    def claims(self, event_ids: Iterable[str]) -> dict[str, EventClaim]:
+        """The claims of those event ids that are on record, by lower-case event_id."""
+        return claims_by_event_id(self.claiming_recorder, event_ids)
+
+    def retractions_of(self, event_ids: Iterable[str]) -> dict[str, str]:
+        """Retracted event id -> the event_id of its retraction, for those of these ids that were retracted."""
+        return retractions_of(self.claiming_recorder, event_ids)
+
+    def stream_versions(self, stream_ids: Iterable[UUID]) -> dict[UUID, int]:
+        """The current version of each stream that exists (one indexed query per 500 ids, no events read)."""
+        return self.claiming_recorder.stream_versions(list(dict.fromkeys(stream_ids)))
+
+    def _backfill_claims(self) -> None:
+        """Derive the claims of a store written before claims existed, once, from its person events."""
+        if self.claiming_recorder.count_claims() or not self.recorder.max_notification_id():
+            return
+        start, claims = 1, []
+        while page := self.recorder.select_notifications(start, 1000, topics=[PERSON_EVENT_TOPIC]):
+            for notification in page:
+                event = self.mapper.to_domain_event(notification)
+                claims.append(EventClaim.of(_recorded_fields(event), event.originator_id))
+            start = page[-1].id + 1
+        if claims:
+            log.warning("deriving %d event claims from the events of a store written before claims existed",
+                        len(claims))
+            try:
+                self.recorder.insert_events([], claims=claims)
+            except IntegrityError:
+                pass  # another process derived them at the same moment
 
     def select_streams(self, stream_ids: Iterable[UUID]) -> dict[UUID, list[StoredEvent]]:
         """The stored events of many streams in one query per 500 ids (eventsourcing reads one stream at a time).
@@ -110,14 +144,20 @@ class EventStore(Application[UUID]):
             result[stream_id] = aggregate
         return result
 
-    def append(self, aggregates: Iterable[Aggregate], tracking: Tracking | None = None) -> None:
-        """Store the pending events of all aggregates, and the source position if given, in one transaction."""
+    def append(self, aggregates: Iterable[Aggregate], tracking: Tracking | None = None,
+               events: Iterable[Any] = (), claims: Iterable[EventClaim] = ()) -> None:
+        """Store in one transaction: the pending events of all aggregates, further new `events` (made without an
+        aggregate, e.g. Person.recorded_event), the event `claims` and the source position if given."""
         processing = ProcessingEvent[UUID](tracking)
         # Collected directly: ProcessingEvent.collect_events checks each object against runtime-checkable
         # protocols, which costs more than the rest of a batch's bookkeeping together.
         for aggregate in aggregates:
             processing.events.extend(aggregate.collect_events())
             processing.aggregates[aggregate.id] = aggregate
+        processing.events.extend(events)
+        claims = list(claims)
+        if claims:
+            processing.saved_kwargs["claims"] = claims
         self._record(processing)
 
     def source_position(self, source: str) -> int | None:
@@ -127,3 +167,11 @@ class EventStore(Application[UUID]):
     def dead_letters(self, start: int = 1, limit: int = 100) -> Iterator[DeadLetter]:
         for notification in self.recorder.select_notifications(start, limit, topics=[DEAD_LETTER_TOPIC]):
             yield self.repository.get(notification.originator_id)
+
+
+def _recorded_fields(event: Any) -> Any:
+    """A stored Person.EventRecorded as the RecordedEvent it carries."""
+    from domain.person import RecordedEvent
+
+    return RecordedEvent(**{name: getattr(event, name) for name in RecordedEvent.__dataclass_fields__
+                            if hasattr(event, name)})

@@ -28,7 +28,7 @@ class PublisherIdentity:
 
 def authorise(event: ParsedEvent, publisher: PublisherIdentity) -> None:
     """Raise Rejected unless `publisher` may publish `event`."""
-    agency = event.envelope.agency
+    agency = event.agency
     for field in ("kind", "id", "region"):
         expected = getattr(publisher, field)
         claimed = getattr(agency, field)

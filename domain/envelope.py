@@ -11,9 +11,10 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+import orjson
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from .catalog import CATALOG, AgencyKind, Payload, RegionCode, ShortText
 from .errors import Rejected, RejectionCode
@@ -64,19 +65,53 @@ class Envelope(_Strict):
 
 @dataclass(frozen=True, slots=True)
 class ParsedEvent:
-    """A validated, upcast event ready for authorisation and appending."""
+    """A validated, upcast event ready for authorisation and appending.
 
-    envelope: Envelope
+    `document` is the event's canonical JSON form (what `content_hash` hashes; the store keeps its parts as they
+    are), `payload` the validated payload at the current schema version, `validated` the envelope as received."""
+
+    validated: Envelope
     payload: Payload
     content_hash: str
+    document: dict[str, Any]
     event_id: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "event_id", str(self.envelope.event_id))
+        object.__setattr__(self, "event_id", self.document["event_id"])
 
     @property
     def event_type(self) -> str:
-        return self.envelope.event_type
+        return self.validated.event_type
+
+    @property
+    def agency(self) -> Agency:
+        return self.validated.agency
+
+    @property
+    def person(self) -> PersonRef:
+        return self.validated.person
+
+    @property
+    def occurred_at(self) -> dt.datetime:
+        return self.validated.occurred_at
+
+    @property
+    def recorded_at(self) -> dt.datetime | None:
+        return self.validated.recorded_at
+
+    @property
+    def schema_version(self) -> int:
+        """Stored events are always at the current schema version."""
+        return CURRENT_SCHEMA_VERSION[self.event_type]
+
+    @property
+    def envelope(self) -> Envelope:
+        """The envelope at the current schema version, its payload as a JSON document."""
+        validated = self.validated
+        return Envelope.model_construct(
+            event_id=validated.event_id, event_type=validated.event_type, schema_version=self.schema_version,
+            agency=validated.agency, person=validated.person, occurred_at=validated.occurred_at,
+            case_ref=validated.case_ref, payload=self.document["payload"], recorded_at=validated.recorded_at)
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
@@ -126,20 +161,49 @@ def best_effort_event_id(raw: Any) -> str | None:
 
 def parse_event(raw: bytes | str | dict[str, Any], *, allow_recorded_at: bool = False) -> ParsedEvent:
     """Decode, validate and upcast one raw envelope. Raises Rejected with the first problem found."""
+    typed = _typed_envelope(raw)
+    if typed is not None and typed.schema_version == CURRENT_SCHEMA_VERSION[typed.event_type]:
+        _check_recorded_at_allowed(typed, allow_recorded_at)
+        return _parsed(typed, typed.payload)
     envelope = _fast_envelope(raw)
     if envelope is None:
         envelope = _explained_envelope(raw)
     return _complete(envelope, allow_recorded_at)
 
 
+def _typed(event_type: str, payload: type[Payload]) -> type[Envelope]:
+    return create_model(f"{payload.__name__}Envelope", __base__=Envelope,
+                        event_type=(Literal[event_type], ...), payload=(payload, ...))
+
+
+# Every event type's envelope with its payload model, told apart by event_type: the common case (well-formed UTF-8
+# bytes at the current schema version) is validated, envelope and payload, in one pass over the bytes.
+_TYPED_ENVELOPE: TypeAdapter[Any] = TypeAdapter(Annotated[
+    Union[tuple(_typed(event_type, spec.payload) for event_type, spec in CATALOG.items())],  # noqa: UP007
+    Field(discriminator="event_type"),
+])
+
+
+def _typed_envelope(raw: bytes | str | dict[str, Any]) -> Any | None:
+    """A well-formed envelope in UTF-8 bytes of a known type, validated with its payload; None for anything else:
+    the slower paths then upcast an older payload, or find the problem and explain it."""
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) > MAX_ENVELOPE_BYTES:
+        return None
+    try:
+        bytes(raw).decode("utf-8")  # pydantic would also accept other encodings' escapes; the contract is UTF-8
+        return _TYPED_ENVELOPE.validate_json(raw)
+    except (UnicodeDecodeError, ValidationError):
+        return None
+
+
 def _fast_envelope(raw: bytes | str | dict[str, Any]) -> Envelope | None:
-    """The common case, a well-formed envelope in UTF-8 bytes, validated straight from its bytes (one parse).
+    """A well-formed envelope in UTF-8 bytes, validated straight from its bytes (one parse), payload unchecked.
 
     None for anything else: the slower path then finds the problem and explains it."""
     if not isinstance(raw, (bytes, bytearray)) or len(raw) > MAX_ENVELOPE_BYTES:
         return None
     try:
-        bytes(raw).decode("utf-8")  # pydantic would also accept other encodings' escapes; the contract is UTF-8
+        bytes(raw).decode("utf-8")
         return Envelope.model_validate_json(raw)
     except (UnicodeDecodeError, ValidationError):
         return None
@@ -159,16 +223,20 @@ def _explained_envelope(raw: bytes | str | dict[str, Any]) -> Envelope:
     return envelope
 
 
-def _complete(envelope: Envelope, allow_recorded_at: bool) -> ParsedEvent:
-    """Check the event type and time fields, upcast and validate the payload."""
-    spec = CATALOG.get(envelope.event_type)
-    if spec is None:
-        raise Rejected(RejectionCode.UNKNOWN_EVENT_TYPE, f"unknown event_type {envelope.event_type!r}")
+def _check_recorded_at_allowed(envelope: Envelope, allow_recorded_at: bool) -> None:
     if envelope.recorded_at is not None and not allow_recorded_at:
         raise Rejected(
             RejectionCode.RECORDED_AT_NOT_ALLOWED,
             "recorded_at is set by the service; it may be carried only when importing legacy records",
         )
+
+
+def _complete(envelope: Envelope, allow_recorded_at: bool) -> ParsedEvent:
+    """Check the event type and time fields, upcast and validate the payload."""
+    spec = CATALOG.get(envelope.event_type)
+    if spec is None:
+        raise Rejected(RejectionCode.UNKNOWN_EVENT_TYPE, f"unknown event_type {envelope.event_type!r}")
+    _check_recorded_at_allowed(envelope, allow_recorded_at)
     try:
         payload_document = upcast(envelope.event_type, envelope.schema_version, dict(envelope.payload))
     except UnsupportedVersion as error:
@@ -183,25 +251,48 @@ def _complete(envelope: Envelope, allow_recorded_at: bool) -> ParsedEvent:
         payload = spec.payload.model_validate_json(json.dumps(payload_document, ensure_ascii=False))
     except ValidationError as error:
         raise Rejected(RejectionCode.INVALID_PAYLOAD, describe_validation_error(error, "payload")) from None
+    return _parsed(envelope, payload)
 
-    # Stored events are always at the current schema version.
-    envelope = envelope.model_copy(
-        update={"payload": payload.model_dump(mode="json"), "schema_version": CURRENT_SCHEMA_VERSION[envelope.event_type]}
-    )
+
+def _parsed(envelope: Envelope, payload: Payload) -> ParsedEvent:
+    """The parsed event of a valid envelope and its validated payload: stored at the current schema version."""
+    payload_document = payload.model_dump(mode="json")
     try:
-        digest = content_hash(envelope)
+        document = canonical_document(envelope, payload_document)
     except OverflowError:
         raise Rejected(RejectionCode.INVALID_ENVELOPE, "occurred_at is out of range") from None
-    return ParsedEvent(envelope=envelope, payload=payload, content_hash=digest)
+    return ParsedEvent(validated=envelope, payload=payload, content_hash=_hash(document), document=document)
+
+
+def canonical_document(envelope: Envelope, payload_document: dict[str, Any]) -> dict[str, Any]:
+    """What an event says, as JSON values: the envelope without schema_version and recorded_at (the same fact
+    resent by an upgraded producer, or imported twice, is the same event), occurred_at in UTC."""
+    agency, person = envelope.agency, envelope.person
+    return {
+        "event_id": str(envelope.event_id),
+        "event_type": envelope.event_type,
+        "agency": {"kind": agency.kind.value, "id": agency.id, "region": agency.region},
+        "person": {"id_number": person.id_number, "name": person.name},
+        "occurred_at": envelope.occurred_at.astimezone(dt.timezone.utc).isoformat(),
+        "case_ref": envelope.case_ref,
+        "payload": payload_document,
+    }
+
+
+def canonical_json(document: dict[str, Any]) -> bytes:
+    """Sorted keys, no spaces, UTF-8 (not ASCII escapes). orjson writes exactly what json.dumps writes for the
+    values an event holds (strings, integers, booleans, null; there are no floats) at a tenth of the cost; anything
+    it refuses (an integer beyond 64 bits) goes to json.dumps."""
+    try:
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _hash(document: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(document)).hexdigest()
 
 
 def content_hash(envelope: Envelope) -> str:
-    """Hash of what the event says, for telling a harmless duplicate from a conflicting reuse of its event_id.
-
-    The schema version and recorded_at are left out: the same fact resent by an upgraded producer, or imported
-    twice, is the same event.
-    """
-    document = envelope.model_dump(mode="json", exclude={"schema_version", "recorded_at"})
-    document["occurred_at"] = envelope.occurred_at.astimezone(dt.timezone.utc).isoformat()
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """Hash of what the event says, for telling a harmless duplicate from a conflicting reuse of its event_id."""
+    return _hash(canonical_document(envelope, envelope.payload))

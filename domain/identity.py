@@ -30,6 +30,13 @@ def id_number_problem(value: str) -> str | None:
     """Why `value` is not a valid 18-character resident ID number, or None when it is."""
     if len(value) != 18:
         return f"must have 18 characters, has {len(value)}"
+    return _problem_of_18_characters(value)
+
+
+# A person's ID number arrives with every one of their events; checking it is a good part of parsing one. The
+# cache holds only 18-character keys, so hostile input cannot make it large.
+@functools.lru_cache(maxsize=65536)
+def _problem_of_18_characters(value: str) -> str | None:
     if not value[:17].isascii() or not value[:17].isdigit():
         return "the first 17 characters must be digits"
     check = value[17].upper()
@@ -60,10 +67,17 @@ def person_stream_id(id_number: str) -> uuid.UUID:
     return uuid.uuid5(PERSON_NAMESPACE, normalise_id_number(id_number))
 
 
-def region_problem(value: str) -> str | None:
-    """Why `value` is not a 6-digit GB/T 2260 region code, or None when it is."""
-    if len(value) != 6 or not value.isascii() or not value.isdigit():
+@functools.lru_cache(maxsize=4096)  # a handful of regions recur in every event; short keys only (see below)
+def _region_problem(value: str) -> str | None:
+    if not value.isascii() or not value.isdigit():
         return "must be a 6-digit administrative division code (GB/T 2260)"
     if value[:2] not in PROVINCE_PREFIXES:
         return f"unknown province code {value[:2]}"
     return None
+
+
+def region_problem(value: str) -> str | None:
+    """Why `value` is not a 6-digit GB/T 2260 region code, or None when it is."""
+    if len(value) != 6:
+        return "must be a 6-digit administrative division code (GB/T 2260)"
+    return _region_problem(value)

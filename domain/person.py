@@ -16,9 +16,6 @@ from eventsourcing.domain import Aggregate, event
 from .errors import Rejected, RejectionCode
 from .identity import person_stream_id
 
-RECEIPT_NAMESPACE = uuid.UUID("0e6b3c55-7a39-5c0e-8d6f-2b8f4a1c9d07")
-
-
 @dataclass(frozen=True)
 class RecordedEvent:
     """An accepted event as stored in a person's stream."""
@@ -61,24 +58,11 @@ class Person(Aggregate):
     def check_retraction(self, agency: dict[str, str], retracted_event_id: str) -> None:
         """Raise Rejected unless this agency may retract that event of this person now."""
         target = self._by_id.get(retracted_event_id)
-        if target is None:
-            raise Rejected(
-                RejectionCode.RETRACTION_REFUSED,
-                f"event {retracted_event_id} is not on record for this person (publish it before retracting it)",
-            )
-        if target.publisher != (agency["kind"], agency["id"]):
-            raise Rejected(
-                RejectionCode.RETRACTION_REFUSED,
-                f"event {retracted_event_id} was published by {target.agency['kind']} {target.agency['id']}; "
-                "only the original publisher may retract it",
-            )
-        if target.event_type == "event_retracted":
-            raise Rejected(RejectionCode.RETRACTION_REFUSED, "a retraction cannot be retracted; publish the event again")
-        if retracted_event_id in self.retracted:
-            raise Rejected(
-                RejectionCode.RETRACTION_REFUSED,
-                f"event {retracted_event_id} was already retracted by {self.retracted[retracted_event_id]}",
-            )
+        refusal = retraction_refusal(
+            agency, retracted_event_id,
+            EventClaim.of(target, self.id) if target else None, self.id, self.retracted.get(retracted_event_id))
+        if refusal:
+            raise refusal
 
     def record(self, recorded: RecordedEvent) -> None:
         if recorded.event_id in self._by_id:
@@ -98,6 +82,22 @@ class Person(Aggregate):
             content_hash=recorded.content_hash,
             source=recorded.source,
             ingested_at=recorded.ingested_at,
+        )
+
+    @classmethod
+    def recorded_event(cls, stream_id: uuid.UUID, version: int, recorded: RecordedEvent) -> Any:
+        """The event `record` would add to the person at `version - 1`, made without loading the person.
+
+        Ingest decides duplicates and retractions from the store's event claims (see EventClaim) instead of the
+        whole stream, so it need neither read nor keep persons; a concurrent append to the same stream still fails
+        on the version."""
+        return cls.EventRecorded(  # type: ignore[attr-defined]
+            originator_id=stream_id, originator_version=version,
+            timestamp=cls.EventRecorded.create_timestamp(),  # type: ignore[attr-defined]
+            event_id=recorded.event_id, event_type=recorded.event_type, schema_version=recorded.schema_version,
+            agency=recorded.agency, person=recorded.person, occurred_at=recorded.occurred_at,
+            recorded_at=recorded.recorded_at, case_ref=recorded.case_ref, payload=recorded.payload,
+            content_hash=recorded.content_hash, source=recorded.source, ingested_at=recorded.ingested_at,
         )
 
     @event("EventRecorded")
@@ -126,18 +126,54 @@ class Person(Aggregate):
             self.retracted[recorded.payload["retracted_event_id"]] = recorded.event_id
 
 
-class EventReceipt(Aggregate):
-    """Claims an event_id across all persons: a second claim of the same id fails in the store (unique version)."""
+@dataclass(frozen=True, slots=True)
+class EventClaim:
+    """What the store keeps of every accepted event_id, across all persons: enough to tell a duplicate from a
+    conflicting reuse (content hash) and to decide a retraction (whose stream, who published it, what it was)
+    without loading the person."""
+
+    event_id: str  # lower case
+    content_hash: str
+    person_stream: uuid.UUID
+    publisher_kind: str
+    publisher_id: str
+    event_type: str
+    retracts: str | None = None  # for an event_retracted: the event_id it retracts
 
     @staticmethod
-    def create_id(event_id: str) -> uuid.UUID:
-        return uuid.uuid5(RECEIPT_NAMESPACE, event_id.lower())
+    def of(recorded: RecordedEvent, person_stream: uuid.UUID) -> EventClaim:
+        kind, publisher = recorded.publisher
+        retracts = recorded.payload["retracted_event_id"].lower() if recorded.event_type == "event_retracted" else None
+        return EventClaim(recorded.event_id.lower(), recorded.content_hash, person_stream, kind, publisher,
+                          recorded.event_type, retracts)
 
-    @event("Claimed")
-    def __init__(self, event_id: str, content_hash: str, person_stream: uuid.UUID):
-        self.event_id = event_id
-        self.content_hash = content_hash
-        self.person_stream = person_stream
+
+def retraction_refusal(
+    agency: dict[str, str], retracted_event_id: str, target: EventClaim | None, person_stream: uuid.UUID,
+    retracted_by: str | None,
+) -> Rejected | None:
+    """Why this agency may not retract that event of this person now, or None if it may.
+
+    `target` is the claim of the event to retract (None if it is not on record at all); `retracted_by` the
+    event_id of an earlier retraction of it, if any."""
+    if target is None or target.person_stream != person_stream:
+        return Rejected(
+            RejectionCode.RETRACTION_REFUSED,
+            f"event {retracted_event_id} is not on record for this person (publish it before retracting it)",
+        )
+    if (target.publisher_kind, target.publisher_id) != (agency["kind"], agency["id"]):
+        return Rejected(
+            RejectionCode.RETRACTION_REFUSED,
+            f"event {retracted_event_id} was published by {target.publisher_kind} {target.publisher_id}; "
+            "only the original publisher may retract it",
+        )
+    if target.event_type == "event_retracted":
+        return Rejected(RejectionCode.RETRACTION_REFUSED, "a retraction cannot be retracted; publish the event again")
+    if retracted_by is not None:
+        return Rejected(
+            RejectionCode.RETRACTION_REFUSED, f"event {retracted_event_id} was already retracted by {retracted_by}",
+        )
+    return None
 
 
 class DeadLetter(Aggregate):

@@ -12,9 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -25,7 +23,7 @@ from adapters.eventstore import EventStore
 from domain.authorisation import PublisherIdentity, authorise
 from domain.envelope import ParsedEvent, best_effort_event_id, parse_event
 from domain.errors import Rejected, RejectionCode
-from domain.person import DeadLetter, EventReceipt, Person, RecordedEvent
+from domain.person import DeadLetter, EventClaim, Person, RecordedEvent, retraction_refusal
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +101,20 @@ def raw_as_text(raw: RawItem) -> tuple[str, str, int]:
     return text, digest, len(data)
 
 
-# Persons kept in memory between batches (each a few kB): events of one person arrive spread over many batches,
-# and re-reading a stream for every batch that touches it dominated ingest. Bounded, so memory stays flat.
-PERSON_CACHE_SIZE = int(os.environ.get("HANDOFF_PERSON_CACHE", "5000"))
+@dataclass
+class _Batch:
+    """What one attempt at a batch decided: per-item results, and what to store for them in one transaction."""
+
+    results: list[ItemResult] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)  # new person events, in input order
+    claims: list[EventClaim] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
 class Ingestor:
-    def __init__(self, store: EventStore, clock: Callable[[], dt.datetime] = utc_now,
-                 cache_size: int = PERSON_CACHE_SIZE):
+    def __init__(self, store: EventStore, clock: Callable[[], dt.datetime] = utc_now):
         self.store = store
         self.clock = clock
-        self.cache_size = cache_size
-        # Current as of our last successful append. Another writer appending to a cached person makes our next
-        # append conflict; the batch is then re-run with the cache dropped (optimistic concurrency).
-        self._persons: OrderedDict[Any, Person] = OrderedDict()
 
     def ingest(
         self,
@@ -127,29 +125,18 @@ class Ingestor:
     ) -> BatchResult:
         """Ingest a batch. `positions` name each item in its source (a line number, an offset) for dead letters."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            results, aggregates = self._process(items, source, positions)
+            batch = self._process(items, source, positions)
             try:
-                self.store.append(aggregates, tracking=tracking)
-                self._remember(aggregate for aggregate in aggregates if isinstance(aggregate, Person))
-                return BatchResult(results)
-            except Exception as error:
-                self._persons.clear()  # they may hold events that were not stored
-                if not isinstance(error, (IntegrityError, OperationalError)):
-                    raise
-                # Someone else appended to a stream this batch touches, or the file was locked: start again from
-                # the store's new state; items now on record become duplicates.
+                self.store.append(batch.dead_letters, tracking=tracking, events=batch.events, claims=batch.claims)
+                return BatchResult(batch.results)
+            except (IntegrityError, OperationalError) as error:
+                # Someone else appended to a stream this batch touches or claimed one of its event ids, or the file
+                # was locked: start again from the store's new state; items now on record become duplicates.
                 if attempt == MAX_ATTEMPTS:
                     raise
                 log.warning("ingest batch conflicted (%s), retrying (attempt %d)", type(error).__name__, attempt)
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
-
-    def _remember(self, persons) -> None:
-        for person in persons:
-            self._persons[person.id] = person
-            self._persons.move_to_end(person.id)
-        while len(self._persons) > self.cache_size:
-            self._persons.popitem(last=False)
 
     def refuse(self, raw: RawItem, code: RejectionCode, reason: str, source: Source, position: str | None = None) -> None:
         """Keep an input refused before it reached the per-item path (e.g. an HTTP body that is not JSON)."""
@@ -166,57 +153,67 @@ class Ingestor:
 
     def _process(
         self, items: Sequence[RawItem], source: Source, positions: Sequence[str | None] | None
-    ) -> tuple[list[ItemResult], list[Any]]:
+    ) -> _Batch:
         now = self.clock()
         recorded_at = now.isoformat()
-        claims: dict[str, str] = {}  # event_id -> content hash, for this batch
-        receipts: list[EventReceipt] = []
-        dead_letters: list[DeadLetter] = []
-        results: list[ItemResult] = []
+        batch = _Batch()
 
         checked = [self._check(raw, source, now) for raw in items]
-        # One read for every receipt and person the batch may touch, instead of one read per item.
+        # What the checks need from the store, in a few indexed queries, without reading any person's stream: the
+        # claims of the batch's event ids and of the events it retracts, and the version of each person's stream.
         events = [event for event in checked if isinstance(event, ParsedEvent)]
-        person_ids = {Person.create_id(e.envelope.person.id_number) for e in events}
-        loaded = self.store.aggregates(
-            [EventReceipt.create_id(e.event_id) for e in events] + [i for i in person_ids if i not in self._persons]
-        )
-        loaded.update((i, self._persons[i]) for i in person_ids if i in self._persons)
-        persons: dict[Any, Person] = {}
+        targets = [e.document["payload"]["retracted_event_id"] for e in events if e.event_type == "event_retracted"]
+        on_record = self.store.claims([e.event_id for e in events] + targets)
+        retracted_by = self.store.retractions_of(targets) if targets else {}
+        stream_ids = {e.person.id_number: Person.create_id(e.person.id_number) for e in events}
+        versions = self.store.stream_versions(stream_ids.values())
+        claimed: dict[str, EventClaim] = {}  # this batch's claims
 
         for index, (raw, event) in enumerate(zip(items, checked)):
             try:
                 if isinstance(event, Exception):
                     raise event
-                known_hash = claims.get(event.event_id)
-                if known_hash is None:
-                    receipt = loaded.get(EventReceipt.create_id(event.event_id))
-                    known_hash = receipt.content_hash if receipt else None
-                if known_hash is not None:
-                    if known_hash != event.content_hash:
+                key = event.event_id.lower()
+                known = claimed.get(key) or on_record.get(key)
+                if known is not None:
+                    if known.content_hash != event.content_hash:
                         raise Rejected(
                             RejectionCode.CONFLICT,
                             f"event_id {event.event_id} is already on record with different content",
                         )
-                    results.append(ItemResult(index, "duplicate", event.event_id))
+                    batch.results.append(ItemResult(index, "duplicate", event.event_id))
                     continue
-                id_number = event.envelope.person.id_number
-                stream_id = Person.create_id(id_number)
-                person = persons.get(stream_id) or loaded.get(stream_id) or Person(id_number)
-                persons[stream_id] = person
-                person.record(self._recorded(event, recorded_at, source))
-                receipts.append(EventReceipt(event.event_id, event.content_hash, person.id))
-                claims[event.event_id] = event.content_hash
-                results.append(ItemResult(index, "accepted", event.event_id))
+                id_number = event.person.id_number
+                stream_id = stream_ids[id_number]
+                recorded = self._recorded(event, recorded_at, source)
+                claim = EventClaim.of(recorded, stream_id)
+                if claim.retracts is not None:
+                    refusal = retraction_refusal(
+                        recorded.agency, recorded.payload["retracted_event_id"],
+                        claimed.get(claim.retracts) or on_record.get(claim.retracts), stream_id,
+                        retracted_by.get(claim.retracts))
+                    if refusal:
+                        raise refusal
+                    retracted_by[claim.retracts] = claim.event_id
+                version = versions.get(stream_id)
+                if version is None:  # a new person: their stream starts with Registered
+                    person = Person(id_number)
+                    batch.events.extend(person.collect_events())
+                    version = person.version
+                versions[stream_id] = version + 1
+                batch.events.append(Person.recorded_event(stream_id, version + 1, recorded))
+                batch.claims.append(claim)
+                claimed[key] = claim
+                batch.results.append(ItemResult(index, "accepted", event.event_id))
             except Exception as error:
                 rejection = self._as_rejection(error, index, source)
                 position = positions[index] if positions is not None else str(index)
                 dead_letter = self._dead_letter(raw, rejection, source, position, recorded_at)
-                dead_letters.append(dead_letter)
-                results.append(
+                batch.dead_letters.append(dead_letter)
+                batch.results.append(
                     ItemResult(index, "rejected", dead_letter.event_id, str(rejection.code), rejection.reason)
                 )
-        return results, [*persons.values(), *receipts, *dead_letters]
+        return batch
 
     def _check(self, raw: RawItem, source: Source, now: dt.datetime) -> ParsedEvent | Exception:
         """Parse, validate and authorise one item: the event, or the exception that refuses it."""
@@ -239,10 +236,10 @@ class Ingestor:
 
     @staticmethod
     def _check_times(event: ParsedEvent, now: dt.datetime) -> None:
-        occurred_at = event.envelope.occurred_at
+        occurred_at = event.occurred_at
         if occurred_at > now + FUTURE_TOLERANCE:
             raise Rejected(RejectionCode.INVALID_ENVELOPE, f"occurred_at {occurred_at.isoformat()} is in the future")
-        recorded_at = event.envelope.recorded_at
+        recorded_at = event.recorded_at
         if recorded_at is not None:
             if recorded_at < occurred_at:
                 raise Rejected(RejectionCode.INVALID_ENVELOPE, "recorded_at is before occurred_at")
@@ -251,17 +248,17 @@ class Ingestor:
 
     @staticmethod
     def _recorded(event: ParsedEvent, recorded_at: str, source: Source) -> RecordedEvent:
-        envelope = event.envelope
+        document = event.document
         return RecordedEvent(
             event_id=event.event_id,
             event_type=event.event_type,
-            schema_version=envelope.schema_version,
-            agency=envelope.agency.model_dump(mode="json"),
-            person=envelope.person.model_dump(mode="json"),
-            occurred_at=envelope.occurred_at.isoformat(),
-            recorded_at=envelope.recorded_at.isoformat() if envelope.recorded_at else recorded_at,
-            case_ref=envelope.case_ref,
-            payload=dict(envelope.payload),
+            schema_version=event.schema_version,
+            agency=document["agency"],
+            person=document["person"],
+            occurred_at=event.occurred_at.isoformat(),  # as published, with its offset
+            recorded_at=event.recorded_at.isoformat() if event.recorded_at else recorded_at,
+            case_ref=document["case_ref"],
+            payload=document["payload"],
             content_hash=event.content_hash,
             source=source.name,
             ingested_at=recorded_at,

@@ -155,12 +155,12 @@ class _BatchStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def append(self, aggregates: Iterable[Any], tracking: Tracking | None = None) -> None:
+    def append(self, aggregates: Iterable[Any], tracking: Tracking | None = None, **new: Any) -> None:
         stored = [stable_dead_letter(a) if isinstance(a, DeadLetter) else a for a in aggregates] + self.extra
         letters = [a for a in stored if isinstance(a, DeadLetter)]
         if letters:
             self._publish_rejected(letters)
-        self._store.append(stored, tracking=tracking)
+        self._store.append(stored, tracking=tracking, **new)
 
 
 def stable_dead_letter(letter: DeadLetter) -> DeadLetter:

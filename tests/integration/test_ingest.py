@@ -137,6 +137,80 @@ def test_retraction_of_an_event_not_on_record_is_refused(store, ingestor):
     assert (item.status, item.code) == ("rejected", "retraction_refused")
 
 
+def test_retraction_rules_hold_across_batches_and_workers(store):
+    """Ingest decides retractions from the store's event claims, not from memory: each batch here goes through a
+    fresh Ingestor, so every check reads what earlier batches stored."""
+    person, other_person = id_number(20), id_number(21)
+    original = envelope("subject_reported", {"region": "520222"}, kind="bureau", person=person)
+    others_event = envelope("subject_reported", {"region": "520222"}, kind="bureau", person=other_person)
+    assert [i.status for i in Ingestor(store).ingest([original, others_event], OPERATOR).items] == ["accepted"] * 2
+
+    def retract(target_id, **kwargs):
+        return envelope("event_retracted", {"retracted_event_id": target_id, "reason": "录入错误"},
+                        kind="bureau", person=person, **kwargs)
+
+    def outcome(item):
+        [result] = Ingestor(store).ingest([item], OPERATOR).items
+        return result.status, result.code, result.reason
+
+    status, code, reason = outcome(retract(original["event_id"], region="520221"))
+    assert (status, code) == ("rejected", "retraction_refused") and "only the original publisher" in reason
+    status, code, reason = outcome(retract(others_event["event_id"]))
+    assert (status, code) == ("rejected", "retraction_refused") and "not on record for this person" in reason
+    first = retract(original["event_id"])
+    assert outcome(first)[:2] == ("accepted", None)
+    status, code, reason = outcome(retract(original["event_id"]))
+    assert (status, code) == ("rejected", "retraction_refused") and f"already retracted by {first['event_id']}" in reason
+    status, code, reason = outcome(retract(first["event_id"]))
+    assert (status, code) == ("rejected", "retraction_refused") and "cannot be retracted" in reason
+    assert [e.event_type for e in stored_events(store, person)] == ["subject_reported", "event_retracted"]
+    assert len(dead_letters(store)) == 4
+
+
+def test_an_event_can_be_retracted_only_once_even_by_concurrent_writers(store):
+    """The store itself refuses a second claim retracting the same event (a unique column), so two workers that
+    both found the event unretracted cannot both store their retraction."""
+    from eventsourcing.persistence import IntegrityError
+
+    from domain.person import EventClaim
+
+    person = Person(id_number(22))
+    store.append([person], claims=[EventClaim("0b7d5a4e-2222-4000-8000-000000000001", "h", person.id, "bureau", "SFJ",
+                                              "subject_reported")])
+    first = EventClaim("0b7d5a4e-2222-4000-8000-000000000002", "h2", person.id, "bureau", "SFJ", "event_retracted",
+                       retracts="0b7d5a4e-2222-4000-8000-000000000001")
+    store.append([], claims=[first])
+    with pytest.raises(IntegrityError):
+        store.append([], claims=[EventClaim("0b7d5a4e-2222-4000-8000-000000000003", "h3", person.id, "bureau", "SFJ",
+                                            "event_retracted", retracts="0b7d5a4e-2222-4000-8000-000000000001")])
+    assert store.retractions_of(["0b7d5a4e-2222-4000-8000-000000000001"]) == {
+        "0b7d5a4e-2222-4000-8000-000000000001": "0b7d5a4e-2222-4000-8000-000000000002"}
+
+
+def test_claims_are_derived_once_for_a_store_written_before_claims_existed(database_url):
+    """A store whose claims table is empty but which holds person events (written before claims existed, or with
+    the table emptied) gets its claims back from the events when it is opened: duplicates stay duplicates."""
+    store = EventStore(database_url)
+    events = [decision(id_number(30)), envelope("subject_reported", {"region": "520222"}, kind="bureau",
+                                                person=id_number(30))]
+    retraction = envelope("event_retracted", {"retracted_event_id": events[1]["event_id"], "reason": "x"},
+                          kind="bureau", person=id_number(30))
+    Ingestor(store).ingest([*events, retraction], OPERATOR)
+    recorder = store.recorder
+    with recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(f"DELETE FROM {recorder.claims_table_name}")
+    store.close()
+
+    reopened = EventStore(database_url)
+    try:
+        assert reopened.claiming_recorder.count_claims() == 3
+        assert reopened.retractions_of([events[1]["event_id"]]) == {events[1]["event_id"]: retraction["event_id"]}
+        result = Ingestor(reopened).ingest([*events, retraction], OPERATOR)
+        assert [item.status for item in result.items] == ["duplicate"] * 3
+    finally:
+        reopened.close()
+
+
 def test_an_authenticated_publisher_publishes_only_as_itself(store, ingestor):
     court = Source("http", publisher=PublisherIdentity(kind=AgencyKind.COURT, id="FY-520222", region="520222"))
     as_itself = decision(id_number(5))
@@ -189,11 +263,11 @@ def test_a_concurrent_append_to_the_same_person_is_retried_not_lost(database_url
     class InterleavingStore(EventStore):
         calls = 0
 
-        def append(self, aggregates, tracking=None):
+        def append(self, aggregates, tracking=None, **kwargs):
             InterleavingStore.calls += 1
             if InterleavingStore.calls == 1:  # the other worker commits between our read and our write
                 other_worker.ingest([interleaved], OPERATOR)
-            super().append(aggregates, tracking)
+            super().append(aggregates, tracking, **kwargs)
 
     ingestor = Ingestor(InterleavingStore(database_url))
     other_worker.ingest([decision(person)], OPERATOR)
@@ -210,16 +284,18 @@ def test_batch_appends_are_one_transaction(store, ingestor):
     """A batch whose write fails in the database (here: an event_id claimed meanwhile) stores nothing at all."""
     from eventsourcing.persistence import IntegrityError
 
-    from domain.person import DeadLetter, EventReceipt
+    from domain.person import DeadLetter, EventClaim
 
     claimed_meanwhile = "0b7d5a4e-1111-4000-8000-000000000001"
-    store.append([EventReceipt(claimed_meanwhile, "hash-a", Person.create_id(id_number(11)))])
+    other = Person(id_number(11))
+    store.append([other], claims=[EventClaim(claimed_meanwhile, "hash-a", other.id, "court", "FY-1", "decision_effective")])
 
     person = Person(id_number(10))
     dead_letter = DeadLetter(raw="junk", raw_sha256="0", raw_bytes=4, code="malformed", reason="not JSON",
                              source="test", position="line 2", event_id=None, received_at="2026-01-01T00:00:00+00:00")
     with pytest.raises(IntegrityError):
-        store.append([person, dead_letter, EventReceipt(claimed_meanwhile, "hash-b", person.id)])
+        store.append([person, dead_letter],
+                     claims=[EventClaim(claimed_meanwhile, "hash-b", person.id, "court", "FY-1", "decision_effective")])
 
     assert store.person(id_number(10)) is None
     assert dead_letters(store) == []

@@ -1,0 +1,161 @@
+"""Event claims: one row per accepted event_id, written in the same transaction as the event itself.
+
+The event store alone can tell whether an event_id is on record only by reading streams. Ingest needs to know it
+for every incoming event, across all persons, so each accepted event also claims its id in a narrow table
+(`EventClaim` in domain/person.py): the primary key makes a second claim of the same id fail inside the store's
+transaction, exactly like a second writer's version conflict, and a unique `retracts` column lets an event be
+retracted only once even with concurrent writers.
+
+The claims are an index over the person events, not a record of their own: they are not in the audit chain, and
+`backfill` derives them from the events (for stores written before claims existed).
+
+The recorders below are eventsourcing's process recorders with one addition: `insert_events(..., claims=[...])`
+inserts the claims in the transaction that inserts the events and the tracking position. They are selected with
+eventsourcing's PROCESS_RECORDER_TOPIC setting (adapters/eventstore.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
+
+from domain.person import EventClaim
+
+COLUMNS = "event_id, content_hash, person_stream, publisher_kind, publisher_id, event_type, retracts"
+# Lookups are chunked so that a statement's parameter list stays well inside SQLite's and PostgreSQL's limits.
+CHUNK = 500
+
+
+def claims_table_name(events_table_name: str) -> str:
+    return events_table_name.replace("events", "event_claims")
+
+
+def _row(claim: EventClaim, stream: Any) -> tuple:
+    return (claim.event_id, claim.content_hash, stream, claim.publisher_kind, claim.publisher_id, claim.event_type,
+            claim.retracts)
+
+
+def _claim(row: Any) -> EventClaim:
+    stream = row["person_stream"]
+    return EventClaim(row["event_id"], row["content_hash"], stream if isinstance(stream, UUID) else UUID(stream),
+                      row["publisher_kind"], row["publisher_id"], row["event_type"], row["retracts"])
+
+
+class SQLiteClaimingRecorder(SQLiteProcessRecorder):
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events"):
+        self.claims_table_name = claims_table_name(events_table_name)
+        super().__init__(datastore, events_table_name=events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {self.claims_table_name} (event_id TEXT PRIMARY KEY, "
+            "content_hash TEXT NOT NULL, person_stream TEXT NOT NULL, publisher_kind TEXT NOT NULL, "
+            "publisher_id TEXT NOT NULL, event_type TEXT NOT NULL, retracts TEXT UNIQUE) WITHOUT ROWID",
+        ]
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any):
+        claims: Sequence[EventClaim] = kwargs.get("claims") or ()
+        if claims:
+            c.executemany(f"INSERT INTO {self.claims_table_name} ({COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                          [_row(claim, claim.person_stream.hex) for claim in claims])
+        return super()._insert_events(c, stored_events, **kwargs)
+
+    def select_claims(self, column: str, values: list[str]) -> list[EventClaim]:
+        found = []
+        for start in range(0, len(values), CHUNK):
+            chunk = values[start:start + CHUNK]
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(f"SELECT {COLUMNS} FROM {self.claims_table_name} "
+                          f"WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
+                found += [_claim(row) for row in c.fetchall()]
+        return found
+
+    def stream_versions(self, stream_ids: list[UUID]) -> dict[UUID, int]:
+        versions = {}
+        for start in range(0, len(stream_ids), CHUNK):
+            chunk = stream_ids[start:start + CHUNK]
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(f"SELECT originator_id, MAX(originator_version) AS version FROM {self.events_table_name} "
+                          f"WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY originator_id",
+                          [stream_id.hex for stream_id in chunk])
+                versions.update((UUID(row["originator_id"]), row["version"]) for row in c.fetchall())
+        return versions
+
+    def count_claims(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT COUNT(*) AS n FROM {self.claims_table_name}")
+            return c.fetchone()["n"]
+
+
+class PostgresClaimingRecorder(PostgresProcessRecorder):
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events",
+                 tracking_table_name: str = "notification_tracking"):
+        super().__init__(datastore, events_table_name=events_table_name, tracking_table_name=tracking_table_name)
+        from psycopg.sql import SQL, Identifier
+
+        self.claims_table_name = claims_table_name(events_table_name)
+        self.check_identifier_length(self.claims_table_name)
+        self._claims = SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(self.claims_table_name))
+        self._events = SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {} (event_id text PRIMARY KEY, content_hash text NOT NULL, "
+            "person_stream uuid NOT NULL, publisher_kind text NOT NULL, publisher_id text NOT NULL, "
+            "event_type text NOT NULL, retracts text UNIQUE)").format(self._claims))
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        from psycopg.sql import SQL
+
+        claims: Sequence[EventClaim] = kwargs.get("claims") or ()
+        if claims:
+            curs.executemany(SQL("INSERT INTO {} (" + COLUMNS + ") VALUES (%s,%s,%s,%s,%s,%s,%s)").format(self._claims),
+                             [_row(claim, claim.person_stream) for claim in claims])
+        super()._insert_events(curs, stored_events, **kwargs)
+
+    def select_claims(self, column: str, values: list[str]) -> list[EventClaim]:
+        from psycopg.sql import SQL, Identifier
+
+        statement = SQL("SELECT " + COLUMNS + " FROM {} WHERE {} = ANY(%s)").format(self._claims, Identifier(column))
+        found = []
+        for start in range(0, len(values), CHUNK):
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(statement, [values[start:start + CHUNK]])
+                found += [_claim(row) for row in curs.fetchall()]
+        return found
+
+    def stream_versions(self, stream_ids: list[UUID]) -> dict[UUID, int]:
+        from psycopg.sql import SQL
+
+        statement = SQL("SELECT originator_id, MAX(originator_version) AS version FROM {} "
+                        "WHERE originator_id = ANY(%s) GROUP BY originator_id").format(self._events)
+        versions = {}
+        for start in range(0, len(stream_ids), CHUNK):
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(statement, [stream_ids[start:start + CHUNK]])
+                versions.update((row["originator_id"], row["version"]) for row in curs.fetchall())
+        return versions
+
+    def count_claims(self) -> int:
+        from psycopg.sql import SQL
+
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT COUNT(*) AS n FROM {}").format(self._claims))
+            return curs.fetchone()["n"]
+
+
+ClaimingRecorder = SQLiteClaimingRecorder | PostgresClaimingRecorder
+
+
+def claims_by_event_id(recorder: ClaimingRecorder, event_ids: Iterable[str]) -> dict[str, EventClaim]:
+    return {claim.event_id: claim for claim in recorder.select_claims("event_id", sorted({i.lower() for i in event_ids}))}
+
+
+def retractions_of(recorder: ClaimingRecorder, event_ids: Iterable[str]) -> dict[str, str]:
+    """For each of these event ids that has been retracted: the event_id of its retraction."""
+    return {claim.retracts: claim.event_id
+            for claim in recorder.select_claims("retracts", sorted({i.lower() for i in event_ids})) if claim.retracts}

@@ -295,15 +295,27 @@ class AuditChain:
         found = {row.chain: Head(row.chain, int(row.position), row.head_hash, int(row.links)) for row in rows}
         return {name: found.get(name, Head(name, 0, GENESIS, 0)) for name in CHAINS}
 
-    def extend(self, stop: int | None = None) -> int:
+    def link_written(self, recordings: Sequence[Any]) -> int:
+        """After a write (EventStore.after_write): link it, from the recordings in hand when they are exactly the
+        rows that follow the head, which spares reading back what was just written."""
+        written = [Row(id=r.notification.id, topic=r.notification.topic,
+                       originator_id=_originator_text(r.notification.originator_id),
+                       originator_version=r.notification.originator_version,
+                       state=_state_bytes(r.notification.state)) for r in recordings]
+        return self.extend(written=written)
+
+    def extend(self, stop: int | None = None, written: Sequence[Row] = ()) -> int:
         """Link every notification after the chains' head (up to `stop`); returns how many links were added.
 
-        Idempotent, and safe to call from several processes at once."""
+        Idempotent, and safe to call from several processes at once. `written`: rows just stored, used instead of
+        reading the log when they are the next positions after the head without a gap."""
         added = 0
         while True:
             current = self.heads()
             start = max(head.position for head in current.values())
-            rows = self.log.page(start, self.page_size, stop=stop)
+            follows = bool(written) and all(row.id == start + offset for offset, row in enumerate(written, 1))
+            rows = list(written) if follows else self.log.page(start, self.page_size, stop=stop)
+            written = ()
             if not rows:
                 return added
             new_links, moved = [], dict(current)
@@ -320,7 +332,7 @@ class AuditChain:
             except ChainMoved:
                 continue  # someone else linked these rows: look again from the new head
             added += len(new_links)
-            if len(rows) < self.page_size:
+            if follows or len(rows) < self.page_size:
                 return added  # the log's end when read: later rows are their writers' to link (or the next call's)
 
     def _commit(self, expected: dict[str, Head], new: dict[str, Head], new_links: list[tuple]) -> None:

@@ -37,16 +37,16 @@ class EventStore(Application[UUID]):
     def __init__(self, database_url: str, env: dict[str, str] | None = None, cipher_key: str | None = None):
         super().__init__(env={**persistence_env(database_url), **cipher_env(cipher_key), **(env or {})})
         self.database_url = database_url
-        # Called after every successful write, whoever wrote (ingest, principals, the access log, the rule-set
-        # history): the audit chain links what was stored at once.
-        self.after_write: list[Callable[[], Any]] = []
+        # Called with the recordings of every successful write, whoever wrote (ingest, principals, the access log,
+        # the rule-set history): the audit chain links what was stored at once.
+        self.after_write: list[Callable[[list[Any]], Any]] = []
         self._backfill_claims()
 
     def _record(self, processing_event):  # type: ignore[override]
         recordings = super()._record(processing_event)
         for listener in self.after_write:
             try:
-                listener()
+                listener(recordings)
             except Exception:  # the write stands; the next write (or `handoff audit seal`) catches up
                 log.exception("stored, but a follower of the log failed (audit chain); it catches up on the next write")
         return recordings

@@ -47,7 +47,7 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     read_model = ReadModel(settings.database_url, Sealer(settings.cipher_key))
     projection = SupervisionProjection(store, read_model, rules, WorkingCalendar())
     chain = AuditChain(store)
-    store.after_write.append(chain.extend)  # every write is chained at once; `audit verify` itself never extends
+    store.after_write.append(chain.link_written)  # every write is chained at once; `audit verify` itself never extends
     record_rule_set(store, rules, clock())
     queries = Queries(store, read_model, projection, clock)
     return Services(

@@ -401,7 +401,7 @@ def test_concurrent_extenders_do_not_corrupt_the_chain(services, database_url):
     def writer(number: int, store: EventStore) -> None:
         try:
             chain = AuditChain(store)
-            store.after_write.append(chain.extend)
+            store.after_write.append(chain.link_written)
             ingestor = Ingestor(store)
             rng = random.Random(number)
             for batch in range(4):

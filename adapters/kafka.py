@@ -63,7 +63,7 @@ class KafkaConfig:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 2_000
     max_poll_interval_ms: int = 300_000
-    max_poll_records: int = 500
+    max_poll_records: int = 2000  # split by partition into transactions: larger polls, fewer and fuller transactions
     # Topics this service creates when they are missing (ingest: inbound + rejected; route: outbound).
     partitions: int = 6
     replication_factor: int = 1
@@ -114,7 +114,7 @@ class KafkaConfig:
             session_timeout_ms=number("HANDOFF_KAFKA_SESSION_TIMEOUT_MS", 10_000),
             heartbeat_interval_ms=number("HANDOFF_KAFKA_HEARTBEAT_INTERVAL_MS", 2_000),
             max_poll_interval_ms=number("HANDOFF_KAFKA_MAX_POLL_INTERVAL_MS", 300_000),
-            max_poll_records=number("HANDOFF_KAFKA_MAX_POLL_RECORDS", 500),
+            max_poll_records=number("HANDOFF_KAFKA_MAX_POLL_RECORDS", 2000),
             partitions=number("HANDOFF_KAFKA_PARTITIONS", 6),
             replication_factor=number("HANDOFF_KAFKA_REPLICATION_FACTOR", 1),
             max_message_bytes=number("HANDOFF_KAFKA_MAX_MESSAGE_BYTES", 1_048_576),

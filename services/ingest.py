@@ -158,7 +158,8 @@ class Ingestor:
         recorded_at = now.isoformat()
         batch = _Batch()
 
-        checked = [self._check(raw, source, now) for raw in items]
+        latest = now + FUTURE_TOLERANCE
+        checked = [self._check(raw, source, latest) for raw in items]
         # What the checks need from the store, in a few indexed queries, without reading any person's stream: the
         # claims of the batch's event ids and of the events it retracts, and the version of each person's stream.
         events = [event for event in checked if isinstance(event, ParsedEvent)]
@@ -215,12 +216,12 @@ class Ingestor:
                 )
         return batch
 
-    def _check(self, raw: RawItem, source: Source, now: dt.datetime) -> ParsedEvent | Exception:
+    def _check(self, raw: RawItem, source: Source, latest: dt.datetime) -> ParsedEvent | Exception:
         """Parse, validate and authorise one item: the event, or the exception that refuses it."""
         try:
             event = parse_event(raw, allow_recorded_at=source.allow_recorded_at)
             authorise(event, source.publisher)
-            self._check_times(event, now)
+            self._check_times(event, latest)
             return event
         except Exception as error:
             return error
@@ -235,15 +236,16 @@ class Ingestor:
         return Rejected(RejectionCode.UNPROCESSABLE, f"internal error: {type(error).__name__}")
 
     @staticmethod
-    def _check_times(event: ParsedEvent, now: dt.datetime) -> None:
+    def _check_times(event: ParsedEvent, latest: dt.datetime) -> None:
+        """`latest`: the latest time an event may carry (now, give or take the clocks' drift)."""
         occurred_at = event.occurred_at
-        if occurred_at > now + FUTURE_TOLERANCE:
+        if occurred_at > latest:
             raise Rejected(RejectionCode.INVALID_ENVELOPE, f"occurred_at {occurred_at.isoformat()} is in the future")
         recorded_at = event.recorded_at
         if recorded_at is not None:
             if recorded_at < occurred_at:
                 raise Rejected(RejectionCode.INVALID_ENVELOPE, "recorded_at is before occurred_at")
-            if recorded_at > now + FUTURE_TOLERANCE:
+            if recorded_at > latest:
                 raise Rejected(RejectionCode.INVALID_ENVELOPE, f"recorded_at {recorded_at.isoformat()} is in the future")
 
     @staticmethod

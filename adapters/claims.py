@@ -56,7 +56,7 @@ class SQLiteClaimingRecorder(SQLiteProcessRecorder):
             *super().construct_create_table_statements(),
             f"CREATE TABLE IF NOT EXISTS {self.claims_table_name} (event_id TEXT PRIMARY KEY, "
             "content_hash TEXT NOT NULL, person_stream TEXT NOT NULL, publisher_kind TEXT NOT NULL, "
-            "publisher_id TEXT NOT NULL, event_type TEXT NOT NULL, retracts TEXT UNIQUE) WITHOUT ROWID",
+            "publisher_id TEXT NOT NULL, event_type TEXT NOT NULL, retracts TEXT UNIQUE)",
         ]
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any):

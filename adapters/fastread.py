@@ -125,7 +125,8 @@ class StreamReader:
         ).format(schema=Identifier(self.schema), table=Identifier(self.table))
         with self._cursor() as cursor:
             cursor.row_factory = tuple_row
-            cursor.execute(statement, [list(keys)])
+            # Binary results: the state arrives as the stored bytes, not as bytea text to unescape.
+            cursor.execute(statement, [list(keys)], binary=True)
             return cursor.fetchall()
 
     @staticmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -304,10 +304,11 @@ class _Folder:
         self.obligations.append(obligation)
         return obligation
 
-    def fulfil(self, rules: Iterable[str], event: _Event, match: str | None = None) -> None:
-        wanted = set(rules)
+    def fulfil(self, rules: Collection[str], event: _Event, match: str | None = None) -> None:
         for obligation in self.obligations:
-            if obligation.rule in wanted and obligation.is_open and (match is None or obligation.match == match):
+            if obligation.rule in rules and obligation.fulfilled_at is None and (
+                match is None or obligation.match == match
+            ):
                 obligation.fulfil(event.event_id, event.occurred_at)
 
     def _in_custody(self, moment: dt.datetime) -> bool:

@@ -13,6 +13,7 @@ pure) while this process reads the streams and writes the rows.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import functools
 import multiprocessing
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 # A rebuild of at least this many logged events folds in worker processes: below it, starting the workers costs
 # more than they save (and tests stay in one process).
 PARALLEL_FROM_EVENTS = 20_000
+# At most this many workers, each with a connection of its own to the event store, however many CPUs there are.
+MAX_WORKERS = 8
 # Persons per task sent to a worker: large enough that pickling and scheduling are small beside the fold, small
 # enough that the workers start early and the last task does not leave a core idle for long.
 PERSONS_PER_TASK = 200
@@ -206,14 +209,14 @@ class SupervisionProjection:
         folding each person once gives the same rows. Events appended meanwhile are beyond `head` and are applied
         by the next catch-up (refolding a person twice is harmless).
 
-        `workers`: processes to fold in; 0 folds here; None chooses: every CPU for a log of at least
-        PARALLEL_FROM_EVENTS events (and the fast read path), else 0. The rows, and the order they are written in,
+        `workers`: processes to fold in; 0 folds here; None chooses: one per CPU (at most MAX_WORKERS) for a log of
+        at least PARALLEL_FROM_EVENTS events (and the fast read path), else 0. The rows, and the order they are written in,
         are the same either way."""
         self.read_model.drop()
         head = self.store.recorder.max_notification_id() or 0
         if workers is None:
             cpus = available_cpus()
-            workers = cpus if cpus > 1 and head >= PARALLEL_FROM_EVENTS and self.fast_read else 0
+            workers = min(cpus, MAX_WORKERS) if cpus > 1 and head >= PARALLEL_FROM_EVENTS and self.fast_read else 0
         if workers and not self.fast_read:
             raise ValueError("folding in worker processes needs the fast read path (raw states)")
         source = self.reader.source(self.store) if workers else None
@@ -225,7 +228,8 @@ class SupervisionProjection:
             pages = self._fold_pages_in_workers(head, workers, source, context)
         else:
             pages = ((page[-1].id, self.fold_streams([n.originator_id for n in page])) for page in self._registered(head))
-        with self.read_model.bulk_load():
+        # closing: a failed write stops the workers at once, not when the generator is collected.
+        with self.read_model.bulk_load(), contextlib.closing(pages):
             for last_id, rows in pages:
                 self.read_model.apply(NAME, 0, 0, self.rules.version, rows)
                 refolded += len(rows)

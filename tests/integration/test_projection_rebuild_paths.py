@@ -175,3 +175,35 @@ def test_the_stream_reader_reads_whole_streams_in_version_order(tmp_path):
             close()
     finally:
         services.close()
+
+
+# -- the bulk write -----------------------------------------------------------------------------------------------
+
+
+def test_the_read_model_stores_awkward_text_exactly(database_url):
+    """Rows go to SQLite by the driver's executemany and to PostgreSQL by COPY, whose text format needs escaping."""
+    from adapters.readmodel import PersonRows, ReadModel
+
+    awkward = ["tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "\\.", "\\", "a\\tb", "张三 𠀀", ""]
+    read_model = ReadModel(database_url)
+    try:
+        rows = [
+            PersonRows(f"52022219800101{n:04d}", text,
+                       ("520222", "under_supervision", None, None, -1, None, 2**62, "probation", "v1"),
+                       [("520222", "R04_not_reported", text, "bureau", text, None, text, 0, None, None, -(2**62), "v1")])
+            for n, text in enumerate(awkward)
+        ]
+        read_model.apply("test", 0, 1, "v1", rows)
+        dump = read_model.dump()
+        persons = {row["id_number"]: row for row in dump["rm_persons"]}
+        assert [persons[r.id_number]["name"] for r in rows] == awkward
+        assert {(p["responsible_kind"], p["received_us"], p["ended"], p["ended_us"]) for p in persons.values()} == \
+            {(None, -1, None, 2**62)}
+        obligations = {row["id_number"]: row for row in dump["rm_obligations"]}
+        for column in ("name", "triggered_by", "obligated_id", "due_at"):
+            assert [obligations[r.id_number][column] for r in rows] == awkward, column
+        assert {(o["obligated_region"], o["due_us"], o["fulfilled_at"], o["gap_us"]) for o in obligations.values()} \
+            == {(None, 0, None, -(2**62))}
+    finally:
+        read_model.drop()
+        read_model.close()

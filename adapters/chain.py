@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,8 @@ import sqlalchemy as sa
 
 from .config import sqlalchemy_url
 from .eventstore import DEAD_LETTER_TOPIC, EventStore
+
+log = logging.getLogger(__name__)
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
@@ -237,6 +240,20 @@ class Link:
     linked_at: str
 
 
+def _linked(current: dict[str, Head], rows: Sequence[Row]) -> tuple[dict[str, Head], list[tuple]]:
+    """The heads after linking these rows (in position order) and the new links, as rows of the links table."""
+    new_links, moved = [], dict(current)
+    linked_at = now_iso()
+    for row in rows:
+        head = moved[row.chain]
+        digest = row.event_hash
+        link_hash = chain_hash(head.head_hash, digest)
+        new_links.append((row.chain, row.id, row.topic, row.originator_id, int(row.originator_version), digest,
+                          head.head_hash, link_hash, linked_at))
+        moved[row.chain] = Head(row.chain, row.id, link_hash, head.links + 1)
+    return moved, new_links
+
+
 class ChainMoved(Exception):
     """Another extender moved a head first; this page's links are discarded (it linked the same rows)."""
 
@@ -257,6 +274,9 @@ class AuditChain:
             def _pragmas(connection, _record):  # wait for the event store's writer instead of failing at once
                 connection.execute("PRAGMA busy_timeout = 30000")
         self._create_tables()
+        if self.engine.dialect.name == "sqlite" and database_url in (None, store.database_url) and \
+                hasattr(store.recorder, "link_chain"):
+            store.recorder.link_chain = self.link_in_transaction
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._insert_links = (f"INSERT INTO {links.name} ({', '.join(c.name for c in links.columns)}) "
                               f"VALUES ({', '.join([mark] * len(links.columns))})")
@@ -313,20 +333,14 @@ class AuditChain:
         while True:
             current = self.heads()
             start = max(head.position for head in current.values())
+            if written and written[-1].id <= start:
+                return added  # linked already, in its own transaction (link_in_transaction) or by another extender
             follows = bool(written) and all(row.id == start + offset for offset, row in enumerate(written, 1))
             rows = list(written) if follows else self.log.page(start, self.page_size, stop=stop)
             written = ()
             if not rows:
                 return added
-            new_links, moved = [], dict(current)
-            linked_at = now_iso()
-            for row in rows:
-                head = moved[row.chain]
-                digest = row.event_hash
-                link_hash = chain_hash(head.head_hash, digest)
-                new_links.append((row.chain, row.id, row.topic, row.originator_id, int(row.originator_version), digest,
-                                  head.head_hash, link_hash, linked_at))
-                moved[row.chain] = Head(row.chain, row.id, link_hash, head.links + 1)
+            moved, new_links = _linked(current, rows)
             try:
                 self._commit(current, moved, new_links)
             except ChainMoved:
@@ -334,6 +348,37 @@ class AuditChain:
             added += len(new_links)
             if follows or len(rows) < self.page_size:
                 return added  # the log's end when read: later rows are their writers' to link (or the next call's)
+
+    def link_in_transaction(self, cursor: Any, stored_events: Sequence[Any], notification_ids: Sequence[int]) -> None:
+        """Link events inside the transaction that inserts them (SQLite, called by the recorder): the write and its
+        links then commit together, in one commit instead of two. Only when they are the next positions after the
+        heads; otherwise (unlinked rows before them) the follower (`extend`) links them after the commit. A failure
+        here is rolled back to a savepoint and left to the follower: it never fails the write."""
+        cursor.execute("SAVEPOINT audit_chain")
+        try:
+            cursor.execute(f"SELECT chain, position, head_hash, links FROM {heads.name}")
+            found = {row["chain"]: Head(row["chain"], int(row["position"]), row["head_hash"], int(row["links"]))
+                     for row in cursor.fetchall()}
+            start = max((head.position for head in found.values()), default=0)
+            if set(found) != set(CHAINS) or list(notification_ids) != list(range(start + 1, start + 1 +
+                                                                                   len(stored_events))):
+                cursor.execute("RELEASE audit_chain")
+                return
+            rows = [Row(id=position, topic=event.topic, originator_id=_originator_text(event.originator_id),
+                        originator_version=event.originator_version, state=_state_bytes(event.state))
+                    for position, event in zip(notification_ids, stored_events)]
+            moved, new_links = _linked(found, rows)
+            # The recorder's transaction holds SQLite's write lock: no other extender can move a head meanwhile.
+            cursor.executemany(f"UPDATE {heads.name} SET position = ?, head_hash = ?, links = ?, updated_at = ? "
+                               "WHERE chain = ?",
+                               [(head.position, head.head_hash, head.links, new_links[0][-1], head.chain)
+                                for name, head in moved.items() if head != found[name]])
+            cursor.executemany(self._insert_links, new_links)
+            cursor.execute("RELEASE audit_chain")
+        except Exception:
+            log.exception("linking in the write's transaction failed; the follower links it after the commit")
+            cursor.execute("ROLLBACK TO audit_chain")
+            cursor.execute("RELEASE audit_chain")
 
     def _commit(self, expected: dict[str, Head], new: dict[str, Head], new_links: list[tuple]) -> None:
         try:

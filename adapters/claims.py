@@ -16,7 +16,7 @@ eventsourcing's PROCESS_RECORDER_TOPIC setting (adapters/eventstore.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -59,12 +59,19 @@ class SQLiteClaimingRecorder(SQLiteProcessRecorder):
             "publisher_id TEXT NOT NULL, event_type TEXT NOT NULL, retracts TEXT UNIQUE)",
         ]
 
+    # Set by the audit chain (adapters/chain.py) when its tables live in this database: links each write inside
+    # the write's own transaction.
+    link_chain: Callable[[SQLiteCursor, Sequence[StoredEvent], Sequence[int]], None] | None = None
+
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any):
         claims: Sequence[EventClaim] = kwargs.get("claims") or ()
         if claims:
             c.executemany(f"INSERT INTO {self.claims_table_name} ({COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                           [_row(claim, claim.person_stream.hex) for claim in claims])
-        return super()._insert_events(c, stored_events, **kwargs)
+        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        if self.link_chain is not None and stored_events and notification_ids:
+            self.link_chain(c, stored_events, notification_ids)
+        return notification_ids
 
     def select_claims(self, column: str, values: list[str]) -> list[EventClaim]:
         found = []

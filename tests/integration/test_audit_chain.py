@@ -170,6 +170,40 @@ def test_the_chain_covers_every_row_and_an_untouched_store_verifies(services, ra
     assert services.chain.extend() == 0  # idempotent: nothing new to link
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_sqlite_a_write_is_linked_in_its_own_transaction(database_url, tmp_path):
+    """With the follower detached, every write is still linked: the links commit with the events."""
+    services = bootstrap(Settings(database_url=database_url))
+    try:
+        services.store.after_write.clear()
+        services.ingestor.ingest(mixed_lines(50, seed=9), Source("test"))
+        assert log_head(services) == services.store.recorder.max_notification_id()
+        assert verify(services)["ok"] is True
+    finally:
+        services.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_failure_to_link_in_the_transaction_never_fails_the_write(database_url):
+    """The links table gone: the events are stored anyway (the linking is rolled back to a savepoint, the follower
+    fails after the commit and says so); once the table is back, the follower links everything and it verifies."""
+    services = bootstrap(Settings(database_url=database_url))
+    path = database_url.removeprefix("sqlite:///")
+    try:
+        linked_before = log_head(services)
+        with sqlite3.connect(path) as connection:
+            connection.execute("ALTER TABLE audit_chain RENAME TO audit_chain_away")
+        result = services.ingestor.ingest(mixed_lines(20, seed=3), Source("test"))
+        assert result.accepted > 0
+        assert log_head(services) == linked_before < services.store.recorder.max_notification_id()
+        with sqlite3.connect(path) as connection:
+            connection.execute("ALTER TABLE audit_chain_away RENAME TO audit_chain")
+        assert services.chain.extend() == services.store.recorder.max_notification_id() - linked_before
+        assert verify(services)["ok"] is True
+    finally:
+        services.close()
+
+
 def test_edited_payload_is_found_at_its_position(services, raw):
     position = middle(raw)
     originator, version, topic, state = raw.row(position)

@@ -50,6 +50,10 @@ def cipher_env(cipher_key: str | None) -> dict[str, str]:
     return {"CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher", "CIPHER_KEY": cipher_key}
 
 
+# The stored format stays eventsourcing's JSON; orjson writes and reads it where it gives the same (transcoder.py).
+TRANSCODER_TOPIC = "adapters.transcoder:OrjsonTranscoder"
+
+
 def persistence_env(database_url: str) -> dict[str, str]:
     """The eventsourcing environment variables for a `sqlite:///path` or `postgresql://...` URL."""
     parts = urlsplit(database_url)
@@ -66,6 +70,7 @@ def persistence_env(database_url: str) -> dict[str, str]:
             "SQLITE_LOCK_TIMEOUT": "30",
             # eventsourcing's recorder plus the event claims table (adapters/claims.py)
             "PROCESS_RECORDER_TOPIC": "adapters.claims:SQLiteClaimingRecorder",
+            "TRANSCODER_TOPIC": TRANSCODER_TOPIC,
         }
     if parts.scheme in ("postgresql", "postgres"):
         dbname = unquote(parts.path.lstrip("/"))
@@ -82,6 +87,7 @@ def persistence_env(database_url: str) -> dict[str, str]:
             "POSTGRES_POOL_SIZE": query.get("pool_size", ["5"])[0],
             "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", ["5"])[0],
             "PROCESS_RECORDER_TOPIC": "adapters.claims:PostgresClaimingRecorder",
+            "TRANSCODER_TOPIC": TRANSCODER_TOPIC,
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"][0]

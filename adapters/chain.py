@@ -274,6 +274,7 @@ class AuditChain:
             def _pragmas(connection, _record):  # wait for the event store's writer instead of failing at once
                 connection.execute("PRAGMA busy_timeout = 30000")
         self._create_tables()
+        self._linked_in_transaction_through = 0
         if self.engine.dialect.name == "sqlite" and database_url in (None, store.database_url) and \
                 hasattr(store.recorder, "link_chain"):
             store.recorder.link_chain = self.link_in_transaction
@@ -318,6 +319,8 @@ class AuditChain:
     def link_written(self, recordings: Sequence[Any]) -> int:
         """After a write (EventStore.after_write): link it, from the recordings in hand when they are exactly the
         rows that follow the head, which spares reading back what was just written."""
+        if not recordings or recordings[-1].notification.id <= self._linked_in_transaction_through:
+            return 0  # linked in its own transaction (link_in_transaction)
         written = [Row(id=r.notification.id, topic=r.notification.topic,
                        originator_id=_originator_text(r.notification.originator_id),
                        originator_version=r.notification.originator_version,
@@ -375,6 +378,8 @@ class AuditChain:
                                 for name, head in moved.items() if head != found[name]])
             cursor.executemany(self._insert_links, new_links)
             cursor.execute("RELEASE audit_chain")
+            # Not committed yet: if the write fails, recordings never reach link_written, which reads this.
+            self._linked_in_transaction_through = rows[-1].id
         except Exception:
             log.exception("linking in the write's transaction failed; the follower links it after the commit")
             cursor.execute("ROLLBACK TO audit_chain")

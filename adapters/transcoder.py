@@ -21,16 +21,28 @@ _INT_RANGE = range(-(2**63), 2**64)
 
 def _written_alike(value: Any) -> bool:
     """Whether orjson writes `value` byte for byte as json.dumps(separators=(",", ":"), ensure_ascii=False) does,
-    datetimes included (both pass them to the transcoder's `_encode_obj`)."""
+    datetimes included (both pass them to the transcoder's `_encode_obj`). Loops, not all(): this runs for every
+    stored event."""
     kind = type(value)
-    if kind is str or kind is bool or value is None or kind is dt.datetime:
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            item_kind = type(item)
+            if item_kind is str or item is None or item_kind is bool or item_kind is dt.datetime:
+                continue
+            if not _written_alike(item):
+                return False
+        return True
+    if kind is str or value is None or kind is bool or kind is dt.datetime:
         return True
     if kind is int:
         return value in _INT_RANGE
-    if kind is dict:
-        return all(type(key) is str and _written_alike(item) for key, item in value.items())
     if kind is list:
-        return all(_written_alike(item) for item in value)
+        for item in value:
+            if not _written_alike(item):
+                return False
+        return True
     return False
 
 

@@ -5,7 +5,8 @@ through eventsourcing (a `StoredEvent` and a `UUID` per row, the mapper, the JSO
 dict, a domain-event object) is most of a rebuild's reading time. Here streams are read as raw rows and each state
 is decoded with orjson into the same dict the mapper's transcoder would give — after the same cipher and compressor
 the store's mapper is configured with. A state the fast path cannot vouch for (any value stored as a custom type
-other than the event's timestamp, or JSON orjson reads differently) goes through the mapper's own transcoder.
+other than the event's timestamp, or JSON orjson reads differently: NaN, lone surrogates, integers beyond 64 bits)
+goes through the mapper's own transcoder.
 
 Worker processes read streams over connections of their own: `StreamReader.source()` describes the store so that
 another process can open it (`StreamSource.open()`), and `StateDecoder` is picklable when the store's cipher and
@@ -27,6 +28,10 @@ from eventsourcing.persistence import JSONTranscoder
 
 # How eventsourcing's JSON transcoder marks a value it encoded as a custom type ({"_type_": ..., "_data_": ...}).
 _CUSTOM_TYPE_MARK = b'"_type_"'
+# orjson reads an integer beyond 64 bits as a float, where json keeps it exact; such an integer has at least 19
+# digits. A run of 19 digits anywhere (even inside a string) sends the state to the transcoder.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
 # Streams per statement: well inside SQLite's and PostgreSQL's parameter limits.
 CHUNK = 500
 
@@ -62,7 +67,7 @@ class StateDecoder:
             state = self.compressor.decompress(state)
         # Every event carries one custom-typed value, its timestamp (a datetime), which the fold never reads and
         # which is left in its encoded form here. Any other custom-typed value needs the transcoder to decode it.
-        if state.count(_CUSTOM_TYPE_MARK) == 1:
+        if state.count(_CUSTOM_TYPE_MARK) == 1 and _LONG_NUMBER not in state.translate(_DIGITS_AS_ZERO):
             try:
                 decoded = orjson.loads(state)
             except orjson.JSONDecodeError:  # e.g. NaN or a lone surrogate, which Python's json module accepts
@@ -111,7 +116,8 @@ class StreamReader:
     def _rows(self, keys: Sequence[Any]) -> list[tuple[Any, bytes]]:
         if self.sqlite:
             statement = (f"SELECT originator_id, state FROM {self.table} "
-                         f"WHERE originator_id IN ({','.join('?' * len(keys))}) ORDER BY originator_id, originator_version")
+                         f"WHERE originator_id IN ({','.join('?' * len(keys))}) "
+                         "ORDER BY originator_id, originator_version")
             with self._cursor() as cursor:
                 cursor.row_factory = None  # plain tuples, not the eventsourcing connection's sqlite3.Row
                 cursor.execute(statement, list(keys))

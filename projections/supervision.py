@@ -6,8 +6,8 @@ replaced, together with the new position, in one read-model transaction — so e
 in effect, and `rebuild` from position 0 ends in the same rows as the live projection.
 
 Reading is the fast path of adapters/fastread.py (raw rows, orjson) unless `fast_read=False`, which reads through
-eventsourcing's mapper; both give the fold the same values. A large rebuild folds in worker processes (the fold is
-pure) while this process reads the streams and writes the rows.
+eventsourcing's mapper; both give the fold the same values. A large rebuild reads and folds in worker processes
+(the fold is pure) while this process writes the rows.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import collections
 import contextlib
 import datetime as dt
 import functools
+import logging
 import multiprocessing
 import multiprocessing.util
-import logging
 import os
 import pickle
 import threading
@@ -90,7 +90,8 @@ def _iso_and_micros(moment: dt.datetime) -> tuple[str, int]:
     return iso(moment), micros(moment)
 
 
-def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet, calendar: WorkingCalendar) -> PersonRows:
+def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
+                calendar: WorkingCalendar) -> PersonRows:
     """The rows of one person from the raw stored states of their stream (Registered first)."""
     records = [decoder.decode(state) for state in states]
     view = fold_records(records[1:], id_number=records[0]["id_number"], rules=rules, calendar=calendar)
@@ -130,7 +131,8 @@ def available_cpus() -> int:
 def _process_context() -> multiprocessing.context.BaseContext:
     """Fork when this process runs a single thread: the workers start in milliseconds and inherit everything
     imported. With other threads alive (e.g. the PostgreSQL connection pool's) a fork may copy a lock some thread
-    holds, so the workers come from a fork server instead (slower to start the first time)."""
+    holds, so the workers come from a fork server instead (slower to start the first time; and, as in any program
+    using multiprocessing this way, a script that rebuilds must guard its main module with __name__ == "__main__")."""
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
@@ -210,8 +212,8 @@ class SupervisionProjection:
         by the next catch-up (refolding a person twice is harmless).
 
         `workers`: processes to fold in; 0 folds here; None chooses: one per CPU (at most MAX_WORKERS) for a log of
-        at least PARALLEL_FROM_EVENTS events (and the fast read path), else 0. The rows, and the order they are written in,
-        are the same either way."""
+        at least PARALLEL_FROM_EVENTS events (and the fast read path), else 0. The rows, and the order they are
+        written in, are the same either way."""
         self.read_model.drop()
         head = self.store.recorder.max_notification_id() or 0
         if workers is None:
@@ -227,7 +229,8 @@ class SupervisionProjection:
         if workers:
             pages = self._fold_pages_in_workers(head, workers, source, context)
         else:
-            pages = ((page[-1].id, self.fold_streams([n.originator_id for n in page])) for page in self._registered(head))
+            pages = ((page[-1].id, self.fold_streams([n.originator_id for n in page]))
+                     for page in self._registered(head))
         # closing: a failed write stops the workers at once, not when the generator is collected.
         with self.read_model.bulk_load(), contextlib.closing(pages):
             for last_id, rows in pages:

@@ -154,6 +154,10 @@ def test_the_decoder_gives_what_the_mapper_gives(store):
     assert StateDecoder(store.mapper).decode(stored_state(store, custom)) == custom
     not_a_number = StateDecoder(store.mapper).decode(stored_state(store, {"timestamp": timestamp, "x": math.nan}))
     assert not_a_number["timestamp"] == timestamp and math.isnan(not_a_number["x"])
+    # orjson would read these as floats; the transcoder keeps them exact
+    for huge in (2**64, -(2**63) - 1, 10**30):
+        decoded = StateDecoder(store.mapper).decode(stored_state(store, {"timestamp": timestamp, "n": huge}))
+        assert decoded["n"] == huge and type(decoded["n"]) is int
 
 
 def test_the_stream_reader_reads_whole_streams_in_version_order(tmp_path):
@@ -184,13 +188,15 @@ def test_the_read_model_stores_awkward_text_exactly(database_url):
     """Rows go to SQLite by the driver's executemany and to PostgreSQL by COPY, whose text format needs escaping."""
     from adapters.readmodel import PersonRows, ReadModel
 
-    awkward = ["tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "\\.", "\\", "a\\tb", "张三 𠀀", ""]
+    awkward = ["tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "\\.", "\\", "a\\tb", "张三 𠀀",
+               ""]
     read_model = ReadModel(database_url)
     try:
         rows = [
             PersonRows(f"52022219800101{n:04d}", text,
                        ("520222", "under_supervision", None, None, -1, None, 2**62, "probation", "v1"),
-                       [("520222", "R04_not_reported", text, "bureau", text, None, text, 0, None, None, -(2**62), "v1")])
+                       [("520222", "R04_not_reported", text, "bureau", text, None, text, 0, None, None, -(2**62),
+                         "v1")])
             for n, text in enumerate(awkward)
         ]
         read_model.apply("test", 0, 1, "v1", rows)

@@ -26,3 +26,6 @@ class Rejected(Exception):
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+
+    def __reduce__(self):  # picklable, for checks made in another process (services/ingest.py)
+        return Rejected, (self.code, self.reason)

@@ -77,12 +77,12 @@ def measure_ingest(services, path: Path, progress: Callable[[int], None] | None 
     source = Source("bench", allow_recorded_at=True)
     events = accepted = 0
     start = time.perf_counter()
-    for batch in _batches(_lines(path), INGEST_BATCH):
-        result = services.ingestor.ingest(batch, source)
-        events += len(batch)
+    for result in services.ingestor.ingest_batches(((batch, None) for batch in _batches(_lines(path), INGEST_BATCH)),
+                                                   source):
+        events += len(result.items)
         accepted += result.accepted
         if progress:
-            progress(len(batch))
+            progress(len(result.items))
     seconds = time.perf_counter() - start
     return {"events": events, "accepted": accepted, "seconds": round(seconds, 2),
             "events_per_s": round(events / seconds, 1)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import logging
@@ -82,11 +83,15 @@ def cmd_publish(args: argparse.Namespace, services: Services) -> int:
     try:
         if progress:
             progress.start()
-        for batch in _batches(stream, args.batch_size):
-            numbers = [number for number, _ in batch]
-            result = services.ingestor.ingest(
-                [line for _, line in batch], source, positions=[f"line {number}" for number in numbers]
-            )
+        line_numbers: collections.deque[list[int]] = collections.deque()  # of the batches read, not yet stored
+
+        def sourced_batches():
+            for batch in _batches(stream, args.batch_size):
+                line_numbers.append([number for number, _ in batch])
+                yield [line for _, line in batch], [f"line {number}" for number, _ in batch]
+
+        for result in services.ingestor.ingest_batches(sourced_batches(), source):
+            numbers = line_numbers.popleft()
             totals["accepted"] += result.accepted
             totals["duplicates"] += result.duplicates
             totals["rejected"] += result.rejected

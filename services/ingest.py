@@ -12,8 +12,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import multiprocessing
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -101,6 +104,65 @@ def raw_as_text(raw: RawItem) -> tuple[str, str, int]:
     return text, digest, len(data)
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedEvent:
+    """A parsed, validated and authorised event, as the plain values deciding and storing it need (plain, so that
+    it can be checked in another process: Ingestor.ingest_batches)."""
+
+    event_id: str
+    event_type: str
+    id_number: str
+    schema_version: int
+    document: dict[str, Any]  # the canonical JSON form (domain/envelope.py): agency, person, case_ref, payload
+    content_hash: str
+    occurred_at: str  # as published, with its offset
+    recorded_at: str | None  # carried only by an import of legacy records
+
+
+Checked = CheckedEvent | Rejected
+
+
+def check_items(items: Sequence[RawItem], source: Source, latest: dt.datetime) -> list[Checked]:
+    """Parse, validate and authorise each item: the checked event, or why it is refused. No store is read.
+
+    `latest`: the latest time an event may carry (now, give or take the clocks' drift)."""
+    return [_check_item(index, raw, source, latest) for index, raw in enumerate(items)]
+
+
+def _check_item(index: int, raw: RawItem, source: Source, latest: dt.datetime) -> Checked:
+    try:
+        event = parse_event(raw, allow_recorded_at=source.allow_recorded_at)
+        authorise(event, source.publisher)
+        _check_times(event, latest)
+    except Rejected as rejection:
+        return rejection
+    except Exception as error:  # a defect of ours that this input exposed: the input is kept, the batch goes on
+        log.error("unexpected error checking item %d from %s", index, source.name, exc_info=error)
+        return Rejected(RejectionCode.UNPROCESSABLE, f"internal error: {type(error).__name__}")
+    return CheckedEvent(
+        event_id=event.event_id, event_type=event.event_type, id_number=event.person.id_number,
+        schema_version=event.schema_version, document=event.document, content_hash=event.content_hash,
+        occurred_at=event.occurred_at.isoformat(),
+        recorded_at=event.recorded_at.isoformat() if event.recorded_at else None,
+    )
+
+
+def _check_times(event: ParsedEvent, latest: dt.datetime) -> None:
+    occurred_at = event.occurred_at
+    if occurred_at > latest:
+        raise Rejected(RejectionCode.INVALID_ENVELOPE, f"occurred_at {occurred_at.isoformat()} is in the future")
+    recorded_at = event.recorded_at
+    if recorded_at is not None:
+        if recorded_at < occurred_at:
+            raise Rejected(RejectionCode.INVALID_ENVELOPE, "recorded_at is before occurred_at")
+        if recorded_at > latest:
+            raise Rejected(RejectionCode.INVALID_ENVELOPE, f"recorded_at {recorded_at.isoformat()} is in the future")
+
+
+# A batch (raw items, and their positions in the source or None) for Ingestor.ingest_batches.
+SourcedBatch = tuple[Sequence[RawItem], Sequence[str | None] | None]
+
+
 @dataclass
 class _Batch:
     """What one attempt at a batch decided: per-item results, and what to store for them in one transaction."""
@@ -124,14 +186,45 @@ class Ingestor:
         tracking: Tracking | None = None,
     ) -> BatchResult:
         """Ingest a batch. `positions` name each item in its source (a line number, an offset) for dead letters."""
+        return self._store(items, check_items(items, source, self.clock() + FUTURE_TOLERANCE), source, positions,
+                           tracking)
+
+    def ingest_batches(self, batches: Iterable[SourcedBatch], source: Source) -> Iterator[BatchResult]:
+        """Ingest many batches in order, each exactly as `ingest` would (its own transaction), for bulk loads
+        (`handoff publish`, the bench): checking a batch needs no store, so the next batch is checked in a second
+        process while this one is decided and stored, and the two cores work at once."""
+        batches = iter(batches)
+        current = next(batches, None)
+        following = next(batches, None)
+        if current is None:
+            return
+        checked = check_items(current[0], source, self.clock() + FUTURE_TOLERANCE)
+        if following is None:
+            yield self._store(current[0], checked, source, current[1])
+            return
+        # The checker only parses (it never touches this process's database connections), so a fork is safe and
+        # quick; with other threads running, a fork could copy a lock held by one of them, so then forkserver.
+        context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as checker:
+            while current is not None:
+                upcoming = None
+                if following is not None:
+                    upcoming = checker.submit(check_items, following[0], source, self.clock() + FUTURE_TOLERANCE)
+                yield self._store(current[0], checked, source, current[1])
+                current, following = following, next(batches, None) if following is not None else None
+                if upcoming is not None:
+                    checked = upcoming.result()
+
+    def _store(self, items: Sequence[RawItem], checked: Sequence[Checked], source: Source,
+               positions: Sequence[str | None] | None, tracking: Tracking | None = None) -> BatchResult:
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            batch = self._process(items, source, positions)
+            batch = self._decide(items, checked, source, positions)
             try:
                 self.store.append(batch.dead_letters, tracking=tracking, events=batch.events, claims=batch.claims)
                 return BatchResult(batch.results)
             except (IntegrityError, OperationalError) as error:
                 # Someone else appended to a stream this batch touches or claimed one of its event ids, or the file
-                # was locked: start again from the store's new state; items now on record become duplicates.
+                # was locked: decide again from the store's new state; items now on record become duplicates.
                 if attempt == MAX_ATTEMPTS:
                     raise
                 log.warning("ingest batch conflicted (%s), retrying (attempt %d)", type(error).__name__, attempt)
@@ -151,28 +244,23 @@ class Ingestor:
             source=source.name, position=position, event_id=best_effort_event_id(raw), received_at=received_at,
         )
 
-    def _process(
-        self, items: Sequence[RawItem], source: Source, positions: Sequence[str | None] | None
-    ) -> _Batch:
-        now = self.clock()
-        recorded_at = now.isoformat()
+    def _decide(self, items: Sequence[RawItem], checked: Sequence[Checked], source: Source,
+                positions: Sequence[str | None] | None) -> _Batch:
+        recorded_at = self.clock().isoformat()
         batch = _Batch()
-
-        latest = now + FUTURE_TOLERANCE
-        checked = [self._check(raw, source, latest) for raw in items]
-        # What the checks need from the store, in a few indexed queries, without reading any person's stream: the
+        # What deciding needs from the store, in a few indexed queries, without reading any person's stream: the
         # claims of the batch's event ids and of the events it retracts, and the version of each person's stream.
-        events = [event for event in checked if isinstance(event, ParsedEvent)]
+        events = [event for event in checked if isinstance(event, CheckedEvent)]
         targets = [e.document["payload"]["retracted_event_id"] for e in events if e.event_type == "event_retracted"]
         on_record = self.store.claims([e.event_id for e in events] + targets)
         retracted_by = self.store.retractions_of(targets) if targets else {}
-        stream_ids = {e.person.id_number: Person.create_id(e.person.id_number) for e in events}
+        stream_ids = {e.id_number: Person.create_id(e.id_number) for e in events}
         versions = self.store.stream_versions(stream_ids.values())
         claimed: dict[str, EventClaim] = {}  # this batch's claims
 
         for index, (raw, event) in enumerate(zip(items, checked)):
             try:
-                if isinstance(event, Exception):
+                if isinstance(event, Rejected):
                     raise event
                 key = event.event_id.lower()
                 known = claimed.get(key) or on_record.get(key)
@@ -184,7 +272,7 @@ class Ingestor:
                         )
                     batch.results.append(ItemResult(index, "duplicate", event.event_id))
                     continue
-                id_number = event.person.id_number
+                id_number = event.id_number
                 stream_id = stream_ids[id_number]
                 recorded = self._recorded(event, recorded_at, source)
                 claim = EventClaim.of(recorded, stream_id)
@@ -216,16 +304,6 @@ class Ingestor:
                 )
         return batch
 
-    def _check(self, raw: RawItem, source: Source, latest: dt.datetime) -> ParsedEvent | Exception:
-        """Parse, validate and authorise one item: the event, or the exception that refuses it."""
-        try:
-            event = parse_event(raw, allow_recorded_at=source.allow_recorded_at)
-            authorise(event, source.publisher)
-            self._check_times(event, latest)
-            return event
-        except Exception as error:
-            return error
-
     @staticmethod
     def _as_rejection(error: Exception, index: int, source: Source) -> Rejected:
         """Rejected, or a defect of ours that this input exposed: either way the input is kept and the batch goes
@@ -236,20 +314,7 @@ class Ingestor:
         return Rejected(RejectionCode.UNPROCESSABLE, f"internal error: {type(error).__name__}")
 
     @staticmethod
-    def _check_times(event: ParsedEvent, latest: dt.datetime) -> None:
-        """`latest`: the latest time an event may carry (now, give or take the clocks' drift)."""
-        occurred_at = event.occurred_at
-        if occurred_at > latest:
-            raise Rejected(RejectionCode.INVALID_ENVELOPE, f"occurred_at {occurred_at.isoformat()} is in the future")
-        recorded_at = event.recorded_at
-        if recorded_at is not None:
-            if recorded_at < occurred_at:
-                raise Rejected(RejectionCode.INVALID_ENVELOPE, "recorded_at is before occurred_at")
-            if recorded_at > latest:
-                raise Rejected(RejectionCode.INVALID_ENVELOPE, f"recorded_at {recorded_at.isoformat()} is in the future")
-
-    @staticmethod
-    def _recorded(event: ParsedEvent, recorded_at: str, source: Source) -> RecordedEvent:
+    def _recorded(event: CheckedEvent, recorded_at: str, source: Source) -> RecordedEvent:
         document = event.document
         return RecordedEvent(
             event_id=event.event_id,
@@ -257,8 +322,8 @@ class Ingestor:
             schema_version=event.schema_version,
             agency=document["agency"],
             person=document["person"],
-            occurred_at=event.occurred_at.isoformat(),  # as published, with its offset
-            recorded_at=event.recorded_at.isoformat() if event.recorded_at else recorded_at,
+            occurred_at=event.occurred_at,
+            recorded_at=event.recorded_at or recorded_at,
             case_ref=document["case_ref"],
             payload=document["payload"],
             content_hash=event.content_hash,

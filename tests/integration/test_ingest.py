@@ -299,3 +299,44 @@ def test_batch_appends_are_one_transaction(store, ingestor):
 
     assert store.person(id_number(10)) is None
     assert dead_letters(store) == []
+
+
+def test_ingest_batches_checks_ahead_in_a_second_process_with_the_results_of_ingest(database_url, tmp_path):
+    """Bulk loads check the next batch in another process while storing this one: per batch, the same results and
+    the same stored streams and dead letters as one `ingest` call per batch."""
+    from tests.builders import mixed_lines
+
+    from domain.envelope import parse_event
+
+    lines = mixed_lines(300, seed=11)
+    valid = []
+    for line in lines:
+        try:
+            valid.append(parse_event(line))
+        except Exception:
+            pass
+    target = valid[0]
+    lines += [b"\x00not json", lines[3], lines[10]]  # refused, and duplicates of earlier batches
+    retraction = envelope("event_retracted", {"retracted_event_id": target.event_id, "reason": "录入错误"},
+                          kind=target.agency.kind.value, person=target.person.id_number, region=target.agency.region)
+    lines.append(json.dumps(retraction).encode())
+    batches = [lines[start:start + 40] for start in range(0, len(lines), 40)]
+    sequential_store = EventStore(f"sqlite:///{tmp_path}/sequential.sqlite3")
+    try:
+        sequential = [Ingestor(sequential_store).ingest(batch, OPERATOR) for batch in batches]
+        piped_store = EventStore(database_url)
+        try:
+            piped = list(Ingestor(piped_store).ingest_batches(((batch, None) for batch in batches), OPERATOR))
+            assert [[(i.status, i.event_id, i.code) for i in r.items] for r in piped] == \
+                   [[(i.status, i.event_id, i.code) for i in r.items] for r in sequential]
+            assert sum(r.accepted for r in piped) > 200 and sum(r.rejected for r in piped) >= 1
+            assert piped[-1].items[-1].status == sequential[-1].items[-1].status
+            for id_number_ in {event.person.id_number for event in valid}:
+                assert [(e.event_id, e.content_hash) for e in stored_events(piped_store, id_number_)] == \
+                       [(e.event_id, e.content_hash) for e in stored_events(sequential_store, id_number_)]
+            assert [(d.code, d.reason) for d in dead_letters(piped_store)] == \
+                   [(d.code, d.reason) for d in dead_letters(sequential_store)]
+        finally:
+            piped_store.close()
+    finally:
+        sequential_store.close()

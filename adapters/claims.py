@@ -105,6 +105,11 @@ class SQLiteClaimingRecorder(SQLiteProcessRecorder):
             c.execute(f"SELECT COUNT(*) AS n FROM {self.claims_table_name}")
             return c.fetchone()["n"]
 
+    def has_claims(self) -> bool:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT 1 FROM {self.claims_table_name} LIMIT 1")
+            return c.fetchone() is not None
+
 
 class PostgresClaimingRecorder(PostgresProcessRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events",
@@ -159,6 +164,13 @@ class PostgresClaimingRecorder(PostgresProcessRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT COUNT(*) AS n FROM {}").format(self._claims))
             return curs.fetchone()["n"]
+
+    def has_claims(self) -> bool:
+        from psycopg.sql import SQL
+
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT 1 FROM {} LIMIT 1").format(self._claims))
+            return curs.fetchone() is not None
 
 
 ClaimingRecorder = SQLiteClaimingRecorder | PostgresClaimingRecorder

@@ -15,7 +15,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 
-from domain.person import DeadLetter, EventClaim, Person
+from domain.person import DeadLetter, EventClaim, Person, RecordedEvent
 
 from .claims import ClaimingRecorder, claims_by_event_id, retractions_of
 from .config import cipher_env, persistence_env
@@ -81,7 +81,7 @@ class EventStore(Application[UUID]):
 
     def _backfill_claims(self) -> None:
         """Derive the claims of a store written before claims existed, once, from its person events."""
-        if self.claiming_recorder.count_claims() or not self.recorder.max_notification_id():
+        if self.claiming_recorder.has_claims() or not self.recorder.max_notification_id():
             return
         start, claims = 1, []
         while page := self.recorder.select_notifications(start, 1000, topics=[PERSON_EVENT_TOPIC]):
@@ -169,9 +169,7 @@ class EventStore(Application[UUID]):
             yield self.repository.get(notification.originator_id)
 
 
-def _recorded_fields(event: Any) -> Any:
+def _recorded_fields(event: Any) -> RecordedEvent:
     """A stored Person.EventRecorded as the RecordedEvent it carries."""
-    from domain.person import RecordedEvent
-
     return RecordedEvent(**{name: getattr(event, name) for name in RecordedEvent.__dataclass_fields__
                             if hasattr(event, name)})

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
 import orjson
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
+                      create_model)
 
 from .catalog import CATALOG, AgencyKind, Payload, RegionCode, ShortText
 from .errors import Rejected, RejectionCode

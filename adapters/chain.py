@@ -123,6 +123,12 @@ class Row:
     originator_version: int | str
     state: bytes
 
+    @classmethod
+    def stored(cls, position: int, event: Any) -> Row:
+        """The row of an event just written (a StoredEvent or Notification) at this position."""
+        return cls(id=position, topic=event.topic, originator_id=_originator_text(event.originator_id),
+                   originator_version=event.originator_version, state=_state_bytes(event.state))
+
     @property
     def event_hash(self) -> str:
         return event_hash(self.topic, self.originator_id, self.originator_version, self.state)
@@ -321,11 +327,7 @@ class AuditChain:
         rows that follow the head, which spares reading back what was just written."""
         if not recordings or recordings[-1].notification.id <= self._linked_in_transaction_through:
             return 0  # linked in its own transaction (link_in_transaction)
-        written = [Row(id=r.notification.id, topic=r.notification.topic,
-                       originator_id=_originator_text(r.notification.originator_id),
-                       originator_version=r.notification.originator_version,
-                       state=_state_bytes(r.notification.state)) for r in recordings]
-        return self.extend(written=written)
+        return self.extend(written=[Row.stored(r.notification.id, r.notification) for r in recordings])
 
     def extend(self, stop: int | None = None, written: Sequence[Row] = ()) -> int:
         """Link every notification after the chains' head (up to `stop`); returns how many links were added.
@@ -367,9 +369,7 @@ class AuditChain:
                                                                                    len(stored_events))):
                 cursor.execute("RELEASE audit_chain")
                 return
-            rows = [Row(id=position, topic=event.topic, originator_id=_originator_text(event.originator_id),
-                        originator_version=event.originator_version, state=_state_bytes(event.state))
-                    for position, event in zip(notification_ids, stored_events)]
+            rows = [Row.stored(position, event) for position, event in zip(notification_ids, stored_events)]
             moved, new_links = _linked(found, rows)
             # The recorder's transaction holds SQLite's write lock: no other extender can move a head meanwhile.
             cursor.executemany(f"UPDATE {heads.name} SET position = ?, head_hash = ?, links = ?, updated_at = ? "

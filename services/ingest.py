@@ -134,17 +134,23 @@ def _check_item(index: int, raw: RawItem, source: Source, latest: dt.datetime) -
         event = parse_event(raw, allow_recorded_at=source.allow_recorded_at)
         authorise(event, source.publisher)
         _check_times(event, latest)
-    except Rejected as rejection:
-        return rejection
-    except Exception as error:  # a defect of ours that this input exposed: the input is kept, the batch goes on
-        log.error("unexpected error checking item %d from %s", index, source.name, exc_info=error)
-        return Rejected(RejectionCode.UNPROCESSABLE, f"internal error: {type(error).__name__}")
+    except Exception as error:
+        return as_rejection(error, index, source)
     return CheckedEvent(
         event_id=event.event_id, event_type=event.event_type, id_number=event.person.id_number,
         schema_version=event.schema_version, document=event.document, content_hash=event.content_hash,
         occurred_at=event.occurred_at.isoformat(),
         recorded_at=event.recorded_at.isoformat() if event.recorded_at else None,
     )
+
+
+def as_rejection(error: Exception, index: int, source: Source) -> Rejected:
+    """Rejected, or a defect of ours that this input exposed: either way the input is kept and the batch goes on;
+    a defect is logged with its traceback for the developers."""
+    if isinstance(error, Rejected):
+        return error
+    log.error("unexpected error ingesting item %d from %s", index, source.name, exc_info=error)
+    return Rejected(RejectionCode.UNPROCESSABLE, f"internal error: {type(error).__name__}")
 
 
 def _check_times(event: ParsedEvent, latest: dt.datetime) -> None:
@@ -295,7 +301,7 @@ class Ingestor:
                 claimed[key] = claim
                 batch.results.append(ItemResult(index, "accepted", event.event_id))
             except Exception as error:
-                rejection = self._as_rejection(error, index, source)
+                rejection = as_rejection(error, index, source)
                 position = positions[index] if positions is not None else str(index)
                 dead_letter = self._dead_letter(raw, rejection, source, position, recorded_at)
                 batch.dead_letters.append(dead_letter)
@@ -303,15 +309,6 @@ class Ingestor:
                     ItemResult(index, "rejected", dead_letter.event_id, str(rejection.code), rejection.reason)
                 )
         return batch
-
-    @staticmethod
-    def _as_rejection(error: Exception, index: int, source: Source) -> Rejected:
-        """Rejected, or a defect of ours that this input exposed: either way the input is kept and the batch goes
-        on; a defect is logged with its traceback for the developers."""
-        if isinstance(error, Rejected):
-            return error
-        log.error("unexpected error ingesting item %d from %s", index, source.name, exc_info=error)
-        return Rejected(RejectionCode.UNPROCESSABLE, f"internal error: {type(error).__name__}")
 
     @staticmethod
     def _recorded(event: CheckedEvent, recorded_at: str, source: Source) -> RecordedEvent:

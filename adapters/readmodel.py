@@ -195,8 +195,13 @@ class ReadModel:
             ).first()
         return (row.position, row.rule_set) if row else (0, None)
 
-    def apply(self, projection: str, expected: int, new: int, rule_set: str, rows: Sequence[PersonRows]) -> None:
-        """Replace the rows of these persons and move the position from `expected` to `new`, atomically."""
+    def apply(self, projection: str, expected: int, new: int, rule_set: str, rows: Sequence[PersonRows],
+              replace: bool = True) -> None:
+        """Replace the rows of these persons and move the position from `expected` to `new`, atomically.
+
+        `replace=False`: the persons have no rows yet (a rebuild into freshly dropped tables, each person once), so
+        nothing is deleted first. During `bulk_load` the obligations' person_key index is gone, and each delete
+        would scan every obligation loaded so far: quadratic in the store's size."""
         with self.engine.begin() as connection:
             moved = connection.execute(
                 positions.update()
@@ -215,7 +220,7 @@ class ReadModel:
             # Sealed once per person: every row of a person carries the same key already, so sharing the
             # ciphertext across them tells nothing more.
             personal = [(sealer.token(r.id_number), sealer.seal(r.id_number), sealer.seal(r.name)) for r in rows]
-            for chunk in _chunks([key for key, _, _ in personal], 500):
+            for chunk in _chunks([key for key, _, _ in personal], 500) if replace else ():
                 connection.execute(obligations.delete().where(obligations.c.person_key.in_(chunk)))
                 connection.execute(persons.delete().where(persons.c.person_key.in_(chunk)))
             person_rows = [sealed + r.person for sealed, r in zip(personal, rows)]

@@ -234,7 +234,7 @@ class SupervisionProjection:
         # closing: a failed write stops the workers at once, not when the generator is collected.
         with self.read_model.bulk_load(), contextlib.closing(pages):
             for last_id, rows in pages:
-                self.read_model.apply(NAME, 0, 0, self.rules.version, rows)
+                self.read_model.apply(NAME, 0, 0, self.rules.version, rows, replace=False)
                 refolded += len(rows)
                 if progress:
                     progress(last_id, head)

@@ -77,15 +77,31 @@ def measure_ingest(services, path: Path, progress: Callable[[int], None] | None 
     source = Source("bench", allow_recorded_at=True)
     events = accepted = 0
     start = time.perf_counter()
+    marks = [(0, 0.0)]  # (events stored, seconds) after each batch
     for result in services.ingestor.ingest_batches(((batch, None) for batch in _batches(_lines(path), INGEST_BATCH)),
                                                    source):
         events += len(result.items)
         accepted += result.accepted
+        marks.append((events, time.perf_counter() - start))
         if progress:
             progress(len(result.items))
     seconds = time.perf_counter() - start
     return {"events": events, "accepted": accepted, "seconds": round(seconds, 2),
-            "events_per_s": round(events / seconds, 1)}
+            "events_per_s": round(events / seconds, 1), "events_per_s_by_tenth": by_tenth(marks)}
+
+
+def by_tenth(marks: list[tuple[int, float]]) -> list[float]:
+    """The rate over each tenth of a load, from (events, seconds) marks: how ingest slows as the store grows."""
+    total = marks[-1][0]
+    if total == 0:
+        return []
+    rates, previous = [], marks[0]
+    for tenth in range(1, 11):
+        mark = next(m for m in marks if m[0] >= total * tenth / 10)
+        if mark[0] > previous[0] and mark[1] > previous[1]:
+            rates.append(round((mark[0] - previous[0]) / (mark[1] - previous[1]), 1))
+            previous = mark
+    return rates
 
 
 def measure_ingest_prefix(database_url: str, path: Path, limit: int) -> dict[str, Any]:
@@ -209,6 +225,7 @@ def scaling(persons: int, args) -> dict[str, Any]:
     base, large = runs
     rows = []
     for name, pick in (("ingest events/s", lambda r: r["ingest"]["events_per_s"]),
+                       ("ingest events/s, last tenth of the load", lambda r: r["ingest"]["events_per_s_by_tenth"][-1]),
                        ("naive events/s", lambda r: r["naive"]["events_per_s"]),
                        ("rebuild events/s", lambda r: r["rebuild"]["events_per_s"]),
                        ("gaps page p99 ms", lambda r: r["queries"]["gaps_page"]["p99_ms"]),
@@ -278,6 +295,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
     return [
         ["ingest (ingest path, batches of 500)", f"{results['ingest']['events_per_s']:,} events/s",
          f"{results['ingest']['events']:,} events"],
+        ["ingest, each tenth of the load", " → ".join(f"{rate:,.0f}" for rate in results["ingest"]["events_per_s_by_tenth"]),
+         "events/s as the store grows"],
         ["naive baseline (one save per event)", f"{results['naive']['events_per_s']:,} events/s",
          f"{results['naive']['events']:,} events"],
         ["ingest path, same events as naive", f"{results['ingest_same_events']['events_per_s']:,} events/s",

@@ -17,6 +17,7 @@ def test_bench_reports_every_figure_beside_its_baseline():
     report = json.loads(result.stdout)
     assert report["data"]["persons"] == 200 and report["data"]["events"] > 1000
     assert report["ingest"]["accepted"] == report["ingest"]["events"] == report["data"]["events"]
+    assert report["ingest"]["events_per_s_by_tenth"] and min(report["ingest"]["events_per_s_by_tenth"]) > 0
     for section in ("ingest", "naive", "rebuild"):
         assert report[section]["events_per_s"] > 0
     assert report["rebuild"]["events"] == report["ingest"]["accepted"]

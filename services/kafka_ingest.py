@@ -1,11 +1,18 @@
 """`handoff ingest`: the Kafka ingest worker, and the HTTP API's way onto the inbound topics.
 
-The worker is a kafka-python consumer in a consumer group over the inbound topics (`handoff.in.<kind>`, one per agency
-kind). It hands each polled batch of one topic partition to the one ingest path (`Ingestor.ingest`), with an
-eventsourcing `Tracking` of that partition's last offset, so the events, receipts, dead letters and the position are
-stored in ONE transaction. On start and on every rebalance it seeks each partition it gets to the stored position
-+ 1: the store, not Kafka's committed offsets, says what is on record. A crash anywhere means re-delivery from the
-stored position, and re-delivery changes nothing (docs/kafka.md gives the whole argument).
+The worker is a member of a kafka-python consumer group over the inbound topics (`handoff.in.<kind>`, one per agency
+kind), working in two processes so that two cores work at once (services/kafka_fetch.py says why and how):
+- a fetch process reads the partitions the group gave this member and checks each message (parse, validate,
+  authorise, key) without any store, sending back "runs": consecutive messages of one partition with the same header
+  identity, checked;
+- this process stays the group member and decides and stores each run through the one ingest path
+  (`Ingestor._store`, as `Ingestor.ingest` does), with an eventsourcing `Tracking` of the run's last offset, so the
+  events, claims, dead letters and the position are stored in ONE transaction. On start and on every rebalance it
+  reads the stored position of each partition it gets and has the fetch process read from the stored position + 1:
+  the store, not Kafka's committed offsets, says what is on record. Its own group consumer pauses every partition
+  (it never fetches data; its polls keep the membership and run the rebalance callbacks).
+A crash of either process anywhere means re-delivery from the stored positions, and re-delivery changes nothing
+(docs/kafka.md gives the whole argument).
 
 Per message:
 - the topic fixes the publisher kind (`PublisherIdentity(kind=...)`); headers put on by the HTTP API
@@ -13,7 +20,7 @@ Per message:
 - the key must be the envelope's `person.id_number` (it gives per-person order); a wrong or missing key is refused;
 - refused messages are dead letters in the store and copies go to `handoff.rejected` with the reason in headers
   (never a name or an ID number: the event id, the dead letter's id and SHA-256 digests). The copy is produced
-  before the batch's transaction commits, so it is sent at least once; its `handoff-dead-letter-id` (derived from
+  before the run's transaction commits, so it is sent at least once; its `handoff-dead-letter-id` (derived from
   topic, partition and offset) is the key to dedupe on.
 """
 
@@ -35,19 +42,17 @@ from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
 from adapters.eventstore import EventStore
 from adapters.kafka import AGENCY_KINDS, KafkaConfig, producer_errors, tracking_name
-from domain.authorisation import PublisherIdentity
-from domain.catalog import AgencyKind
 from domain.envelope import MAX_ENVELOPE_BYTES, best_effort_event_id
 from domain.errors import RejectionCode
 from domain.person import DeadLetter
 
-from .ingest import Ingestor, Source, raw_as_text, utc_now
+from .ingest import FUTURE_TOLERANCE, Ingestor, Source, utc_now
+from .kafka_fetch import (  # noqa: F401  (Narrowing, key_problem: part of this module's interface)
+    H_PUBLISHER_ID, H_PUBLISHER_REGION, H_VIA, CheckedRun, FetchProcess, Narrowing, key_problem,
+)
 
 log = logging.getLogger("handoff.kafka")
 
-H_PUBLISHER_ID = "handoff-publisher-id"
-H_PUBLISHER_REGION = "handoff-publisher-region"
-H_VIA = "handoff-via"
 # Headers of a rejected copy: why, and how to find and dedupe it; nothing personal in clear.
 H_REASON_CODE = "handoff-reason-code"
 H_REASON = "handoff-reason"
@@ -62,9 +67,12 @@ DEAD_LETTER_NAMESPACE = uuid.UUID("5b0f7a52-3c1d-5e8e-9a41-0d6c2f7b8e13")
 UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 LONG_DIGITS = re.compile(r"\d{10,}[0-9Xx]?")
 MAX_REASON_HEADER = 400
-# Attempts at one partition batch whose transaction conflicted with another worker's (rebalance races).
+# Attempts at one run whose transaction conflicted with another worker's (rebalance races).
 MAX_BATCH_ATTEMPTS = 4
 SMALL_COPY = 16 * 1024  # a rejected copy's value when the broker refused the whole one
+# How long the main loop waits for the fetch process's next poll before polling the group again (membership,
+# rebalances), renewing the check's time bound and calling `on_poll`.
+RECEIVE_S = 0.1
 
 
 def dead_letter_id(source: str, position: str) -> uuid.UUID:
@@ -79,52 +87,6 @@ def header_text(text: str, limit: int = MAX_REASON_HEADER) -> str:
     return text.encode("ascii", "replace").decode("ascii")[:limit]
 
 
-def key_problem(key: bytes | None, value: bytes) -> str | None:
-    """Why the key of an inbound message is wrong, or None. Messages whose person cannot be read are left to the
-    ingest path, which refuses them with a better reason."""
-    if len(value) > MAX_ENVELOPE_BYTES:
-        return None
-    try:
-        document = json.loads(value)
-    except (ValueError, RecursionError):
-        return None
-    person = document.get("person") if isinstance(document, dict) else None
-    id_number = person.get("id_number") if isinstance(person, dict) else None
-    if not isinstance(id_number, str):
-        return None
-    if key is None:
-        return "the message has no key: key every message by the envelope's person.id_number (per-person order)"
-    if key != id_number.encode("utf-8", errors="surrogatepass"):
-        return "the message key is not the envelope's person.id_number (key by the ID number: per-person order)"
-    return None
-
-
-def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
-    for key, value in headers or ():
-        if key == name and value is not None:
-            try:
-                return value.decode("utf-8") or None
-            except UnicodeDecodeError:
-                return None
-    return None
-
-
-@dataclass(frozen=True)
-class Narrowing:
-    """What a message's headers add to the topic's identity (headers can only narrow: a producer that sets them
-    restricts itself; Kafka ACLs on the topic remain what lets anyone write at all)."""
-
-    publisher_id: str | None = None
-    publisher_region: str | None = None
-    via_http: bool = False
-
-    @classmethod
-    def of(cls, record) -> "Narrowing":
-        headers = record.headers
-        return cls(_header(headers, H_PUBLISHER_ID), _header(headers, H_PUBLISHER_REGION),
-                   _header(headers, H_VIA) == "http")
-
-
 @dataclass
 class WorkerStats:
     messages: int = 0
@@ -135,28 +97,27 @@ class WorkerStats:
     already_on_record: int = 0  # delivered again but beyond nothing: the store had them (rebalance races)
     rejected_copies: int = 0
     assignments: int = 0
-    first_record_at: float | None = None
-    last_batch_at: float | None = None
+    first_record_at: float | None = None  # perf_counter when the first records were fetched
+    last_batch_at: float | None = None  # perf_counter when the last run was stored
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class _BatchStore:
-    """The event store as the ingest path sees it during a Kafka batch: dead letters get ids derived from their
-    message's position, the worker's own refusals (wrong keys) join the same transaction, and the copies for
-    `handoff.rejected` are produced (and acknowledged) before that transaction commits."""
+    """The event store as the ingest path sees it during a Kafka run: dead letters get ids derived from their
+    message's position, and the copies for `handoff.rejected` are produced (and acknowledged) before the run's
+    transaction commits."""
 
     def __init__(self, store: EventStore, publish_rejected: Callable[[list[DeadLetter]], None]):
         self._store = store
         self._publish_rejected = publish_rejected
-        self.extra: list[DeadLetter] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     def append(self, aggregates: Iterable[Any], tracking: Tracking | None = None, **new: Any) -> None:
-        stored = [stable_dead_letter(a) if isinstance(a, DeadLetter) else a for a in aggregates] + self.extra
+        stored = [stable_dead_letter(a) if isinstance(a, DeadLetter) else a for a in aggregates]
         letters = [a for a in stored if isinstance(a, DeadLetter)]
         if letters:
             self._publish_rejected(letters)
@@ -178,7 +139,7 @@ def stable_dead_letter(letter: DeadLetter) -> DeadLetter:
 
 
 class IngestWorker:
-    """One member of the ingest consumer group. `run()` until `stop()` (SIGTERM: the batch in hand is finished)."""
+    """One member of the ingest consumer group. `run()` until `stop()` (SIGTERM: the run in hand is finished)."""
 
     def __init__(self, store: EventStore, config: KafkaConfig, *, kinds: Sequence[str] = AGENCY_KINDS,
                  allow_recorded_at: bool = False, clock: Callable = utc_now, create_topics: bool = True,
@@ -192,13 +153,21 @@ class IngestWorker:
         self.commit_offsets = commit_offsets
         self.name = name
         self.stats = WorkerStats()
-        self.positions: dict[Any, int | None] = {}  # TopicPartition -> last offset on record (None: nothing yet)
+        # TopicPartition -> last offset on record (None: nothing yet), for the partitions this member owns now.
+        self.positions: dict[Any, int | None] = {}
         self._stop = threading.Event()
         self._batch_store = _BatchStore(store, self._publish_rejected)
         self.ingestor = Ingestor(self._batch_store, clock=clock)  # type: ignore[arg-type]
-        self._records: dict[str, Any] = {}  # position -> record, for the rejected copies of the batch in hand
+        self._messages: dict[str, tuple[bytes | None, bytes]] = {}  # offset -> (key, value): the run in hand
+        # Set by the rebalance callbacks (kafka-python runs them inside our poll), acted on after the poll.
+        self._newly_assigned: set = set()
+        self._assignment_changed = False
+        # The fetch process reads for assignment number `_generation`; runs fetched for an earlier one are dropped.
+        self._generation = 0
+        self._latest_sent = None
         self.consumer = None
         self.producer = None
+        self.fetcher: FetchProcess | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -217,33 +186,47 @@ class IngestWorker:
 
         worker = self
 
-        class Seek(ConsumerRebalanceListener):
+        class Membership(ConsumerRebalanceListener):
+            # Called on kafka-python's network thread while our thread waits in poll(): only note what changed
+            # (and pause: this consumer must never fetch), the main loop acts on it after the poll.
             def on_partitions_revoked(self, revoked):
                 for tp in revoked:
                     worker.positions.pop(tp, None)
+                    worker._newly_assigned.discard(tp)
+                worker._assignment_changed = True
 
             def on_partitions_assigned(self, assigned):
-                worker._assigned(assigned)
+                worker.consumer.pause(*assigned)
+                worker._newly_assigned.update(assigned)
+                worker._assignment_changed = True
 
         if self.create_topics:
             self.config.ensure_topics([*self.topics, self.config.rejected_topic])
-        self.producer = self.config.producer(role=f"{self.name}-rejected")
-        self.consumer = self.config.consumer(group=self.config.group, role=self.name)
-        self.consumer.subscribe(self.topics, listener=Seek())
-        log.info("%s: consuming %s as group %s", self.name, ", ".join(self.topics), self.config.group)
-        last_message = time.monotonic()
-        last_report = time.monotonic()
         try:
+            self.producer = self.config.producer(role=f"{self.name}-rejected")
+            self.fetcher = FetchProcess(self.config, self.name, self.allow_recorded_at).start()
+            self.consumer = self.config.consumer(group=self.config.group, role=self.name)
+            self.consumer.subscribe(self.topics, listener=Membership())
+            log.info("%s: consuming %s as group %s", self.name, ", ".join(self.topics), self.config.group)
+            last_message = time.monotonic()
+            last_report = time.monotonic()
             while not self.stopping:
-                polled = self.consumer.poll(timeout_ms=500, max_records=self.config.max_poll_records)
-                for tp, records in polled.items():
-                    if self.stopping:
-                        break  # the rest is delivered again from the stored positions
-                    self._partition_batch(tp, records)
-                if polled:
+                # No data comes from this poll (every partition is paused): it keeps the membership and runs the
+                # rebalance callbacks, never in the middle of a run. Owning partitions, it must not keep us from
+                # storing; owning none (joining, or an eager rebalance revoked everything), it must wait: kafka-python
+                # completes a group join only within polls that last a while (a join never completed in polls of
+                # 10 ms against Tansu).
+                owning = bool(self.positions)
+                self.consumer.poll(timeout_ms=0 if owning else int(RECEIVE_S * 1000))
+                if self._assignment_changed:
+                    self._follow_assignment()
                     last_message = time.monotonic()
-                elif idle_exit is not None and self.consumer.assignment() and \
-                        time.monotonic() - last_message > idle_exit:
+                self._renew_latest()
+                received = self.fetcher.receive(timeout=RECEIVE_S if owning else 0)
+                if received is not None:
+                    self._take(*received)
+                    last_message = time.monotonic()
+                elif idle_exit is not None and self.positions and time.monotonic() - last_message > idle_exit:
                     break
                 if on_poll is not None:
                     on_poll()
@@ -257,6 +240,12 @@ class IngestWorker:
         return self.stats
 
     def close(self) -> None:
+        if self.fetcher is not None:
+            try:
+                self.fetcher.stop()
+            except Exception:
+                log.exception("%s: stopping the fetch process failed", self.name)
+            self.fetcher = None
         if self.consumer is not None:
             try:
                 self.consumer.close(autocommit=False)  # leaves the group: the others rebalance at once
@@ -270,104 +259,118 @@ class IngestWorker:
                 log.exception("%s: closing the producer failed", self.name)
             self.producer = None
 
-    def _assigned(self, assigned) -> None:
-        """Seek every newly assigned partition to the stored position + 1: the store is the truth."""
-        self.stats.assignments += 1
+    def _follow_assignment(self) -> None:
+        """After a rebalance: read the stored position of every newly assigned partition (the store is the truth)
+        and have the fetch process read what this member owns now from the stored positions + 1."""
+        self._assignment_changed = False
+        assigned, self._newly_assigned = self._newly_assigned, set()
+        if assigned:
+            self.stats.assignments += 1
         for tp in assigned:
             position = self.store.source_position(tracking_name(tp.topic, tp.partition))
             self.positions[tp] = position
+            # Our own consumer fetches nothing (paused), but a position spares it looking up committed offsets.
             if position is None:
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, position + 1)
-        log.info("%s: assigned %s", self.name,
-                 ", ".join(f"{tp.topic}[{tp.partition}]@{self.positions[tp]}" for tp in sorted(assigned)))
+        self._generation += 1
+        self._latest_sent = self.clock() + FUTURE_TOLERANCE
+        self.fetcher.assign(self._generation, {(tp.topic, tp.partition): None if position is None else position + 1
+                                               for tp, position in self.positions.items()}, self._latest_sent)
+        if assigned:
+            log.info("%s: assigned %s", self.name,
+                     ", ".join(f"{tp.topic}[{tp.partition}]@{self.positions[tp]}" for tp in sorted(assigned)))
 
-    # -- one partition batch --------------------------------------------------------------------------------------
+    def _renew_latest(self) -> None:
+        """The check's time bound follows this worker's clock: the fetch process checks with the latest bound sent
+        (at most one loop turn old)."""
+        latest = self.clock() + FUTURE_TOLERANCE
+        if latest != self._latest_sent:
+            self._latest_sent = latest
+            self.fetcher.renew_latest(latest)
 
-    def _partition_batch(self, tp, records: list) -> None:
+    # -- the runs of one poll -------------------------------------------------------------------------------------
+
+    def _take(self, generation: int, fetched_at: float, runs: list[CheckedRun]) -> None:
+        """Store each run of a poll the fetch process checked, in order; runs fetched for an earlier assignment, or
+        for a partition this member no longer owns, are dropped (the owner reads them from the stored position)."""
+        from kafka import TopicPartition
+
         if self.stats.first_record_at is None:
-            self.stats.first_record_at = time.perf_counter()
-        position = self.positions.get(tp)
-        fresh = [r for r in records if position is None or r.offset > position]
-        self.stats.already_on_record += len(records) - len(fresh)
-        # Runs of messages with the same header identity: one transaction (one Tracking) each, in offset order.
-        run: list = []
-        for record in fresh:
-            if run and Narrowing.of(record) != Narrowing.of(run[0]):
-                self._ingest_run(tp, run)
-                run = []
-            run.append(record)
-        if run:
-            self._ingest_run(tp, run)
-        if fresh and self.commit_offsets:
-            self._commit(tp, fresh[-1].offset)
+            self.stats.first_record_at = fetched_at
+        stored: dict[Any, int] = {}
+        for run in runs:
+            if self.stopping:
+                break  # the rest is delivered again from the stored positions
+            tp = TopicPartition(run.topic, run.partition)
+            if generation != self._generation or tp not in self.positions:
+                continue
+            last = self._ingest_run(tp, run)
+            if last is not None:
+                stored[tp] = last
+        if stored and self.commit_offsets:
+            self._commit(stored)
 
-    def _ingest_run(self, tp, records: list) -> None:
-        name = tracking_name(tp.topic, tp.partition)
+    def _ingest_run(self, tp, run: CheckedRun) -> int | None:
+        """Store the part of a run beyond the stored position; the run's last offset, or None if nothing of it was
+        new."""
+        run = self._beyond(tp, run, self.positions[tp])
+        if run is None:
+            return None
         for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
             try:
-                self._store_run(tp, name, records)
-                return
+                self._store_run(tp, run)
+                return run.offsets[-1]
             except (IntegrityError, OperationalError) as error:
                 # Another member stored some of these meanwhile (it held the partition before a rebalance we have
                 # not seen yet), or the store was busy: keep what is beyond the stored position and try again.
-                stored = self.store.source_position(name)
+                stored = self.store.source_position(run.source.name)
                 self.positions[tp] = stored
-                before = len(records)
-                records = [r for r in records if stored is None or r.offset > stored]
-                self.stats.already_on_record += before - len(records)
-                if not records:
-                    return
+                run = self._beyond(tp, run, stored)
+                if run is None:
+                    return None
                 if attempt == MAX_BATCH_ATTEMPTS:
                     raise
-                log.warning("%s: batch of %s conflicted (%s); retrying beyond offset %s", self.name, name,
+                log.warning("%s: batch of %s conflicted (%s); retrying beyond offset %s", self.name, run.source.name,
                             type(error).__name__, stored)
+        return None
 
-    def _store_run(self, tp, name: str, records: list) -> None:
-        narrowing = Narrowing.of(records[0])
-        source = Source(
-            name=name,
-            publisher=PublisherIdentity(kind=AgencyKind(self.config.kind_of(tp.topic)), id=narrowing.publisher_id,
-                                        region=narrowing.publisher_region),
-            allow_recorded_at=self.allow_recorded_at and not narrowing.via_http,
-        )
-        received_at = self.clock().isoformat()
-        items, positions, refused = [], [], []
-        for record in records:
-            value = record.value if record.value is not None else b""
-            problem = key_problem(record.key, value)
-            if problem is None:
-                items.append(value)
-                positions.append(str(record.offset))
-                continue
-            text, digest, size = raw_as_text(value)
-            refused.append(stable_dead_letter(DeadLetter(
-                raw=text, raw_sha256=digest, raw_bytes=size, code=str(RejectionCode.INVALID_ENVELOPE),
-                reason=problem, source=name, position=str(record.offset), event_id=best_effort_event_id(value),
-                received_at=received_at)))
-        self._records = {str(r.offset): r for r in records}
-        self._batch_store.extra = refused
+    def _beyond(self, tp, run: CheckedRun, position: int | None) -> CheckedRun | None:
+        """The messages of a run beyond `position` (None: all of them), or None when there are none."""
+        if position is None or run.offsets[0] > position:
+            return run
+        keep = [i for i, offset in enumerate(run.offsets) if offset > position]
+        self.stats.already_on_record += len(run.offsets) - len(keep)
+        if not keep:
+            return None
+        return CheckedRun(run.topic, run.partition, run.source, [run.offsets[i] for i in keep],
+                          [run.values[i] for i in keep], [run.keys[i] for i in keep], [run.checked[i] for i in keep])
+
+    def _store_run(self, tp, run: CheckedRun) -> None:
+        """Decide and store one run as `Ingestor.ingest` would (its checks were made in the fetch process): one
+        transaction with the partition's Tracking at the run's last offset."""
+        positions = [str(offset) for offset in run.offsets]
+        self._messages = {position: (key, value) for position, key, value in zip(positions, run.keys, run.values)}
         try:
-            result = self.ingestor.ingest(items, source, positions=positions,
-                                          tracking=Tracking(application_name=name, notification_id=records[-1].offset))
+            result = self.ingestor._store(run.values, run.checked, run.source, positions,
+                                          Tracking(application_name=run.source.name, notification_id=run.offsets[-1]))
         finally:
-            self._batch_store.extra = []
-            self._records = {}
-        self.positions[tp] = records[-1].offset
-        self.stats.messages += len(records)
+            self._messages = {}
+        self.positions[tp] = run.offsets[-1]
+        self.stats.messages += len(run.offsets)
         self.stats.accepted += result.accepted
         self.stats.duplicates += result.duplicates
-        self.stats.rejected += result.rejected + len(refused)
+        self.stats.rejected += result.rejected
         self.stats.batches += 1
         self.stats.last_batch_at = time.perf_counter()
 
-    def _commit(self, tp, offset: int) -> None:
-        """Kafka's committed offset, for lag monitoring only (seeks use the store's positions)."""
+    def _commit(self, offsets: dict[Any, int]) -> None:
+        """Kafka's committed offsets, for lag monitoring only (seeks use the store's positions)."""
         from kafka.structs import OffsetAndMetadata
 
         try:
-            self.consumer.commit_async({tp: OffsetAndMetadata(offset + 1, "", -1)})
+            self.consumer.commit_async({tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in offsets.items()})
         except Exception as error:  # e.g. during a rebalance; the next batch commits again
             log.debug("%s: offset commit skipped (%s)", self.name, type(error).__name__)
 
@@ -388,13 +391,13 @@ class IngestWorker:
     # -- rejected copies ------------------------------------------------------------------------------------------
 
     def _publish_rejected(self, letters: list[DeadLetter]) -> None:
-        """Copies of the batch's refused messages to handoff.rejected, acknowledged before the batch commits; a
-        failure aborts the batch (it is consumed again)."""
+        """Copies of the run's refused messages to handoff.rejected, acknowledged before the run commits; a failure
+        aborts the run (the worker exits; restarted, it consumes the run again)."""
         copies = []
         for letter in letters:
-            record = self._records.get(letter.position or "")
-            value = record.value if record is not None and record.value is not None else letter.raw.encode(
-                "utf-8", errors="surrogatepass")
+            key, value = self._messages.get(letter.position or "", (None, None))
+            if value is None:
+                value = letter.raw.encode("utf-8", errors="surrogatepass")
             headers = [
                 (H_REASON_CODE, letter.code.encode()),
                 (H_REASON, header_text(letter.reason).encode()),
@@ -404,8 +407,8 @@ class IngestWorker:
             ]
             if letter.event_id and UUID_TEXT.match(letter.event_id):
                 headers.append((H_EVENT_ID, letter.event_id.encode()))
-            if record is not None and record.key is not None:
-                headers.append((H_KEY_SHA256, hashlib.sha256(record.key).hexdigest().encode()))
+            if key is not None:
+                headers.append((H_KEY_SHA256, hashlib.sha256(key).hexdigest().encode()))
             if len(value) > self.config.max_message_bytes:
                 value = value[:self.config.max_message_bytes]
                 headers.append((H_TRUNCATED, b"true"))

@@ -6,6 +6,7 @@ record is read back from the store and from the `handoff.rejected` topic.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -20,11 +21,15 @@ from fastapi.testclient import TestClient
 from adapters.config import Settings
 from adapters.eventstore import EventStore
 from adapters.kafka import KafkaConfig, tracking_name
+from domain.authorisation import PublisherIdentity
+from domain.catalog import AgencyKind
 from services.api import create_app
 from services.bootstrap import bootstrap
+from services.ingest import FUTURE_TOLERANCE, CheckedEvent, Source, check_items
+from services.kafka_fetch import FetchProcessFailed, checked_key_problem
 from services.kafka_ingest import (
     H_DEAD_LETTER_ID, H_EVENT_ID, H_REASON, H_REASON_CODE, H_SOURCE, IngestWorker, dead_letter_id, header_text,
-    publish_lines,
+    key_problem, publish_lines,
 )
 from tests.builders import decision, envelope, id_number
 from tests.kafka_broker import (  # noqa: F401  (fixtures)
@@ -245,10 +250,13 @@ def test_sigterm_mid_run_stores_the_batch_in_hand_leaves_the_group_and_exits_0(d
         deadline = time.monotonic() + 60
         while not stored_event_ids(store) and time.monotonic() < deadline:
             time.sleep(0.05)
+        fetcher = fetch_process_of(worker.pid)
+        assert fetcher is not None  # consuming in two processes, as `handoff ingest` always does
         worker.send_signal(signal.SIGTERM)  # while it works
         started = time.monotonic()
         out, err = worker.communicate(timeout=30)
         assert worker.returncode == 0, err.decode()
+        assert not running(fetcher)  # stopped by the worker before it exited
         assert time.monotonic() - started < 10
         stats = json.loads(out.decode().strip().splitlines()[-1])
         stored = stored_event_ids(store)
@@ -264,6 +272,98 @@ def test_sigterm_mid_run_stores_the_batch_in_hand_leaves_the_group_and_exits_0(d
         if worker.poll() is None:
             worker.kill()
         store.close()
+
+
+def test_the_worker_s_clock_bounds_the_check_made_in_the_fetch_process(store, kafka):
+    """The fetch process checks with the bound the worker's clock gives (clock + FUTURE_TOLERANCE): an injected clock
+    is obeyed there too, not replaced by the fetch process's own time."""
+    court = kafka.inbound_topic("court")
+    before = decision(id_number(1), start=dt.date(2024, 3, 1))
+    after = decision(id_number(2), start=dt.date(2024, 9, 1))
+    now = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
+    produce(kafka, [(court, id_number(1).encode(), json_bytes(before)),
+                    (court, id_number(2).encode(), json_bytes(after))])
+    worker = run_worker(store, kafka, expected=2, clock=lambda: now)
+    assert (worker.stats.accepted, worker.stats.rejected) == (1, 1)
+    assert stored_event_ids(store) == [before["event_id"]]
+    [letter] = letters(store)
+    assert letter.event_id == after["event_id"] and "in the future" in letter.reason
+    assert letter.received_at == now.isoformat()
+
+
+def test_the_key_check_on_the_parsed_envelope_refuses_exactly_what_the_check_on_the_raw_one_refuses():
+    """The fetch process compares the key with the ID number the check parsed (normalised: a final x upper-cased)
+    instead of decoding the envelope a second time; the key must still be the ID number exactly as sent."""
+    ends_in_x = next(id_number(n) for n in range(1, 1000) if id_number(n).endswith("X"))
+    source = Source("kafka:t.in.court:0", PublisherIdentity(kind=AgencyKind.COURT))
+    latest = dt.datetime.now(dt.timezone.utc) + FUTURE_TOLERANCE
+    refused = decision(id_number(5))
+    del refused["payload"]["term_end"]
+    cases = [json_bytes(decision(sent)) for sent in (id_number(1), ends_in_x, ends_in_x[:17] + "x")]
+    cases += [json_bytes(refused), b"{not json", json_bytes({"person": {"id_number": 7}})]
+    checked = check_items(cases, source, latest)
+    assert [isinstance(c, CheckedEvent) for c in checked] == [True] * 3 + [False] * 3
+    for value, check in zip(cases, checked):
+        sent = json.loads(value)["person"]["id_number"] if value.startswith(b"{\"") else "x"
+        for key in (None, str(sent).encode(), str(sent).upper().encode(), str(sent).lower().encode(),
+                    id_number(2).encode(), b"\xff\xfe", b""):
+            assert checked_key_problem(key, value, check) == key_problem(key, value), (value[:60], key)
+    assert key_problem(ends_in_x[:17].encode() + b"x", cases[1]) is not None  # the comparison is exact
+
+
+def fetch_process_of(pid: int) -> int | None:
+    """The pid of the worker's fetch process (its only child), once started."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # an exited process nobody reaped is not running
+
+
+def test_the_worker_fails_loudly_when_its_fetch_process_dies(store, kafka):
+    produce(kafka, [(kafka.inbound_topic("court"), id_number(1).encode(), json_bytes(decision(id_number(1))))])
+    worker = IngestWorker(store, kafka)
+    killed = []
+
+    def kill_the_fetch_process():
+        if worker.stats.messages and not killed:
+            worker.fetcher.process.kill()
+            killed.append(worker.fetcher.process.pid)
+
+    # Without the failure the worker would idle out and return: the test cannot hang.
+    with pytest.raises(FetchProcessFailed, match="fetch process"):
+        worker.run(on_poll=kill_the_fetch_process, idle_exit=30)
+    assert killed and not running(killed[0])
+    assert worker.consumer is None and worker.fetcher is None  # it left the group: the others take over at once
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_fetch_process_exits_when_the_worker_is_killed(database_url, kafka):
+    env = {**os.environ, **kafka_env(kafka), "HANDOFF_DATABASE_URL": database_url}
+    worker = subprocess.Popen([*kafka_cli(), "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while fetch_process_of(worker.pid) is None and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fetcher = fetch_process_of(worker.pid)
+        assert fetcher is not None, worker.stderr.read().decode() if worker.poll() is not None else "no child"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while running(fetcher) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(fetcher), "the fetch process outlived its worker"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
 
 
 def test_the_handoff_command_has_ingest_and_route():

@@ -289,12 +289,26 @@ class ReadModel:
             return self._opened(connection.execute(
                 sa.select(obligations).where(*conditions).order_by(o.gap_us, o.person_key, o.rule, o.triggered_by)))
 
-    def persons(self, region: str | None = None) -> list[sa.Row]:
+    def persons(self, region: str | None = None, limit: int | None = None) -> list[sa.Row]:
+        """The persons (of a region), personal fields opened; `limit`: at most that many, in person_key order (keys
+        are keyed hashes, so that is a sample across regions and categories)."""
         query = sa.select(persons)
         if region:
             query = query.where(persons.c.region.startswith(region, autoescape=True))
+        if limit is not None:
+            query = query.order_by(persons.c.person_key).limit(limit)
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
+
+    def person_total(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(persons)).scalar_one()
+
+    def regions(self) -> list[str]:
+        """Every region a person is registered in."""
+        with self.engine.connect() as connection:
+            return sorted(region for (region,) in connection.execute(
+                sa.select(persons.c.region).where(persons.c.region.is_not(None)).distinct()))
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row, personal fields opened, in a canonical order: for comparing two read models."""

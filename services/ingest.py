@@ -118,6 +118,10 @@ class CheckedEvent:
     occurred_at: str  # as published, with its offset
     recorded_at: str | None  # carried only by an import of legacy records
 
+    def __reduce__(self):  # pickled as its values: a slotted dataclass's default state lists its fields each time
+        return CheckedEvent, (self.event_id, self.event_type, self.id_number, self.schema_version, self.document,
+                              self.content_hash, self.occurred_at, self.recorded_at)
+
 
 Checked = CheckedEvent | Rejected
 

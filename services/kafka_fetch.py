@@ -17,13 +17,13 @@ offsets it names, and sends back checked runs. A crash of either process therefo
 was fetched and not stored is fetched again from the store's positions (docs/kafka.md, "Exactly once").
 
 The conversation (two pipes, pickled messages: multiprocessing's `Connection`):
-- main -> fetcher: `("start", config, name, allow_recorded_at)` first; then
+- main -> fetcher: `("start", config, name, allow_recorded_at, main_share)` first; then
   `("assign", generation, {(topic, partition): next offset or None for the beginning}, latest)`, which replaces the
   whole assignment (an empty map: none); `("latest", latest)`, which renews the check's time bound (the main
   process's clock + FUTURE_TOLERANCE, so an injected clock rules the check too; the bound used is at most one turn
-  of the main loop old); `("stop",)`.
+  of the main loop old); `("hungry",)` (the main process waited for a poll: see MAX_MAIN_SHARE); `("stop",)`.
 - fetcher -> main: `("runs", generation, fetched_at, [CheckedRun, ...])`, one poll, each partition's runs in offset
-  order, tagged with the generation of the assignment they were fetched for (the main process drops runs of an
+  order, checked but for those left to the main process to check (the balance of the two processes), tagged with the generation of the assignment they were fetched for (the main process drops runs of an
   assignment it has replaced); `("error", traceback)` before the fetcher exits on an error. The fetcher goes on to
   the next poll only once the main process has read this one (the pipe is the bounded queue: backpressure; one poll
   is stored while the next is fetched and checked).
@@ -65,6 +65,14 @@ WRONG_KEY = "the message key is not the envelope's person.id_number (key by the 
 
 # How long either process waits on its pipe before looking at the other's health (and, here, for new commands).
 WAIT_S = 0.2
+# Balancing the two processes: the fetch process leaves whole runs at the end of each poll unchecked, up to this
+# share of the poll's messages, for the main process to check. The share grows by a step whenever the main process
+# had to wait for a poll ("hungry") and shrinks by a step whenever the fetch process had to wait to hand one over
+# (a send slower than SLOW_SEND_S: the main process was busy storing). Checking takes about as long as fetching and
+# as deciding and storing, so where the split should be depends on the store and the machine.
+MAX_MAIN_SHARE = 0.5
+SHARE_STEP = 0.05
+SLOW_SEND_S = 0.02
 STOP_GRACE_S = 10.0
 
 
@@ -143,8 +151,9 @@ class Narrowing:
 
 @dataclass(slots=True)
 class CheckedRun:
-    """Consecutive messages of one partition with the same header identity, checked: one transaction in the main
-    process. `values` and `keys` are the messages as they came (dead letters and rejected copies keep them)."""
+    """Consecutive messages of one partition with the same header identity: one transaction in the main process.
+    `values` and `keys` are the messages as they came (dead letters and rejected copies keep them); `checked` is
+    None for a run left to the main process to check (`check_run`, the same check)."""
 
     topic: str
     partition: int
@@ -152,13 +161,24 @@ class CheckedRun:
     offsets: list[int]
     values: list[bytes]
     keys: list[bytes | None]
-    checked: list[Checked]
+    checked: list[Checked] | None
 
 
-def check_partition(config: KafkaConfig, topic: str, partition: int, records: Sequence[Any],
-                    allow_recorded_at: bool, latest: dt.datetime) -> list[CheckedRun]:
-    """One partition's polled records as checked runs, in offset order (a run ends where the header identity
-    changes: eventsourcing allows one Tracking per transaction)."""
+def check_run(values: Sequence[bytes], keys: Sequence[bytes | None], source: Source,
+              latest: dt.datetime) -> list[Checked]:
+    """Each message checked (`check_items`: parse, validate, authorise, times) and its key with it."""
+    checked = check_items(values, source, latest)
+    for index, (key, value) in enumerate(zip(keys, values)):
+        problem = checked_key_problem(key, value, checked[index])
+        if problem is not None:
+            checked[index] = Rejected(RejectionCode.INVALID_ENVELOPE, problem)
+    return checked
+
+
+def partition_runs(config: KafkaConfig, topic: str, partition: int, records: Sequence[Any],
+                   allow_recorded_at: bool) -> list[CheckedRun]:
+    """One partition's polled records as runs, in offset order, not checked yet (a run ends where the header
+    identity changes: eventsourcing allows one Tracking per transaction)."""
     runs: list[CheckedRun] = []
     start = 0
     while start < len(records):
@@ -170,12 +190,7 @@ def check_partition(config: KafkaConfig, topic: str, partition: int, records: Se
         source = narrowing.source(config, topic, partition, allow_recorded_at)
         values = [r.value if r.value is not None else b"" for r in chunk]
         keys = [r.key for r in chunk]
-        checked = check_items(values, source, latest)
-        for index, (key, value) in enumerate(zip(keys, values)):
-            problem = checked_key_problem(key, value, checked[index])
-            if problem is not None:
-                checked[index] = Rejected(RejectionCode.INVALID_ENVELOPE, problem)
-        runs.append(CheckedRun(topic, partition, source, [r.offset for r in chunk], values, keys, checked))
+        runs.append(CheckedRun(topic, partition, source, [r.offset for r in chunk], values, keys, None))
         start = end
     return runs
 
@@ -204,8 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = commands.recv()
         if start[0] != "start":
             raise ValueError(f"expected the start command, got {start[0]!r}")
-        _, config, name, allow_recorded_at = start
-        loop = _FetchLoop(config, name, allow_recorded_at, commands, batches)
+        _, config, name, allow_recorded_at, main_share = start
+        loop = _FetchLoop(config, name, allow_recorded_at, commands, batches, main_share)
         loop.run()
         return 0
     except _ParentGone:
@@ -233,7 +248,8 @@ class _ParentGone(Exception):
 
 
 class _FetchLoop:
-    def __init__(self, config: KafkaConfig, name: str, allow_recorded_at: bool, commands, batches):
+    def __init__(self, config: KafkaConfig, name: str, allow_recorded_at: bool, commands, batches,
+                 main_share: float | None):
         self.config = config
         self.name = name
         self.allow_recorded_at = allow_recorded_at
@@ -242,6 +258,9 @@ class _FetchLoop:
         self.generation = 0
         self.latest: dt.datetime | None = None
         self.assigned = False
+        # None: balance by feedback (MAX_MAIN_SHARE); a number: that share, fixed (tests of both checking paths).
+        self.adaptive = main_share is None
+        self.main_share = 0.0 if main_share is None else main_share
         self.consumer = config.consumer(group=None, role=f"{name}-fetch")
 
     def close(self) -> None:
@@ -258,15 +277,27 @@ class _FetchLoop:
             if not polled:
                 continue
             fetched_at = time.perf_counter()  # CLOCK_MONOTONIC: comparable with the main process's (the bench)
-            latest = self.latest
             runs = [run for tp, records in polled.items()
-                    for run in check_partition(self.config, tp.topic, tp.partition, records, self.allow_recorded_at,
-                                               latest)]
+                    for run in partition_runs(self.config, tp.topic, tp.partition, records, self.allow_recorded_at)]
+            for run in self._ours(runs):
+                run.checked = check_run(run.values, run.keys, run.source, self.latest)
+            sending = time.monotonic()
             try:
                 # Blocks while the main process is behind (the pipe's buffer is the queue): backpressure.
                 self.batches.send(("runs", self.generation, fetched_at, runs))
             except OSError:  # EPIPE: the main process is gone
                 raise _ParentGone from None
+            if self.adaptive and time.monotonic() - sending > SLOW_SEND_S:
+                self.main_share = max(0.0, self.main_share - SHARE_STEP)
+
+    def _ours(self, runs: list[CheckedRun]) -> list[CheckedRun]:
+        """The runs this process checks: all but the last ones, as many as fit in the main process's share."""
+        budget = self.main_share * sum(len(run.offsets) for run in runs)
+        mine = len(runs)
+        while mine and len(runs[mine - 1].offsets) <= budget:
+            budget -= len(runs[mine - 1].offsets)
+            mine -= 1
+        return runs[:mine]
 
     def _apply_commands(self) -> bool:
         """Apply the commands that arrived (waiting a little for one when there is nothing to fetch); False: stop.
@@ -282,6 +313,9 @@ class _FetchLoop:
                 return False
             if command[0] == "latest":
                 self.latest = command[1]
+            elif command[0] == "hungry":
+                if self.adaptive:
+                    self.main_share = min(MAX_MAIN_SHARE, self.main_share + SHARE_STEP)
             elif command[0] == "assign":
                 _, self.generation, offsets, self.latest = command
                 self._assign(offsets)
@@ -310,10 +344,11 @@ class FetchProcess:
     """The main process's handle on the fetch process: start it, tell it what to read, take its checked runs, stop
     it. Two pipes: commands one way, pickled polls of checked runs the other (multiprocessing's Connection)."""
 
-    def __init__(self, config: KafkaConfig, name: str, allow_recorded_at: bool):
+    def __init__(self, config: KafkaConfig, name: str, allow_recorded_at: bool, main_share: float | None = None):
         self.config = config
         self.name = name
         self.allow_recorded_at = allow_recorded_at
+        self.main_share = main_share
         self.process: subprocess.Popen | None = None
         self.commands = None
         self.batches = None
@@ -332,7 +367,7 @@ class FetchProcess:
             os.close(batches_write)
         self.commands = Connection(commands_write, readable=False)
         self.batches = Connection(batches_read, writable=False)
-        self.commands.send(("start", self.config, self.name, self.allow_recorded_at))
+        self.commands.send(("start", self.config, self.name, self.allow_recorded_at, self.main_share))
         return self
 
     def assign(self, generation: int, offsets: dict[tuple[str, int], int | None], latest: dt.datetime) -> None:
@@ -340,6 +375,10 @@ class FetchProcess:
 
     def renew_latest(self, latest: dt.datetime) -> None:
         self._command(("latest", latest))
+
+    def hungry(self) -> None:
+        """The main process waited for a poll: leave it a larger share of the checking."""
+        self._command(("hungry",))
 
     def _command(self, command: tuple) -> None:
         try:

@@ -48,7 +48,7 @@ from domain.person import DeadLetter
 
 from .ingest import FUTURE_TOLERANCE, Ingestor, Source, utc_now
 from .kafka_fetch import (  # noqa: F401  (Narrowing, key_problem: part of this module's interface)
-    H_PUBLISHER_ID, H_PUBLISHER_REGION, H_VIA, CheckedRun, FetchProcess, Narrowing, key_problem,
+    H_PUBLISHER_ID, H_PUBLISHER_REGION, H_VIA, CheckedRun, FetchProcess, Narrowing, check_run, key_problem,
 )
 
 log = logging.getLogger("handoff.kafka")
@@ -73,6 +73,8 @@ SMALL_COPY = 16 * 1024  # a rejected copy's value when the broker refused the wh
 # How long the main loop waits for the fetch process's next poll before polling the group again (membership,
 # rebalances), renewing the check's time bound and calling `on_poll`.
 RECEIVE_S = 0.1
+# Waiting longer than this for the fetch process's next poll asks it to leave more of the checking to this process.
+HUNGRY_S = 0.02
 
 
 def dead_letter_id(source: str, position: str) -> uuid.UUID:
@@ -168,6 +170,9 @@ class IngestWorker:
         self.consumer = None
         self.producer = None
         self.fetcher: FetchProcess | None = None
+        # Share of each poll this process checks itself: None balances the two processes by feedback
+        # (services/kafka_fetch.MAX_MAIN_SHARE); tests fix it to take each checking path.
+        self.main_check_share: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -204,7 +209,7 @@ class IngestWorker:
             self.config.ensure_topics([*self.topics, self.config.rejected_topic])
         try:
             self.producer = self.config.producer(role=f"{self.name}-rejected")
-            self.fetcher = FetchProcess(self.config, self.name, self.allow_recorded_at).start()
+            self.fetcher = FetchProcess(self.config, self.name, self.allow_recorded_at, self.main_check_share).start()
             self.consumer = self.config.consumer(group=self.config.group, role=self.name)
             self.consumer.subscribe(self.topics, listener=Membership())
             log.info("%s: consuming %s as group %s", self.name, ", ".join(self.topics), self.config.group)
@@ -222,7 +227,10 @@ class IngestWorker:
                     self._follow_assignment()
                     last_message = time.monotonic()
                 self._renew_latest()
+                waiting = time.monotonic()
                 received = self.fetcher.receive(timeout=RECEIVE_S if owning else 0)
+                if owning and time.monotonic() - waiting > HUNGRY_S:
+                    self.fetcher.hungry()
                 if received is not None:
                     self._take(*received)
                     last_message = time.monotonic()
@@ -345,11 +353,14 @@ class IngestWorker:
         if not keep:
             return None
         return CheckedRun(run.topic, run.partition, run.source, [run.offsets[i] for i in keep],
-                          [run.values[i] for i in keep], [run.keys[i] for i in keep], [run.checked[i] for i in keep])
+                          [run.values[i] for i in keep], [run.keys[i] for i in keep],
+                          None if run.checked is None else [run.checked[i] for i in keep])
 
     def _store_run(self, tp, run: CheckedRun) -> None:
-        """Decide and store one run as `Ingestor.ingest` would (its checks were made in the fetch process): one
-        transaction with the partition's Tracking at the run's last offset."""
+        """Decide and store one run as `Ingestor.ingest` would (checked in the fetch process, or here if it left the
+        run to us): one transaction with the partition's Tracking at the run's last offset."""
+        if run.checked is None:
+            run.checked = check_run(run.values, run.keys, run.source, self.clock() + FUTURE_TOLERANCE)
         positions = [str(offset) for offset in run.offsets]
         self._messages = {position: (key, value) for position, key, value in zip(positions, run.keys, run.values)}
         try:

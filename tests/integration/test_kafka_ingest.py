@@ -57,9 +57,16 @@ def produce(config: KafkaConfig, messages: list[tuple[str, bytes | None, bytes]]
         producer.close()
 
 
-def run_worker(store: EventStore, config: KafkaConfig, expected: int, idle: float = 20, **options) -> IngestWorker:
+# Which process checks the messages: the fetch process (share 0), the worker's main process (share 1), or as the
+# two processes' load says (None, what `handoff ingest` runs).
+CHECKED_IN = {"fetch process": 0.0, "main process": 1.0}
+
+
+def run_worker(store: EventStore, config: KafkaConfig, expected: int, idle: float = 20,
+               main_check_share: float | None = None, **options) -> IngestWorker:
     """Run a worker in this thread until it has handled `expected` messages (or `idle` seconds brought none)."""
     worker = IngestWorker(store, config, **options)
+    worker.main_check_share = main_check_share
     worker.run(until=lambda w: w.stats.messages >= expected, idle_exit=idle)
     return worker
 
@@ -92,7 +99,8 @@ def test_events_are_stored_with_their_partition_position_and_a_restart_changes_n
     assert len(stored_event_ids(store)) == 40
 
 
-def test_malformed_messages_are_dead_lettered_copied_to_rejected_and_the_worker_goes_on(store, kafka):
+@pytest.mark.parametrize("checked_in", CHECKED_IN)
+def test_malformed_messages_are_dead_lettered_copied_to_rejected_and_the_worker_goes_on(store, kafka, checked_in):
     court = kafka.inbound_topic("court")
     person = id_number(7)
     name = "李四"
@@ -118,7 +126,7 @@ def test_malformed_messages_are_dead_lettered_copied_to_rejected_and_the_worker_
         (court, key, json_bytes(good_after)),
     ])
 
-    worker = run_worker(store, kafka, expected=8)
+    worker = run_worker(store, kafka, expected=8, main_check_share=CHECKED_IN[checked_in])
     assert (worker.stats.accepted, worker.stats.rejected) == (2, 6)
     assert sorted(stored_event_ids(store)) == sorted([good_before["event_id"], good_after["event_id"]])
 
@@ -274,7 +282,8 @@ def test_sigterm_mid_run_stores_the_batch_in_hand_leaves_the_group_and_exits_0(d
         store.close()
 
 
-def test_the_worker_s_clock_bounds_the_check_made_in_the_fetch_process(store, kafka):
+@pytest.mark.parametrize("checked_in", CHECKED_IN)
+def test_the_worker_s_clock_bounds_the_check_wherever_it_is_made(store, kafka, checked_in):
     """The fetch process checks with the bound the worker's clock gives (clock + FUTURE_TOLERANCE): an injected clock
     is obeyed there too, not replaced by the fetch process's own time."""
     court = kafka.inbound_topic("court")
@@ -283,7 +292,7 @@ def test_the_worker_s_clock_bounds_the_check_made_in_the_fetch_process(store, ka
     now = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
     produce(kafka, [(court, id_number(1).encode(), json_bytes(before)),
                     (court, id_number(2).encode(), json_bytes(after))])
-    worker = run_worker(store, kafka, expected=2, clock=lambda: now)
+    worker = run_worker(store, kafka, expected=2, clock=lambda: now, main_check_share=CHECKED_IN[checked_in])
     assert (worker.stats.accepted, worker.stats.rejected) == (1, 1)
     assert stored_event_ids(store) == [before["event_id"]]
     [letter] = letters(store)

@@ -401,7 +401,7 @@ def cmd_bench(args: argparse.Namespace, services: None) -> int:
 
     results = bench.run(
         persons=persons, seed=args.seed, database_url=args.database_url,
-        naive_events=5_000, query_repeat=200 if args.quick else 500,
+        naive_events=bench.NAIVE_EVENTS, query_repeat=200 if args.quick else 500,
         generate=bench.simulated, kafka=args.kafka, say=say,
     )
     if args.format == "json":

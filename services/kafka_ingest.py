@@ -192,8 +192,8 @@ class IngestWorker:
         worker = self
 
         class Membership(ConsumerRebalanceListener):
-            # Called on kafka-python's network thread while our thread waits in poll(): only note what changed
-            # (and pause: this consumer must never fetch), the main loop acts on it after the poll.
+            # Called while our thread is inside poll(): only note what changed (and pause: this consumer must never
+            # fetch); the main loop acts on it after the poll.
             def on_partitions_revoked(self, revoked):
                 for tp in revoked:
                     worker.positions.pop(tp, None)

@@ -301,6 +301,7 @@ class ReadModel:
             return self._opened(connection.execute(query))
 
     def person_total(self) -> int:
+        """How many persons the read model holds."""
         with self.engine.connect() as connection:
             return connection.execute(sa.select(sa.func.count()).select_from(persons)).scalar_one()
 

@@ -34,8 +34,8 @@ from .ingest import Source, utc_now
 
 INGEST_BATCH = 500
 # Events stored by the naive baseline, and by the ingest path into a fresh store for the like-for-like ratio: enough
-# that the ingest path's side lasts more than a second (5,000 lasted 0.4 s, and a hiccup of the disk moved the ratio
-# by a quarter at 100,000 persons).
+# that the ingest path's side lasts more than a second (5,000 lasted 0.4 s, and one run's ratio at 100,000 persons
+# was a quarter below another's).
 NAIVE_EVENTS = 20_000
 QUERY_SAMPLE = 2_000  # persons whose status the query bench asks for
 

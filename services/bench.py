@@ -1,7 +1,7 @@
 """`handoff bench`: honest figures for ingest, projection and queries, each beside its baseline in the same run.
 
 Everything runs on generated data (the county simulator) in a fresh temporary store:
-- ingest events/s through the one ingest path (batches of 500, one transaction each), over the whole county;
+- ingest events/s through the one ingest path (batches of 5,000, one transaction each), over the whole county;
 - like for like, the ingest path and a naive baseline (the same parsing and validation, then one eventsourcing
   `Application.save()` per event) on the same first 20,000 events, in alternating rounds of fresh processes;
 - with --kafka, the Kafka ingest worker's events/s beside a raw kafka-python consumer reading the same messages
@@ -31,9 +31,9 @@ from domain.envelope import parse_event
 from domain.person import Person, RecordedEvent
 
 from .bootstrap import bootstrap
-from .ingest import Source, utc_now
+from .ingest import BULK_BATCH, Source, utc_now
 
-INGEST_BATCH = 500
+INGEST_BATCH = BULK_BATCH  # as `handoff publish` loads
 # Events stored by the naive baseline, and by the ingest path into a fresh store for the like-for-like ratio: enough
 # that the ingest path's side lasts more than a second (5,000 lasted 0.4 s, and one run's ratio at 100,000 persons
 # was a quarter below another's).
@@ -326,7 +326,7 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
     q = results["queries"]
     return [
-        ["ingest (ingest path, batches of 500)", f"{results['ingest']['events_per_s']:,} events/s",
+        [f"ingest (ingest path, batches of {INGEST_BATCH:,})", f"{results['ingest']['events_per_s']:,} events/s",
          f"{results['ingest']['events']:,} events"],
         ["ingest, each tenth of the load", " → ".join(f"{rate:,.0f}" for rate in results["ingest"]["events_per_s_by_tenth"]),
          "events/s as the store grows"],

@@ -19,9 +19,9 @@ from domain.identity import id_number_problem
 from . import timeparse
 from .bootstrap import Services, bootstrap
 from .history import person_history
-from .ingest import Source
+from .ingest import BULK_BATCH, Source
 
-PUBLISH_BATCH_LINES = 500
+PUBLISH_BATCH_LINES = BULK_BATCH
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1

@@ -13,7 +13,6 @@ Everything runs on generated data (the county simulator) in a fresh temporary st
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import random
@@ -33,7 +32,6 @@ from domain.person import Person, RecordedEvent
 from .bootstrap import bootstrap
 from .ingest import BULK_BATCH, Source, utc_now
 
-INGEST_BATCH = BULK_BATCH  # as `handoff publish` loads
 # Events stored by the naive baseline, and by the ingest path into a fresh store for the like-for-like ratio: enough
 # that the ingest path's side lasts more than a second (5,000 lasted 0.4 s, and one run's ratio at 100,000 persons
 # was a quarter below another's).
@@ -89,7 +87,7 @@ def measure_ingest(services, path: Path, progress: Callable[[int], None] | None 
     events = accepted = 0
     start = time.perf_counter()
     marks = [(0, 0.0)]  # (events stored, seconds) after each batch
-    for result in services.ingestor.ingest_batches(((batch, None) for batch in _batches(_lines(path), INGEST_BATCH)),
+    for result in services.ingestor.ingest_batches(((batch, None) for batch in _batches(_lines(path), BULK_BATCH)),
                                                    source):
         events += len(result.items)
         accepted += result.accepted
@@ -117,7 +115,7 @@ def by_tenth(marks: list[tuple[int, float]]) -> list[float]:
 
 def measure_ingest_prefix(database_url: str, path: Path) -> dict[str, Any]:
     """The ingest path on the events of `path` (the baseline's), in a store of its own (the baseline's counterpart)."""
-    _ensure_schema(database_url)
+    ensure_schema(database_url)
     services = bootstrap(Settings(database_url=database_url))
     try:
         return measure_ingest(services, path)
@@ -159,7 +157,7 @@ def like_for_like(work: Path, data: Path, database_url: str | None, limit: int,
     return {"ingest_same_events": median_of(ingest_rounds), "naive": median_of(naive_rounds)}
 
 
-def _ensure_schema(database_url: str) -> None:
+def ensure_schema(database_url: str) -> None:
     """A PostgreSQL URL's ?schema= must exist before eventsourcing creates its tables in it."""
     from urllib.parse import parse_qs, urlsplit
 
@@ -175,7 +173,7 @@ def _ensure_schema(database_url: str) -> None:
 
 def measure_naive(database_url: str, path: Path, limit: int) -> dict[str, Any]:
     """The baseline: same parsing and validation, one Application.save() (one transaction) per event."""
-    _ensure_schema(database_url)
+    ensure_schema(database_url)
     store = EventStore(database_url)
     events = 0
     start = time.perf_counter()
@@ -326,7 +324,7 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
     q = results["queries"]
     return [
-        [f"ingest (ingest path, batches of {INGEST_BATCH:,})", f"{results['ingest']['events_per_s']:,} events/s",
+        [f"ingest (ingest path, batches of {BULK_BATCH:,})", f"{results['ingest']['events_per_s']:,} events/s",
          f"{results['ingest']['events']:,} events"],
         ["ingest, each tenth of the load", " → ".join(f"{rate:,.0f}" for rate in results["ingest"]["events_per_s_by_tenth"]),
          "events/s as the store grows"],

@@ -21,8 +21,6 @@ from .bootstrap import Services, bootstrap
 from .history import person_history
 from .ingest import BULK_BATCH, Source
 
-PUBLISH_BATCH_LINES = BULK_BATCH
-
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
@@ -489,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--import", dest="import_legacy", action="store_true",
         help="migrating legacy records: an envelope may carry its original recorded_at",
     )
-    publish.add_argument("--batch-size", type=int, default=PUBLISH_BATCH_LINES, help=argparse.SUPPRESS)
+    publish.add_argument("--batch-size", type=int, default=BULK_BATCH, help=argparse.SUPPRESS)
     publish.set_defaults(handler=cmd_publish)
 
     history = commands.add_parser("history", help="a person's events in occurred_at order")

@@ -203,8 +203,8 @@ class Ingestor:
         tracking: Tracking | None = None,
     ) -> BatchResult:
         """Ingest a batch. `positions` name each item in its source (a line number, an offset) for dead letters."""
-        return self.store_checked(items, check_items(items, source, self.clock() + FUTURE_TOLERANCE), source, positions,
-                           tracking)
+        checked = check_items(items, source, self.clock() + FUTURE_TOLERANCE)
+        return self.store_checked(items, checked, source, positions, tracking)
 
     def ingest_batches(self, batches: Iterable[SourcedBatch], source: Source) -> Iterator[BatchResult]:
         """Ingest many batches in order, each exactly as `ingest` would (its own transaction), for bulk loads

@@ -6,8 +6,8 @@ kind), working in two processes so that two cores work at once (services/kafka_f
   authorise, key) without any store, sending back "runs": consecutive messages of one partition with the same header
   identity, checked;
 - this process stays the group member and decides and stores each run through the one ingest path
-  (`Ingestor.store_checked`, as `Ingestor.ingest` does), with an eventsourcing `Tracking` of the run's last offset, so the
-  events, claims, dead letters and the position are stored in ONE transaction. On start and on every rebalance it
+  (`Ingestor.store_checked`, as `Ingestor.ingest` does), with an eventsourcing `Tracking` of the run's last offset, so
+  the events, claims, dead letters and the position are stored in ONE transaction. On start and on every rebalance it
   reads the stored position of each partition it gets and has the fetch process read from the stored position + 1:
   the store, not Kafka's committed offsets, says what is on record. Its own group consumer pauses every partition
   (it never fetches data; its polls keep the membership and run the rebalance callbacks).
@@ -563,6 +563,7 @@ def bench(data: Path, database_url: str, say: Callable[[str], None] = lambda _: 
     from adapters.config import Settings
     from adapters.kafka import EmbeddedBroker, quiet_client_diagnostics
 
+    from .bench import ensure_schema
     from .bootstrap import bootstrap
 
     quiet_client_diagnostics()
@@ -582,7 +583,7 @@ def bench(data: Path, database_url: str, say: Callable[[str], None] = lambda _: 
         say("kafka: raw consume")
         raw = _raw_consume(config, produced)
         say("kafka: ingest worker")
-        _ensure_schema(database_url)
+        ensure_schema(database_url)
         # As `handoff ingest` runs: bootstrapped, so with the audit chain linking every write.
         services = bootstrap(Settings(database_url=database_url))
         store = services.store
@@ -610,21 +611,6 @@ def bench(data: Path, database_url: str, say: Callable[[str], None] = lambda _: 
     finally:
         if broker is not None:
             broker.stop()
-
-
-def _ensure_schema(database_url: str) -> None:
-    """A PostgreSQL URL with ?schema=NAME (the bench measures beside the main run): create that schema."""
-    from urllib.parse import parse_qs, urlsplit
-
-    parts = urlsplit(database_url)
-    schema = parse_qs(parts.query).get("schema", [None])[0]
-    if parts.scheme not in ("postgresql", "postgres") or not schema:
-        return
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(database_url.split("?", 1)[0], autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
 def _raw_consume(config: KafkaConfig, expected: int) -> dict[str, Any]:

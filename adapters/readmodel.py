@@ -59,6 +59,8 @@ obligations = sa.Table(
     # ever be open or late, so the gap queries read a small index instead of every obligation.
     sa.Column("gap_us", sa.BigInteger, index=True),
     sa.Column("rule_set", sa.Text, nullable=False),
+    # The due time was counted over a year whose 调休 notice is not known yet (domain/calendar.py): it may move.
+    sa.Column("provisional", sa.Boolean, nullable=False),
     # The gap queue filtered by rule, most overdue first, without scanning every gap of other rules.
     sa.Index("ix_rm_obligations_rule_gap", "rule", "gap_us"),
 )
@@ -128,7 +130,7 @@ PERSONAL_COLUMNS = ("person_key", "id_number", "name")
 PERSON_COLUMNS = ("region", "status", "responsible_kind", "responsible_region", "received_us", "ended", "ended_us",
                   "category", "rule_set")
 OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "obligated_id", "obligated_region",
-                      "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set")
+                      "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set", "provisional")
 
 
 class PersonRows(NamedTuple):

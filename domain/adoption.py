@@ -24,8 +24,12 @@ class RuleSetHistory(Aggregate):
         self.adoptions: list[dict[str, Any]] = []
 
     @event("Adopted")
-    def adopt(self, version: str, rules: list[dict[str, Any]], adopted_at: str) -> None:
-        self.adoptions.append({"version": version, "rules": rules, "adopted_at": adopted_at})
+    def adopt(self, version: str, rules: list[dict[str, Any]], adopted_at: str,
+              calendar: list[dict[str, Any]] | None = None) -> None:
+        # `calendar`: the holiday notices configured with the rule set (absent from adoptions recorded before
+        # notices were configuration: those used the package's calendar alone).
+        self.adoptions.append({"version": version, "rules": rules, "adopted_at": adopted_at,
+                               "calendar": calendar or []})
 
     @property
     def current_version(self) -> str | None:
@@ -37,10 +41,14 @@ class RuleSetHistory(Aggregate):
         for adoption in self.adoptions:
             if dt.datetime.fromisoformat(adoption["adopted_at"]) <= moment:
                 chosen = adoption
-        return rule_set_from_description(chosen["version"], chosen["rules"]) if chosen else None
+        return _rule_set(chosen) if chosen else None
 
     def find(self, version: str) -> RuleSet | None:
         for adoption in reversed(self.adoptions):
             if adoption["version"] == version:
-                return rule_set_from_description(adoption["version"], adoption["rules"])
+                return _rule_set(adoption)
         return None
+
+
+def _rule_set(adoption: dict[str, Any]) -> RuleSet:
+    return rule_set_from_description(adoption["version"], adoption["rules"], adoption.get("calendar"))

@@ -1,8 +1,16 @@
-"""Legal time limits (CPL 105) in Asia/Shanghai time, on the official PRC working-day calendar.
+"""Legal time limits (CPL 105) in Asia/Shanghai time, on the PRC working-day calendar.
 
 Every deadline is computed in Shanghai time (docs/rules.md, "Time"). A deadline is returned as an aware datetime:
 "24:00 of day D" is written as 00:00 of D + 1, so an act is in time when it happens strictly before the returned
-moment. Pure: the standard library and the `chinese_calendar` package only.
+moment.
+
+Which days are rest days is law in two layers. The statutory holidays are fixed by the 全国年节及纪念日放假办法 (from
+2025: 元旦 1 day, 春节 4 incl. 除夕, 清明 1, 劳动节 2, 端午 1, 中秋 1, 国庆 3; a holiday falling on a Saturday or Sunday is
+补假 on the next working day). The State Council's yearly notice (国务院办公厅关于部分节假日安排的通知, usually in
+November) then arranges the 调休: extra days off, and Saturdays or Sundays made working days. For each year the
+calendar takes, in this order: a notice given as configuration (`YearNotice`, from the rules file), the notices
+the `holidays` package has recorded (it keeps the published years), or, for a year whose notice is not known, the
+statute alone. Such a year is **provisional**: a due time that depends on it may move when the notice comes.
 """
 
 from __future__ import annotations
@@ -11,54 +19,145 @@ import calendar as _gregorian
 import functools
 import logging
 import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
+import holidays
+from holidays.countries.china import ChinaStaticHolidays
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 logger = logging.getLogger(__name__)
 
 
-class CalendarCoverageWarning(UserWarning):
-    """A year outside the official calendar's data: Saturdays and Sundays are taken as the only rest days."""
+class ProvisionalCalendarWarning(UserWarning):
+    """A due time was computed in a year whose 调休 arrangement is not known: statutory holidays and 补假 only."""
 
 
-# Uncovered years already warned about in this process: one warning per year, not one per date.
-_WARNED_YEARS: set[int] = set()
+# Once per process, not once per command line or per year: the operator needs to know, not to be flooded.
+_warned = False
 
 
-@functools.lru_cache(maxsize=8192)
-def _is_working_day(day: date) -> bool:
+def _warn_provisional(year: int) -> None:
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    message = (f"{year}年调休安排未发布：按法定节假日和补假推算，涉及的期限标为 provisional "
+               f"(no official 调休 schedule for {year} or later: statutory holidays and 补假 only; the due times it "
+               "affects are marked provisional until the State Council's notice is configured)")
+    warnings.warn(message, ProvisionalCalendarWarning, stacklevel=4)
+    logger.warning(message)
+
+
+@dataclass(frozen=True)
+class YearNotice:
+    """One year's holiday arrangement as the State Council published it (configuration, `[calendar."YYYY"]`)."""
+
+    year: int
+    holidays: frozenset[date]  # every day off that is not a Saturday or Sunday (holidays, 补假, 调休 days off)
+    workdays: frozenset[date]  # Saturdays and Sundays made working days (调休上班)
+    source: str  # the notice, e.g. 国办发明电〔2026〕7号
+
+    def __post_init__(self) -> None:
+        for day in self.holidays | self.workdays:
+            if day.year != self.year:
+                raise ValueError(f"{day.isoformat()} is not in {self.year}")
+        if self.holidays & self.workdays:
+            both = ", ".join(sorted(d.isoformat() for d in self.holidays & self.workdays))
+            raise ValueError(f"{both}: both a holiday and a working day")
+        if not self.source.strip():
+            raise ValueError("source: name the notice the dates come from")
+
+    def describe(self) -> dict[str, object]:
+        return {"year": self.year, "holidays": sorted(d.isoformat() for d in self.holidays),
+                "workdays": sorted(d.isoformat() for d in self.workdays), "source": self.source}
+
+    @staticmethod
+    def from_description(item: dict) -> YearNotice:
+        return YearNotice(int(item["year"]), frozenset(date.fromisoformat(d) for d in item["holidays"]),
+                          frozenset(date.fromisoformat(d) for d in item["workdays"]), str(item["source"]))
+
+
+# The years whose State Council notice the `holidays` package records (its 调休 data).
+_PUBLISHED_IN_PACKAGE = frozenset(ChinaStaticHolidays.special_public_holidays)
+
+
+@functools.lru_cache(maxsize=256)
+def _package_year(year: int) -> tuple[frozenset[date], frozenset[date]]:
+    """Rest days and make-up working days of a year from the `holidays` package: the published arrangement, or the
+    statutory holidays with 补假 for a year it has no notice of."""
     try:
-        # Official calendar: public holidays are rest days; 调休 make-up days (often a Saturday or Sunday)
-        # are working days.
-        return chinese_calendar.is_workday(day)
-    except NotImplementedError:
-        # The package only knows the years the State Council has already published.
-        if day.year not in _WARNED_YEARS:
-            _WARNED_YEARS.add(day.year)
-            message = f"no official PRC holiday calendar for {day.year}: counting only Saturday/Sunday as rest days"
-            warnings.warn(message, CalendarCoverageWarning, stacklevel=3)
-            logger.warning(message)
-        return day.weekday() < 5
+        china = holidays.China(years=year)
+    except (ValueError, OverflowError, NotImplementedError):  # beyond the lunar tables: no holidays known
+        return frozenset(), frozenset()
+    rest = frozenset(china)
+    workdays = frozenset(day for day in china.weekend_workdays if day.year == year)
+    return rest, workdays
 
 
 class WorkingCalendar:
-    """Official PRC working days (holidays and 调休 make-up working days) from chinese_calendar; a year it does not
-    cover falls back to Saturday/Sunday rest days, with one warnings.warn / logging warning per uncovered year."""
+    """PRC working days: configured notices first, then the `holidays` package (published notices, else the statute).
+
+    Hashable by identity: cached period ends are keyed by the calendar, so two calendars never share results."""
+
+    def __init__(self, notices: Iterable[YearNotice] = ()):
+        self.notices: dict[int, YearNotice] = {}
+        for notice in notices:
+            if notice.year in self.notices:
+                raise ValueError(f"two notices for {notice.year}")
+            self.notices[notice.year] = notice
+        self._years: dict[int, tuple[frozenset[date], frozenset[date]]] = {}
+
+    def _year(self, year: int) -> tuple[frozenset[date], frozenset[date]]:
+        found = self._years.get(year)
+        if found is None:
+            notice = self.notices.get(year)
+            found = (notice.holidays, notice.workdays) if notice else _package_year(year)
+            self._years[year] = found
+        return found
+
+    def is_provisional(self, year: int) -> bool:
+        """True when the year's 调休 arrangement is not known (neither configured nor in the package)."""
+        return year not in self.notices and year not in _PUBLISHED_IN_PACKAGE
+
+    def provisional_between(self, first: date, last: date) -> bool:
+        """Whether a due time counted over these days depends on a provisional year (and warn once if so)."""
+        for year in range(first.year, last.year + 1):
+            if self.is_provisional(year):
+                _warn_provisional(year)
+                return True
+        return False
 
     def is_working_day(self, day: date) -> bool:
         if isinstance(day, datetime):
             # A datetime has no calendar day until a time zone is chosen: make the caller say which (local_date).
             raise TypeError("is_working_day takes a date; use local_date(moment) for a datetime")
-        return _is_working_day(day)
+        rest, workdays = self._year(day.year)
+        if day in workdays:
+            return True
+        return day.weekday() < 5 and day not in rest
 
     def next_working_day_on_or_after(self, day: date) -> date:
         while not self.is_working_day(day):
             day += timedelta(days=1)
         return day
+
+    def describe(self) -> list[dict[str, object]]:
+        return [self.notices[year].describe() for year in sorted(self.notices)]
+
+    def coverage(self) -> dict[str, object]:
+        """Where each year's holidays come from: the configured notices, the package's published years, and the
+        first year after them that is provisional."""
+        known = set(self.notices) | _PUBLISHED_IN_PACKAGE
+        first_provisional = max(known) + 1
+        while first_provisional in known:
+            first_provisional += 1
+        return {"notices": self.describe(), "package": f"holidays {holidays.__version__}",
+                "package_years": [min(_PUBLISHED_IN_PACKAGE), max(_PUBLISHED_IN_PACKAGE)],
+                "provisional_from": first_provisional}
 
 
 def local_date(moment: datetime) -> date:
@@ -102,15 +201,21 @@ def due_in_hours(start: datetime, hours: int | float) -> datetime:
     return (start + timedelta(hours=hours)).astimezone(SHANGHAI)
 
 
-def due_in_months(start: date | datetime, months: int, calendar: WorkingCalendar, extend: bool = True) -> datetime:
-    """End of an N-month period (R19): 24:00 of the same day number N months later, or of that month's last day
-    when it has no such day (Jan 31 + 1 month -> Feb 28/29; Civil Code 202), with the CPL 105 holiday extension."""
+def add_months(first: date, months: int) -> date:
+    """The last day of an N-month period from `first` (SPC interpretation of the CPL, 2021, art. 202): the same day
+    of the month N months later; counted from the last day of a month, the last day of that later month; and where
+    the later month has no such day, its last day. Feb 28 2027 + 3 months = May 31 2027."""
     _require_non_negative(months)
-    first = _start_date(start)
     index = first.month - 1 + months
     year, month = first.year + index // 12, index % 12 + 1
-    last = date(year, month, min(first.day, _gregorian.monthrange(year, month)[1]))
-    return _end_of_period(last, calendar, extend)
+    month_end = _gregorian.monthrange(year, month)[1]
+    from_month_end = first.day == _gregorian.monthrange(first.year, first.month)[1]
+    return date(year, month, month_end if from_month_end else min(first.day, month_end))
+
+
+def due_in_months(start: date | datetime, months: int, calendar: WorkingCalendar, extend: bool = True) -> datetime:
+    """End of an N-month period (R19): 24:00 of its last day (`add_months`), with the CPL 105 holiday extension."""
+    return _end_of_period(add_months(_start_date(start), months), calendar, extend)
 
 
 def _end_of_period(last: date, calendar: WorkingCalendar, extend: bool) -> datetime:

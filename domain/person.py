@@ -2,7 +2,8 @@
 
 It records every accepted event exactly as published (with when it occurred, when the service learned it, who
 published it) and enforces the rules that need the person's own history: an event id is used once, and an event
-is retracted only by the agency that published it.
+is retracted only by the agency that published it. A retraction may arrive before the event it retracts: it is
+kept, and takes effect when its target arrives (if the target's publisher sent it; see `effective_retractions`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from eventsourcing.domain import Aggregate, event
 
 from .errors import Rejected, RejectionCode
 from .identity import person_stream_id
+from .supervision import effective_retractions
 
 @dataclass(frozen=True)
 class RecordedEvent:
@@ -50,7 +52,12 @@ class Person(Aggregate):
         self.id_number = id_number
         self.events: list[RecordedEvent] = []
         self._by_id: dict[str, RecordedEvent] = {}
-        self.retracted: dict[str, str] = {}  # retracted event_id -> the retraction's event_id
+        self._retractions: dict[str, str] = {}  # retracted event_id -> the retraction's event_id, pending or not
+
+    @property
+    def retracted(self) -> dict[str, str]:
+        """Retracted event_id -> the event_id of the retraction that took effect."""
+        return effective_retractions(self.events)
 
     def find(self, event_id: str) -> RecordedEvent | None:
         return self._by_id.get(event_id)
@@ -60,7 +67,7 @@ class Person(Aggregate):
         target = self._by_id.get(retracted_event_id)
         refusal = retraction_refusal(
             agency, retracted_event_id,
-            EventClaim.of(target, self.id) if target else None, self.id, self.retracted.get(retracted_event_id))
+            EventClaim.of(target, self.id) if target else None, self.id, self._retractions.get(retracted_event_id))
         if refusal:
             raise refusal
 
@@ -123,7 +130,7 @@ class Person(Aggregate):
         self.events.append(recorded)
         self._by_id[recorded.event_id] = recorded
         if recorded.event_type == "event_retracted":
-            self.retracted[recorded.payload["retracted_event_id"]] = recorded.event_id
+            self._retractions[recorded.payload["retracted_event_id"]] = recorded.event_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +161,19 @@ def retraction_refusal(
 ) -> Rejected | None:
     """Why this agency may not retract that event of this person now, or None if it may.
 
-    `target` is the claim of the event to retract (None if it is not on record at all); `retracted_by` the
-    event_id of an earlier retraction of it, if any."""
-    if target is None or target.person_stream != person_stream:
+    `target` is the claim of the event to retract (None if it is not on record yet: the retraction is then kept
+    and waits for it); `retracted_by` the event_id of an earlier retraction of it, if any. The same test decides,
+    when a target arrives after its retraction, whether that retraction takes effect (`pending_retraction_refusal`)."""
+    if retracted_by is not None:
+        return Rejected(
+            RejectionCode.RETRACTION_REFUSED, f"event {retracted_event_id} was already retracted by {retracted_by}",
+        )
+    if target is None:
+        return None
+    if target.person_stream != person_stream:
         return Rejected(
             RejectionCode.RETRACTION_REFUSED,
-            f"event {retracted_event_id} is not on record for this person (publish it before retracting it)",
+            f"event {retracted_event_id} is on record for another person; a retraction must name the same person",
         )
     if (target.publisher_kind, target.publisher_id) != (agency["kind"], agency["id"]):
         return Rejected(
@@ -169,11 +183,20 @@ def retraction_refusal(
         )
     if target.event_type == "event_retracted":
         return Rejected(RejectionCode.RETRACTION_REFUSED, "a retraction cannot be retracted; publish the event again")
-    if retracted_by is not None:
-        return Rejected(
-            RejectionCode.RETRACTION_REFUSED, f"event {retracted_event_id} was already retracted by {retracted_by}",
-        )
     return None
+
+
+def pending_retraction_refusal(retraction: EventClaim, target: EventClaim) -> Rejected | None:
+    """Why a retraction that arrived before its target does not take effect now that the target is here, or None.
+
+    The fold decides the same from the person's events (`effective_retractions`); this says it when the target
+    arrives, so that the refusal is kept as a dead letter and the retracting agency can see it."""
+    refusal = retraction_refusal({"kind": retraction.publisher_kind, "id": retraction.publisher_id},
+                                 target.event_id, target, retraction.person_stream, None)
+    if refusal is None:
+        return None
+    return Rejected(refusal.code, f"retraction {retraction.event_id} (received before its target) has no effect: "
+                                  f"{refusal.reason}")
 
 
 class DeadLetter(Aggregate):

@@ -7,12 +7,16 @@ says which rule-set version found it.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import hashlib
 import tomllib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from .calendar import WorkingCalendar, YearNotice
 
 DEFAULT_RULE_SET_VERSION = "2026.1"
 
@@ -124,9 +128,20 @@ class RuleSetError(ValueError):
 class RuleSet:
     version: str
     rules: dict[str, Rule]
+    # The State Council's holiday notices configured with the rules (`[calendar."YYYY"]`); other years come from
+    # the `holidays` package (domain/calendar.py).
+    notices: tuple[YearNotice, ...] = ()
 
     def __getitem__(self, rule_id: str) -> Rule:
         return self.rules[rule_id]
+
+    @functools.cached_property
+    def calendar(self) -> WorkingCalendar:
+        """The working-day calendar of this rule set: one per rule set, so that cached due times never mix two."""
+        return WorkingCalendar(self.notices)
+
+    def describe_calendar(self) -> list[dict[str, Any]]:
+        return [notice.describe() for notice in self.notices]
 
     def enabled(self, rule_id: str) -> bool:
         return self.rules[rule_id].enabled
@@ -159,6 +174,10 @@ def load_rule_set(path: str | Path | None) -> RuleSet:
     confidence = "P"
     [rules.R16_notice_reply_overdue.params]
     correction_default_days = 20
+    [calendar."2027"]                   # the State Council's notice of a year (国务院办公厅关于部分节假日安排的通知)
+    holidays = ["2027-01-01", "2027-02-05", ...]  # days off that are not Saturdays or Sundays
+    workdays = ["2027-01-31", ...]      # Saturdays and Sundays made working days (调休)
+    source = "国办发明电〔2026〕7号"
     ```
     """
     base = default_rule_set()
@@ -200,12 +219,38 @@ def load_rule_set(path: str | Path | None) -> RuleSet:
         except (KeyError, TypeError, ValueError) as error:
             raise RuleSetError(f"{path}: rule {rule_id}: {error}") from None
         rules[rule_id] = replace(rule, **updates)
+    notices = tuple(_notice(path, year, table) for year, table in sorted((document.get("calendar") or {}).items()))
+    unknown = set(document) - {"version", "rules", "calendar"}
+    if unknown:
+        raise RuleSetError(f"{path}: unknown section {', '.join(sorted(unknown))}; known: version, rules, calendar")
     version = document.get("version") or f"{base.version}+{hashlib.sha256(data).hexdigest()[:8]}"
-    return RuleSet(str(version), rules)
+    return RuleSet(str(version), rules, notices)
 
 
-def rule_set_from_description(version: str, described: list[dict[str, Any]]) -> RuleSet:
-    """The rule set back from `RuleSet.describe()` (as kept in the rule-set history for audit replays)."""
+def _notice(path: str | Path, year: str, table: Any) -> YearNotice:
+    try:
+        if not isinstance(table, dict):
+            raise ValueError("expected a table with holidays, workdays and source")
+        unknown = set(table) - {"holidays", "workdays", "source"}
+        if unknown:
+            raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
+        return YearNotice(int(year), frozenset(_day(d) for d in table.get("holidays", [])),
+                          frozenset(_day(d) for d in table.get("workdays", [])), str(table["source"]))
+    except KeyError as error:
+        raise RuleSetError(f"{path}: calendar {year}: missing {error}") from None
+    except (TypeError, ValueError) as error:
+        raise RuleSetError(f"{path}: calendar {year}: {error}") from None
+
+
+def _day(value: Any) -> dt.date:
+    # TOML has a date type (2027-01-01) and strings ("2027-01-01"); accept both.
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def rule_set_from_description(version: str, described: list[dict[str, Any]],
+                              calendar: list[dict[str, Any]] | None = None) -> RuleSet:
+    """The rule set back from `RuleSet.describe()` and `describe_calendar()` (as kept in the rule-set history for
+    audit replays)."""
     rules = {}
     for item in described:
         deadline = item["deadline"]
@@ -216,4 +261,4 @@ def rule_set_from_description(version: str, described: list[dict[str, Any]]) -> 
             basis=item["basis"], confidence=Confidence(item["confidence"]), enabled=bool(item["enabled"]),
             params={key: int(value) for key, value in item["params"].items()},
         )
-    return RuleSet(version, rules)
+    return RuleSet(version, rules, tuple(YearNotice.from_description(item) for item in calendar or ()))

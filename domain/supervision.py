@@ -41,6 +41,38 @@ SUPERVISION_ACTIVITY = {
 
 GAP_STATES = ("open", "late")
 
+# Events at the same instant are folded in this causal order of their types, then by event_id: never by arrival,
+# so the same events give the same answer in every arrival order (domain.md, "Same instant"). Each trigger comes
+# before what fulfils it (a fulfilling event at the trigger's instant fulfils it), and an episode's end comes after
+# whatever else happened at that instant (a tag removed at the minute of discharge is not activity after the end).
+SAME_INSTANT_ORDER: tuple[str, ...] = (
+    # An assessment comes before the decision it informs (Law 18).
+    "assessment_requested", "assessment_reported",
+    # The decision, then what its organ does with it (Law 20).
+    "decision_effective", "term_changed", "bureau_notified", "documents_delivered", "documents_receipted",
+    # Release and hand-over, then reporting (Law 21).
+    "prisoner_released", "subject_transferred", "subject_reported",
+    # A change of 执行地 is decided before the new bureau enrols the person (Law 27); enrolment (Law 22).
+    "transfer_decided", "transfer_file_sent", "subject_enrolled",
+    # Supervision: each start before its end.
+    "monitoring_started", "monitoring_extended", "monitoring_ended", "warning_issued",
+    "contact_lost", "police_assistance_requested", "contact_restored",
+    "detention_started", "detention_ended", "pursuit_started", "fugitive_captured",
+    # Revocation and commitment (Law 46-49): proposal, arrest decision, ruling.
+    "revocation_proposed", "commitment_proposed", "arrest_decided", "revocation_ruled", "commitment_decided",
+    # Oversight (Law 62): a notice before its reply.
+    "procuratorial_notice_issued", "notice_replied", "supervision_review_recorded",
+    # The episode's ends, after everything else at that instant.
+    "committed_to_custody", "discharged", "death_recorded",
+    "event_retracted",
+)
+_RANK = {event_type: rank for rank, event_type in enumerate(SAME_INSTANT_ORDER)}
+
+
+def fold_order(occurred_at: dt.datetime, event_type: str, event_id: str) -> tuple[dt.datetime, int, str]:
+    """The position of an event in a person's history: valid time, then the causal order, then the event id."""
+    return occurred_at, _RANK.get(event_type, len(_RANK)), event_id.lower()
+
 
 class EventLike(Protocol):
     event_id: str
@@ -92,6 +124,8 @@ class Obligation:
     closed_by_end: bool = False
     episode: int | None = None
     match: str | None = None  # what a fulfilling event must refer to (R08 region, R16 notice id)
+    # The due time counted over a year whose 调休 notice is not known (statutory holidays only): it may move.
+    provisional: bool = False
 
     def state(self, as_of: dt.datetime) -> str:
         """pending (period not started), upcoming, met, open or late at `as_of`."""
@@ -206,15 +240,18 @@ class _Event:
     recorded_at: dt.datetime
     payload: dict[str, Any]
     name: str
-    index: int
+
+    @property
+    def publisher(self) -> tuple[str, str]:
+        return self.kind, self.agency_id
 
 
 def _parse(events: Sequence[EventLike]) -> list[_Event]:
     return [
         _Event(e.event_id, e.event_type, e.agency["kind"], e.agency["id"], e.agency["region"],
                dt.datetime.fromisoformat(e.occurred_at), dt.datetime.fromisoformat(e.recorded_at), e.payload,
-               e.person.get("name", ""), index)
-        for index, e in enumerate(events)
+               e.person.get("name", ""))
+        for e in events
     ]
 
 
@@ -223,8 +260,8 @@ def _parse_records(records: Sequence[Mapping[str, Any]]) -> list[_Event]:
     return [
         _Event(r["event_id"], r["event_type"], (agency := r["agency"])["kind"], agency["id"], agency["region"],
                fromisoformat(r["occurred_at"]), fromisoformat(r["recorded_at"]), r["payload"],
-               r["person"].get("name", ""), index)
-        for index, r in enumerate(records)
+               r["person"].get("name", ""))
+        for r in records
     ]
 
 
@@ -233,11 +270,12 @@ def fold(
     *,
     id_number: str,
     rules: RuleSet,
-    calendar: WorkingCalendar,
+    calendar: WorkingCalendar | None = None,
     as_of: dt.datetime | None = None,
     known_at: dt.datetime | None = None,
 ) -> PersonView:
-    return _fold(_parse(events), id_number, rules, calendar, as_of, known_at)
+    """One person's view. `calendar`: the rule set's own (with its holiday notices) unless another is given."""
+    return _fold(_parse(events), id_number, rules, calendar or rules.calendar, as_of, known_at)
 
 
 def fold_records(
@@ -245,21 +283,40 @@ def fold_records(
     *,
     id_number: str,
     rules: RuleSet,
-    calendar: WorkingCalendar,
+    calendar: WorkingCalendar | None = None,
     as_of: dt.datetime | None = None,
     known_at: dt.datetime | None = None,
 ) -> PersonView:
     """`fold` over events given as mappings of the same fields (decoded stored state), not objects."""
-    return _fold(_parse_records(records), id_number, rules, calendar, as_of, known_at)
+    return _fold(_parse_records(records), id_number, rules, calendar or rules.calendar, as_of, known_at)
+
+
+def effective_retractions(events: Iterable[Any]) -> dict[str, str]:
+    """Retracted event id (lower case) -> the retraction's event id, for the retractions that take effect.
+
+    A retraction takes effect once its target is among `events`, whatever the order they arrived in, and only if
+    the target's own publisher (same kind and id) sent it and the target is not itself a retraction. A retraction
+    whose target is not (yet) here waits; one by another agency never takes effect. `events` have `event_id`,
+    `event_type`, `payload` and `publisher` (RecordedEvent, or the fold's parsed events)."""
+    events = list(events)
+    targets = {e.event_id.lower(): e for e in events if e.event_type != "event_retracted"}
+    effective: dict[str, str] = {}
+    for retraction in sorted((e for e in events if e.event_type == "event_retracted"),
+                             key=lambda e: e.event_id.lower()):
+        target_id = str(retraction.payload["retracted_event_id"]).lower()
+        target = targets.get(target_id)
+        if target is not None and target_id not in effective and target.publisher == retraction.publisher:
+            effective[target_id] = retraction.event_id
+    return effective
 
 
 def _fold(parsed: list[_Event], id_number: str, rules: RuleSet, calendar: WorkingCalendar,
           as_of: dt.datetime | None, known_at: dt.datetime | None) -> PersonView:
     if known_at is not None:
         parsed = [e for e in parsed if e.recorded_at <= known_at]
-    retracted = {e.payload["retracted_event_id"] for e in parsed if e.event_type == "event_retracted"}
-    parsed = [e for e in parsed if e.event_type != "event_retracted" and e.event_id not in retracted]
-    parsed.sort(key=lambda e: (e.occurred_at, e.recorded_at, e.index))
+    retracted = effective_retractions(parsed)
+    parsed = [e for e in parsed if e.event_type != "event_retracted" and e.event_id.lower() not in retracted]
+    parsed.sort(key=lambda e: fold_order(e.occurred_at, e.event_type, e.event_id))
     if as_of is not None:
         parsed = [e for e in parsed if e.occurred_at <= as_of]
     folder = _Folder(rules, calendar)
@@ -433,6 +490,11 @@ class _Folder:
         episode.enrolled_at = episode.enrolled_at or e.occurred_at
         if p["region"] in episode.allowed_regions:  # an enrolment elsewhere without a transfer is A02, not a move
             episode.current_region = p["region"]
+            # The bureau that supervises the person at term end discharges them (Law 44): after a change of 执行地,
+            # the new one.
+            for obligation in self.obligations:
+                if obligation.rule == "R15_not_discharged" and obligation.is_open and obligation.episode == episode.number:
+                    obligation.obligated_region = p["region"]
         if episode.transferring_to == p["region"]:
             episode.transferring_to = None
 
@@ -592,7 +654,7 @@ class _Folder:
         self._anomalies_missing_while_detained()
         for obligation in self.obligations:
             if obligation.due_at is None and obligation.start is not None:
-                obligation.due_at = self._due(obligation)
+                obligation.due_at, obligation.provisional = self._due(obligation)
 
     def _anomalies_missing_while_detained(self) -> None:
         for lost_start, lost_end, lost_event in self.contact_lost:
@@ -613,30 +675,34 @@ class _Folder:
                     obligation.fulfil(trigger, end)
                 self.obligations.append(obligation)
 
-    def _due(self, obligation: Obligation) -> dt.datetime:
+    def _due(self, obligation: Obligation) -> tuple[dt.datetime, bool]:
+        """The due time, and whether it depends on a year whose holiday notice is not known (provisional)."""
         rule = self.rules[obligation.rule]
         deadline = rule.deadline
         amount = obligation.amount or (deadline.amount if deadline else None)
         unit = deadline.unit if deadline else Unit.DAYS
         start = obligation.start
         if unit is Unit.HOURS:
-            return due_in_hours(start, amount)
+            return due_in_hours(start, amount), False
         # The other periods count from the start's Shanghai date: cached functions of it (_days_end, _period_end).
         day = local_date(start) if isinstance(start, dt.datetime) else start
         if unit is Unit.WORKING_DAYS:
-            return _period_end(Unit.WORKING_DAYS, day, amount, True, self.calendar)
-        if unit is Unit.DAYS and amount >= 0:
-            last = day + dt.timedelta(days=amount)
-            plain = _days_end(last, False, self.calendar)
+            due = _period_end(Unit.WORKING_DAYS, day, amount, True, self.calendar)
         else:
-            plain = _period_end(unit, day, amount, False, self.calendar)
-        # CPL 105: no extension over rest days while the person is in custody at the period's end.
-        in_custody = self.custody and self._in_custody(plain - _MICROSECOND)
-        if in_custody:
-            return plain
-        if unit is Unit.DAYS and amount >= 0:
-            return _days_end(last, True, self.calendar)
-        return _period_end(unit, day, amount, True, self.calendar)
+            if unit is Unit.DAYS and amount >= 0:
+                last = day + dt.timedelta(days=amount)
+                plain = _days_end(last, False, self.calendar)
+            else:
+                plain = _period_end(unit, day, amount, False, self.calendar)
+            # CPL 105: no extension over rest days while the person is in custody at the period's end; then no
+            # holiday decides the due time.
+            if self.custody and self._in_custody(plain - _MICROSECOND):
+                return plain, False
+            if unit is Unit.DAYS and amount >= 0:
+                due = _days_end(last, True, self.calendar)
+            else:
+                due = _period_end(unit, day, amount, True, self.calendar)
+        return due, self.calendar.provisional_between(day, local_date(due - _MICROSECOND))
 
     # -- status -----------------------------------------------------------------------------------------------
 

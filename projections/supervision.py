@@ -78,7 +78,7 @@ def person_rows(view: PersonView) -> PersonRows:
             region, o.rule, o.triggered_by, o.obligated_kind, o.obligated_id, o.obligated_region,
             due_iso, due_us, fulfilled_iso, fulfilled_us,
             None if fulfilled_at is not None and fulfilled_at <= due_at else due_us,
-            rule_set,
+            rule_set, o.provisional,
         ))
     return PersonRows(view.id_number, view.name, person, obligations)
 
@@ -144,12 +144,12 @@ def _process_context() -> multiprocessing.context.BaseContext:
 
 
 class SupervisionProjection:
-    def __init__(self, store: EventStore, read_model: ReadModel, rules: RuleSet, calendar: WorkingCalendar,
-                 page_size: int = 1000, fast_read: bool = True):
+    def __init__(self, store: EventStore, read_model: ReadModel, rules: RuleSet,
+                 calendar: WorkingCalendar | None = None, page_size: int = 1000, fast_read: bool = True):
         self.store = store
         self.read_model = read_model
         self.rules = rules
-        self.calendar = calendar
+        self.calendar = calendar or rules.calendar  # the rule set's own, with its holiday notices
         self.page_size = page_size
         self.fast_read = fast_read
         self.reader = StreamReader.of_store(store)

@@ -9,7 +9,6 @@ from adapters.chain import AuditChain
 from adapters.config import Settings
 from adapters.eventstore import EventStore
 from adapters.readmodel import ReadModel, Sealer
-from domain.calendar import WorkingCalendar
 from domain.rules import RuleSet, load_rule_set
 from projections.supervision import SupervisionProjection
 
@@ -46,7 +45,7 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     store = EventStore(settings.database_url, cipher_key=settings.cipher_key)
     rules = load_rule_set(settings.rules_file)
     read_model = ReadModel(settings.database_url, Sealer(settings.cipher_key))
-    projection = SupervisionProjection(store, read_model, rules, WorkingCalendar())
+    projection = SupervisionProjection(store, read_model, rules)
     chain = AuditChain(store)
     store.after_write.append(chain.link_written)  # every write is chained at once; `audit verify` itself never extends
     record_rule_set(store, rules, clock())
@@ -58,6 +57,6 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     return Services(
         settings=settings, store=store, ingestor=Ingestor(store, clock=clock), rules=rules,
         read_model=read_model, projection=projection, queries=queries,
-        replay=Replay(store, WorkingCalendar(), token=read_model.sealer.token), chain=chain,
+        replay=Replay(store, token=read_model.sealer.token), chain=chain,
         principals=Principals(store, clock), timelines=Timelines(queries),
     )

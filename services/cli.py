@@ -13,7 +13,8 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from domain.calendar import CalendarCoverageWarning
+from domain.calendar import ProvisionalCalendarWarning
+from domain.rules import RuleSetError
 from domain.identity import id_number_problem
 
 from . import timeparse
@@ -270,7 +271,7 @@ def cmd_rebuild(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
-    from domain.rules import RuleSetError, load_rule_set
+    from domain.rules import load_rule_set
 
     rules = args.rules
     if rules and os.path.exists(rules):
@@ -319,12 +320,19 @@ def _rebuild_compare(services: Services) -> int:
 
 
 def cmd_rules(args: argparse.Namespace, services: Services) -> int:
+    calendar = services.rules.calendar.coverage()
     if args.format == "json":
-        _print_json({"version": services.rules.version, "rules": services.rules.describe()})
+        _print_json({"version": services.rules.version, "rules": services.rules.describe(), "calendar": calendar})
         return EXIT_OK
     _table(f"rule set {services.rules.version}", ["rule", "title 名称", "deadline 期限", "obligated 责任机关", "basis 依据"],
            [[r["rule"], r["title"], f"{r['deadline']['amount']} {r['deadline']['unit']}" if r["deadline"] else "-",
              r["obligated"], f"{r['basis']} ({r['confidence']})"] for r in services.rules.describe()])
+    first, last = calendar["package_years"]
+    rows = [[str(n["year"]), "notice 通知 (rules file)", n["source"]] for n in calendar["notices"]]
+    rows.append([f"{first}–{last}", f"{calendar['package']}", "published notices 已发布的放假安排"])
+    rows.append([f"{calendar['provisional_from']}–", "provisional 暂定",
+                 "statutory holidays and 补假 only 按法定节假日推算，调休安排未发布"])
+    _table("holiday calendar 节假日安排", ["years 年份", "from 来源", "note 说明"], rows)
     return EXIT_OK
 
 
@@ -627,14 +635,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Deadlines beyond the official holiday calendar are counted with weekends only; say so once per year, in one
-    # line (the logging record), not twice.
-    warnings.simplefilter("ignore", CalendarCoverageWarning)
+    # A due time in a year whose 调休 notice is not known is provisional: said once per process, in one line (the
+    # logging record), not twice.
+    warnings.simplefilter("ignore", ProvisionalCalendarWarning)
     logging.basicConfig(level=logging.WARNING, format="handoff: %(message)s")
     if not getattr(args, "needs_store", True):
         return args.handler(args, None)
     try:
         services = bootstrap()
+    except RuleSetError as error:  # HANDOFF_RULES_FILE names a file that is not a valid rule set
+        return _fail(f"invalid rules file 规则文件有误: {error}", EXIT_USAGE)
     except Exception as error:  # an unreachable or unreadable store is fatal, reported in one line
         return _fail(f"cannot open the event store: {error}", EXIT_FATAL)
     try:

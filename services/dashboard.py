@@ -28,6 +28,7 @@ import jinja2
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 
 from adapters.readmodel import micros
 from domain.calendar import SHANGHAI, end_of_day
@@ -130,7 +131,8 @@ TEXT = {
         "obligated": "责任机关", "prev": "上一页", "next": "下一页", "page": "第 {n} 页", "no_gaps": "没有符合条件的缺口。",
         "days": "天", "hours": "小时",
         "responsible": "当前责任机关", "nobody": "无（已结束）", "episode": "矫正情况", "term": "矫正期限",
-        "execution_region": "执行地", "current_region": "当前地区", "ended": "结束", "decided_by": "决定机关",
+        "execution_region": "执行地", "decided_region": "原执行地（决定时）", "ended": "结束", "decided_by": "决定机关",
+        "provisional": "暂定", "provisional_help": "按法定节假日推算，调休安排未发布",
         "open_obligations": "未完成的衔接义务", "gap_list": "衔接缺口", "lost_supervision_days": "脱管漏管天数",
         "timeline": "时间线", "timeline_desc": "每个机关一条泳道：圆点为事件，横条为从触发到期限的衔接义务。",
         "legend_met": "按时履行", "legend_upcoming": "未到期", "legend_open": "缺口（逾期未履行，延伸至查看日期）",
@@ -167,7 +169,9 @@ TEXT = {
         "fulfilled": "Fulfilled", "obligated": "Obligated", "prev": "Previous", "next": "Next", "page": "Page {n}",
         "no_gaps": "No gaps match.", "days": "days", "hours": "hours",
         "responsible": "Responsible agency", "nobody": "nobody (ended)", "episode": "Episode", "term": "Term",
-        "execution_region": "Execution region", "current_region": "Current region", "ended": "Ended",
+        "execution_region": "Execution region", "decided_region": "Execution region at decision", "ended": "Ended",
+        "provisional": "provisional",
+        "provisional_help": "counted from the statutory holidays; the year's 调休 arrangement is not published yet",
         "decided_by": "Decided by", "open_obligations": "Open obligations", "gap_list": "Gaps",
         "lost_supervision_days": "Lost supervision days", "timeline": "Timeline",
         "timeline_desc": "One lane per agency: dots are events, bars are obligations from trigger to due time.",
@@ -505,6 +509,8 @@ class Dashboard:
             state_label=lambda s: STATE_LABELS[lang].get(s, s),
             role_label=lambda r: ROLE_LABELS[lang].get(str(r), str(r)),
             event_label=lambda e: EVENT_LABELS.get(e, e) if lang == "zh" else e,
+            provisional_mark=lambda: Markup('<span class="provisional small" title="{}">{}</span>').format(
+                t("provisional_help"), t("provisional")),
             path=request.url.path, **{"principal": None, "as_of_param": None, "as_of_date": None,
                                       "notice": None, "hidden": {}, **context},
         )

@@ -6,17 +6,18 @@ import datetime as dt
 from typing import Any
 
 from adapters.eventstore import EventStore
+from domain.supervision import fold_order
 
 
 def person_history(store: EventStore, id_number: str) -> list[dict[str, Any]] | None:
-    """The person's events in occurred_at order (ties: the order recorded), or None when nobody is on record."""
+    """The person's events in the order the fold takes them (occurred_at, then the causal order of their types), or
+    None when nobody is on record."""
     person = store.person(id_number)
     if person is None:
         return None
-    ordered = sorted(
-        enumerate(person.events),
-        key=lambda item: (dt.datetime.fromisoformat(item[1].occurred_at), item[0]),
-    )
+    ordered = sorted(person.events, key=lambda event: fold_order(
+        dt.datetime.fromisoformat(event.occurred_at), event.event_type, event.event_id))
+    retracted = person.retracted
     return [
         {
             "event_id": event.event_id,
@@ -28,8 +29,8 @@ def person_history(store: EventStore, id_number: str) -> list[dict[str, Any]] | 
             "case_ref": event.case_ref,
             "payload": event.payload,
             "schema_version": event.schema_version,
-            "retracted_by": person.retracted.get(event.event_id),
+            "retracted_by": retracted.get(event.event_id),
             "source": event.source,
         }
-        for _, event in ordered
+        for event in ordered
     ]

@@ -26,7 +26,7 @@ from adapters.eventstore import EventStore
 from domain.authorisation import PublisherIdentity, authorise
 from domain.envelope import ParsedEvent, best_effort_event_id, parse_event
 from domain.errors import Rejected, RejectionCode
-from domain.person import DeadLetter, EventClaim, Person, RecordedEvent, retraction_refusal
+from domain.person import DeadLetter, EventClaim, Person, RecordedEvent, pending_retraction_refusal, retraction_refusal
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,11 @@ class Ingestor:
         events = [event for event in checked if isinstance(event, CheckedEvent)]
         targets = [e.document["payload"]["retracted_event_id"] for e in events if e.event_type == "event_retracted"]
         on_record = self.store.claims([e.event_id for e in events] + targets)
-        retracted_by = self.store.retractions_of(targets) if targets else {}
+        # The retractions of the batch's targets, and those received before the batch's own events (which wait for
+        # them): an event can be retracted once.
+        retracted_by = self.store.retractions_of(targets + [e.event_id for e in events])
+        waiting = [retraction for target, retraction in retracted_by.items() if target not in on_record]
+        on_record.update(self.store.claims(waiting) if waiting else {})
         stream_ids = {e.id_number: Person.create_id(e.id_number) for e in events}
         versions = self.store.stream_versions(stream_ids.values())
         claimed: dict[str, EventClaim] = {}  # this batch's claims
@@ -303,6 +307,13 @@ class Ingestor:
                     if refusal:
                         raise refusal
                     retracted_by[claim.retracts] = claim.event_id
+                elif key in retracted_by:
+                    retraction = claimed.get(retracted_by[key]) or on_record[retracted_by[key]]
+                    refusal = pending_retraction_refusal(retraction, claim)
+                    if refusal:  # the event stands; the retraction that waited for it is refused, visibly
+                        batch.dead_letters.append(self._dead_letter(
+                            {"event_id": retraction.event_id, "retracted_event_id": claim.event_id}, refusal,
+                            source, positions[index] if positions is not None else str(index), recorded_at))
                 version = versions.get(stream_id)
                 if version is None:  # a new person: their stream starts with Registered
                     person = Person(id_number)

@@ -15,7 +15,6 @@ from typing import Any
 
 from adapters.eventstore import EventStore
 from domain.adoption import HISTORY_ID, RuleSetHistory
-from domain.calendar import WorkingCalendar
 from domain.person import RecordedEvent
 from domain.rules import RuleSet, default_rule_set
 from domain.supervision import GAP_STATES, PersonView, fold
@@ -36,7 +35,7 @@ def record_rule_set(store: EventStore, rules: RuleSet, now: dt.datetime) -> None
         history = rule_set_history(store) or RuleSetHistory()
         if history.current_version == rules.version:
             return
-        history.adopt(rules.version, rules.describe(), now.isoformat())
+        history.adopt(rules.version, rules.describe(), now.isoformat(), calendar=rules.describe_calendar())
         try:
             store.save(history)
             return
@@ -49,9 +48,8 @@ def ingested_by(events: list[RecordedEvent], moment: dt.datetime) -> list[Record
 
 
 class Replay:
-    def __init__(self, store: EventStore, calendar: WorkingCalendar, token: Callable[[str], str] = lambda x: x):
+    def __init__(self, store: EventStore, token: Callable[[str], str] = lambda x: x):
         self.store = store
-        self.calendar = calendar
         self.sort_key = gap_sort_key(token)  # the order the service's answers had
 
     def rules_at(self, moment: dt.datetime) -> RuleSet:
@@ -81,7 +79,7 @@ class Replay:
             for stream_id, person in self.store.aggregates(n.originator_id for n in page).items():
                 events = ingested_by(person.events, known_at)
                 if events:
-                    yield fold(events, id_number=person.id_number, rules=rules, calendar=self.calendar, as_of=as_of)
+                    yield fold(events, id_number=person.id_number, rules=rules, as_of=as_of)
             start = page[-1].id + 1
 
     def replay(self, known_at: dt.datetime, as_of: dt.datetime | None = None, rules: RuleSet | str | None = None,
@@ -113,5 +111,5 @@ class Replay:
         if not events:
             return None
         moment = as_of or known_at
-        view = fold(events, id_number=id_number, rules=rule_set, calendar=self.calendar, as_of=moment)
+        view = fold(events, id_number=id_number, rules=rule_set, as_of=moment)
         return status_record(view, moment)

@@ -19,6 +19,8 @@ def gap_record(view: PersonView, obligation: Obligation, as_of: dt.datetime) -> 
                       "region": obligation.obligated_region},
         "triggered_by": obligation.triggered_by,
         "due_at": iso(obligation.due_at),
+        # The due time depends on a year whose 调休 notice is not published: counted from the statute, it may move.
+        "provisional": obligation.provisional,
         "fulfilled_at": iso(obligation.fulfilled_at) if obligation.state(as_of) == "late" else None,
         "rule_set": view.rule_set,
     }
@@ -39,7 +41,8 @@ def status_record(view: PersonView, as_of: dt.datetime) -> dict[str, Any]:
             "current_region": episode.current_region, "ended": episode.ended, "ended_at": iso(episode.ended_at),
         } if episode else None,
         "open_obligations": [
-            {"rule": o.rule, "due_at": iso(o.due_at), "state": o.state(as_of), "triggered_by": o.triggered_by,
+            {"rule": o.rule, "due_at": iso(o.due_at), "provisional": o.provisional, "state": o.state(as_of),
+             "triggered_by": o.triggered_by,
              "obligated": {"kind": o.obligated_kind, "id": o.obligated_id, "region": o.obligated_region}}
             for o in view.obligations if o.state(as_of) in ("upcoming", "open", "pending")
         ],

@@ -19,7 +19,7 @@ from services.ingest import Source
 from services.simulate import SimulationConfig, run
 from tests.builders import decision, id_number
 
-pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.CalendarCoverageWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.ProvisionalCalendarWarning")
 
 CST = dt.timezone(dt.timedelta(hours=8))
 UNTIL = dt.datetime(2026, 6, 30, 18, 0, tzinfo=CST)

@@ -27,7 +27,7 @@ from services.simulate import (
     run,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.CalendarCoverageWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.ProvisionalCalendarWarning")
 
 HANDOFF = str(Path(sys.executable).parent / "handoff")
 CST = dt.timezone(dt.timedelta(hours=8))

@@ -130,11 +130,33 @@ def test_retraction_only_by_the_original_publisher(store, ingestor):
     assert history[0]["retracted_by"] == by_publisher["event_id"]
 
 
-def test_retraction_of_an_event_not_on_record_is_refused(store, ingestor):
-    retraction = envelope("event_retracted", {"retracted_event_id": "6f1c9a9e-0000-4000-8000-000000000000",
-                                              "reason": "x"}, kind="court")
-    [item] = ingestor.ingest([retraction], OPERATOR).items
-    assert (item.status, item.code) == ("rejected", "retraction_refused")
+def test_a_retraction_received_before_its_target_is_kept_and_voids_it_when_it_arrives(store, ingestor):
+    """The police retract a wrongful detention, and the two messages cross: the retraction is accepted and waits;
+    when the detention arrives, it is void (domain.md, "Same instant")."""
+    person = id_number(9)
+    detention = envelope("detention_started", {"detention_kind": "administrative"}, kind="police", person=person,
+                         occurred_at=dt.datetime(2024, 3, 2, 9, tzinfo=CST))
+    undo = envelope("event_retracted", {"retracted_event_id": detention["event_id"], "reason": "抓错人"},
+                    kind="police", person=person, occurred_at=dt.datetime(2024, 3, 2, 11, tzinfo=CST))
+    assert [i.status for i in ingestor.ingest([undo], OPERATOR).items] == ["accepted"]
+    assert [i.status for i in ingestor.ingest([detention], OPERATOR).items] == ["accepted"]
+    history = person_history(store, person)
+    assert {e["event_id"]: e["retracted_by"] for e in history}[detention["event_id"]] == undo["event_id"]
+    assert dead_letters(store) == []
+
+
+def test_a_waiting_retraction_by_another_agency_is_refused_visibly_when_its_target_arrives(store, ingestor):
+    person = id_number(10)
+    detention = envelope("detention_started", {"detention_kind": "administrative"}, kind="police", person=person)
+    by_bureau = envelope("event_retracted", {"retracted_event_id": detention["event_id"], "reason": "x"},
+                         kind="bureau", person=person)
+    ingestor.ingest([by_bureau], OPERATOR)
+    [item] = ingestor.ingest([detention], OPERATOR).items
+    assert item.status == "accepted"  # the detention stands ...
+    assert all(e["retracted_by"] is None for e in person_history(store, person))
+    [letter] = dead_letters(store)  # ... and the retraction's refusal is kept where the bureau can see it
+    assert (letter.code, letter.event_id) == ("retraction_refused", by_bureau["event_id"])
+    assert "only the original publisher" in letter.reason and detention["event_id"] in letter.raw
 
 
 def test_retraction_rules_hold_across_batches_and_workers(store):
@@ -156,7 +178,7 @@ def test_retraction_rules_hold_across_batches_and_workers(store):
     status, code, reason = outcome(retract(original["event_id"], region="520221"))
     assert (status, code) == ("rejected", "retraction_refused") and "only the original publisher" in reason
     status, code, reason = outcome(retract(others_event["event_id"]))
-    assert (status, code) == ("rejected", "retraction_refused") and "not on record for this person" in reason
+    assert (status, code) == ("rejected", "retraction_refused") and "on record for another person" in reason
     first = retract(original["event_id"])
     assert outcome(first)[:2] == ("accepted", None)
     status, code, reason = outcome(retract(original["event_id"]))

@@ -26,7 +26,7 @@ from services.bootstrap import bootstrap
 from services.ingest import Source
 from services.simulate import SimulationConfig, run
 
-pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.CalendarCoverageWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.ProvisionalCalendarWarning")
 
 CST = dt.timezone(dt.timedelta(hours=8))
 UNTIL = dt.datetime(2026, 6, 30, 18, 0, tzinfo=CST)
@@ -196,7 +196,7 @@ def test_the_read_model_stores_awkward_text_exactly(database_url):
             PersonRows(f"52022219800101{n:04d}", text,
                        ("520222", "under_supervision", None, None, -1, None, 2**62, "probation", "v1"),
                        [("520222", "R04_not_reported", text, "bureau", text, None, text, 0, None, None, -(2**62),
-                         "v1")])
+                         "v1", True)])
             for n, text in enumerate(awkward)
         ]
         read_model.apply("test", 0, 1, "v1", rows)

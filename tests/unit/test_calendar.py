@@ -15,8 +15,10 @@ import pytest
 from domain import calendar as cal
 from domain.calendar import (
     SHANGHAI,
-    CalendarCoverageWarning,
+    ProvisionalCalendarWarning,
     WorkingCalendar,
+    YearNotice,
+    add_months,
     due_in_days,
     due_in_hours,
     due_in_months,
@@ -33,13 +35,11 @@ def at(text: str) -> datetime:
 
 
 @pytest.fixture
-def fresh_coverage_state():
-    """Forget cached lookups and already-warned years, so a test sees the first lookup of a year."""
-    cal._is_working_day.cache_clear()
-    cal._WARNED_YEARS.clear()
+def fresh_warning_state():
+    """Forget that this process already warned about a provisional year, so a test sees the first warning."""
+    cal._warned = False
     yield
-    cal._is_working_day.cache_clear()
-    cal._WARNED_YEARS.clear()
+    cal._warned = True
 
 
 # --- the calendar itself --------------------------------------------------------------------------------------
@@ -200,14 +200,32 @@ def test_hours_are_returned_in_shanghai_time():
 @pytest.mark.parametrize(
     "start, months, due",
     [
-        (date(2024, 1, 31), 1, "2024-03-01T00:00:00+08:00"),  # Feb 29 (leap year), Thursday
-        (date(2024, 11, 30), 3, "2025-03-01T00:00:00+08:00"),  # Feb 28 2025, Friday
+        (date(2024, 1, 31), 1, "2024-03-01T00:00:00+08:00"),  # Jan 31 is a month end -> Feb 29 (leap), Thursday
+        (date(2024, 11, 30), 3, "2025-03-01T00:00:00+08:00"),  # Nov 30 is a month end -> Feb 28 2025, Friday
         (date(2024, 3, 15), 12, "2025-03-18T00:00:00+08:00"),  # Sat Mar 15 2025 -> Mon Mar 17
-        (date(2023, 2, 28), 12, "2024-02-29T00:00:00+08:00"),  # Feb 28 stays Feb 28, not month end
+        (date(2023, 2, 28), 12, "2024-03-01T00:00:00+08:00"),  # Feb 28 2023 is a month end -> Thu Feb 29 2024
+        (date(2024, 2, 28), 12, "2025-03-01T00:00:00+08:00"),  # Feb 28 2024 is not (leap year) -> Fri Feb 28 2025
+        (date(2024, 1, 30), 1, "2024-03-01T00:00:00+08:00"),  # Feb has no 30th -> its last day, Thu Feb 29
     ],
 )
-def test_months_same_day_number_clamped_to_month_end(start, months, due):
+def test_months_by_spc_2021_art_202(start, months, due):
     assert due_in_months(start, months, CAL) == at(due)
+
+
+@pytest.mark.parametrize(
+    "first, months, last",
+    [
+        # "期限起算日为本月最后一日的，至下月最后一日为一个月" (SPC 2021 art. 202)
+        (date(2027, 2, 28), 3, date(2027, 5, 31)),
+        (date(2025, 4, 30), 1, date(2025, 5, 31)),
+        (date(2025, 1, 31), 1, date(2025, 2, 28)),
+        (date(2028, 2, 29), 1, date(2028, 3, 31)),
+        (date(2025, 5, 30), 1, date(2025, 6, 30)),  # May 30 is not a month end: the same day, June 30
+        (date(2025, 5, 15), 0, date(2025, 5, 15)),
+    ],
+)
+def test_add_months_counts_from_a_month_end_to_a_month_end(first, months, last):
+    assert add_months(first, months) == last
 
 
 def test_months_cross_a_year_end():
@@ -226,35 +244,97 @@ def test_months_from_a_datetime_use_the_shanghai_date():
     assert due_in_months(at("2024-01-30T20:00:00Z"), 1, CAL) == at("2024-03-01T00:00:00+08:00")
 
 
-# --- uncovered years ---------------------------------------------------------------------------------------------
+# --- years without a published notice: the statute alone, provisional -------------------------------------------
+
+# 2027 by the 全国年节及纪念日放假办法 (2025 revision) alone: 元旦 Fri Jan 1; 春节 除夕 Fri Feb 5 to Mon Feb 8, with 补假
+# for Sat Feb 6 and Sun Feb 7 on Tue Feb 9 and Wed Feb 10; 劳动节 Sat May 1 and Sun May 2 -> 补假 Mon May 3, Tue May 4.
 
 
-def test_uncovered_year_falls_back_to_weekends_and_warns_once(fresh_coverage_state, caplog):
+@pytest.mark.parametrize(
+    "day, working",
+    [
+        ("2027-01-01", False),  # 元旦, a Friday
+        ("2027-01-04", True),
+        ("2027-02-05", False),  # 除夕 (a statutory holiday from 2025)
+        ("2027-02-08", False),
+        ("2027-02-09", False),  # 补假 for Sat Feb 6
+        ("2027-02-10", False),  # 补假 for Sun Feb 7
+        ("2027-02-11", True),
+        ("2027-02-13", False),  # a Saturday: no 调休 make-up day is known yet
+        ("2027-05-03", False),  # 补假 for Sat May 1
+        ("2027-05-04", False),  # 补假 for Sun May 2
+        ("2027-10-01", False),
+    ],
+)
+def test_a_year_without_a_notice_has_the_statutory_holidays_and_their_substitutes(day, working):
+    assert CAL.is_working_day(date.fromisoformat(day)) is working
+
+
+def test_which_years_are_provisional():
+    assert not CAL.is_provisional(2024) and not CAL.is_provisional(2026)
+    assert CAL.is_provisional(2027) and CAL.is_provisional(2031)
+    assert CAL.provisional_between(date(2026, 12, 2), date(2027, 1, 4))
+    assert not CAL.provisional_between(date(2026, 3, 1), date(2026, 12, 31))
+
+
+def test_r13_from_december_2026_ends_after_new_year_and_a_weekend():
+    # contact_lost Wed 2026-12-02 + 30 days = Fri 2027-01-01 (元旦); Sat 2, Sun 3 -> Mon 2027-01-04, ends 24:00.
+    assert due_in_days(date(2026, 12, 2), 30, CAL) == at("2027-01-05T00:00:00+08:00")
+
+
+def test_a_period_ending_in_spring_festival_2027_runs_past_its_substitute_days():
+    # term_end Fri 2027-02-05 + 1 day = Sat Feb 6 (春节); Feb 6-10 are rest days -> Thu Feb 11, ends 24:00.
+    assert due_in_days(date(2027, 2, 5), 1, CAL) == at("2027-02-12T00:00:00+08:00")
+
+
+def test_the_provisional_warning_is_given_once_per_process(fresh_warning_state, caplog):
     caplog.set_level(logging.WARNING, logger="domain.calendar")
-    with pytest.warns(CalendarCoverageWarning, match="2031"):
-        assert CAL.is_working_day(date(2031, 1, 1)) is True  # a Wednesday: the fallback knows no holidays
-    assert "2031" in caplog.text
+    with pytest.warns(ProvisionalCalendarWarning, match="2027"):
+        assert CAL.provisional_between(date(2027, 1, 1), date(2027, 1, 4))
+    assert "2027" in caplog.text
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a second warning for 2031 would fail here
-        assert CAL.is_working_day(date(2031, 1, 4)) is False  # Saturday
-        assert CAL.is_working_day(date(2031, 1, 5)) is False  # Sunday
-        assert CAL.is_working_day(date(2031, 1, 6)) is True  # Monday
-        # Thu Jan 2 + 2 = Sat Jan 4 -> Mon Jan 6
-        assert due_in_days(date(2031, 1, 2), 2, CAL) == at("2031-01-07T00:00:00+08:00")
-    with pytest.warns(CalendarCoverageWarning, match="2032"):
-        CAL.is_working_day(date(2032, 6, 1))
+        warnings.simplefilter("error")  # a second warning, for 2027 or another year, would fail here
+        assert CAL.provisional_between(date(2031, 1, 1), date(2031, 1, 4))
+        assert CAL.provisional_between(date(2027, 6, 1), date(2027, 6, 4))
 
 
-def test_period_running_into_an_uncovered_year_warns(fresh_coverage_state):
-    # last covered year is 2026 (package 1.11.0); Dec 28 2026 + 7 = Mon Jan 4 2027, past the data
-    with pytest.warns(CalendarCoverageWarning, match="2027"):
-        assert due_in_days(date(2026, 12, 28), 7, CAL) == at("2027-01-05T00:00:00+08:00")
-
-
-def test_covered_year_does_not_warn(fresh_coverage_state):
+def test_a_published_year_does_not_warn(fresh_warning_state):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        assert not CAL.provisional_between(date(2024, 9, 27), date(2024, 10, 17))
         due_in_working_days(date(2024, 9, 27), 10, CAL)
+
+
+# A made-up 2027 notice (the real one is not out): Jan 1-3 off; Spring Festival Feb 5-11 off with Sun Jan 31 and
+# Sat Feb 20 as working days.
+NOTICE_2027 = YearNotice(
+    2027,
+    holidays=frozenset({date(2027, 1, 1), *(date(2027, 2, d) for d in (5, 8, 9, 10, 11))}),
+    workdays=frozenset({date(2027, 1, 31), date(2027, 2, 20)}),
+    source="国办发明电〔2026〕X号（测试用）",
+)
+
+
+def test_a_configured_notice_replaces_the_statutory_estimate_and_is_not_provisional():
+    calendar = WorkingCalendar([NOTICE_2027])
+    assert not calendar.is_provisional(2027)
+    assert calendar.is_working_day(date(2027, 1, 31)) and calendar.is_working_day(date(2027, 2, 20))
+    assert not calendar.is_working_day(date(2027, 2, 11))
+    # term_end Feb 5 + 1 = Sat Feb 6 -> the notice's holiday runs to Thu Feb 11 -> Fri Feb 12.
+    assert due_in_days(date(2027, 2, 5), 1, calendar) == at("2027-02-13T00:00:00+08:00")
+    assert due_in_days(date(2027, 2, 5), 1, CAL) == at("2027-02-12T00:00:00+08:00")  # the default calendar unchanged
+
+
+@pytest.mark.parametrize(
+    "holidays, workdays, problem",
+    [
+        ({date(2028, 1, 1)}, set(), "not in 2027"),
+        ({date(2027, 1, 31)}, {date(2027, 1, 31)}, "both"),
+    ],
+)
+def test_a_notice_with_impossible_dates_is_refused(holidays, workdays, problem):
+    with pytest.raises(ValueError, match=problem):
+        YearNotice(2027, frozenset(holidays), frozenset(workdays), "x")
 
 
 # --- naive datetimes ---------------------------------------------------------------------------------------------

@@ -192,6 +192,29 @@ def test_every_page_renders_with_chinese_labels(browser, county):
     assert log[0]["action"] == "dashboard person" and log[0]["name"] == "市局监督员"
 
 
+def test_the_person_page_marks_provisional_due_times_and_shows_the_current_execution_region(browser, county):
+    """A term ending in 2027, a year whose 调休 notice is not known, has a provisional R15 due time: 暂定 beside it,
+    with the reason. A person moved to another 执行地 shows the new one as 执行地 and the decision's beside it."""
+    services, _ = county
+    client = browser("auditor")
+    provisional = next(
+        (status for status in (services.queries.status(p.id_number) for p in services.read_model.persons())
+         if status and any(o["provisional"] for o in status["open_obligations"])), None)
+    assert provisional is not None, "the simulated county has terms ending after 2026"
+    page = client.get(f"/persons/{provisional['id_number']}").text
+    assert 'class="provisional small"' in page and "暂定" in page
+    assert "按法定节假日推算，调休安排未发布" in page and 'id="provisional-note"' in page
+
+    moved = next((status for status in (services.queries.status(p.id_number) for p in services.read_model.persons())
+                  if status and status["episode"]
+                  and status["episode"]["current_region"] != status["episode"]["execution_region"]), None)
+    assert moved is not None, "the simulated county has changes of 执行地"
+    page = client.get(f"/persons/{moved['id_number']}").text
+    assert number(page, "execution-region") == moved["episode"]["current_region"]
+    assert number(page, "decided-region") == moved["episode"]["execution_region"]
+    assert "原执行地（决定时）" in page
+
+
 def test_pagination_and_filters(browser, county):
     services, _ = county
     client = browser("auditor")

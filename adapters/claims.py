@@ -3,8 +3,9 @@
 The event store alone can tell whether an event_id is on record only by reading streams. Ingest needs to know it
 for every incoming event, across all persons, so each accepted event also claims its id in a narrow table
 (`EventClaim` in domain/person.py): the primary key makes a second claim of the same id fail inside the store's
-transaction, exactly like a second writer's version conflict, and a unique `retracts` column lets an event be
-retracted only once even with concurrent writers.
+transaction, exactly like a second writer's version conflict, and a unique (`retracts`, publisher) pair lets an
+agency retract an event only once even with concurrent writers. Several agencies may hold a retraction of the same
+event id: one that arrived before its target waits for it, and only the target's own publisher's takes effect.
 
 The claims are an index over the person events, not a record of their own: they are not in the audit chain, and
 `backfill` derives them from the events (for stores written before claims existed).
@@ -57,7 +58,8 @@ class SQLiteClaimingRecorder(SQLiteProcessRecorder):
             *super().construct_create_table_statements(),
             f"CREATE TABLE IF NOT EXISTS {self.claims_table_name} (event_id TEXT PRIMARY KEY, "
             "content_hash TEXT NOT NULL, person_stream TEXT NOT NULL, publisher_kind TEXT NOT NULL, "
-            "publisher_id TEXT NOT NULL, event_type TEXT NOT NULL, retracts TEXT UNIQUE)",
+            "publisher_id TEXT NOT NULL, event_type TEXT NOT NULL, retracts TEXT, "
+            "UNIQUE (retracts, publisher_kind, publisher_id))",
         ]
 
     # Set by the audit chain (adapters/chain.py) when its tables live in this database: links each write inside
@@ -145,7 +147,8 @@ class PostgresClaimingRecorder(PostgresProcessRecorder):
         self.sql_create_statements.append(SQL(
             "CREATE TABLE IF NOT EXISTS {} (event_id text PRIMARY KEY, content_hash text NOT NULL, "
             "person_stream uuid NOT NULL, publisher_kind text NOT NULL, publisher_id text NOT NULL, "
-            "event_type text NOT NULL, retracts text UNIQUE)").format(self._claims))
+            "event_type text NOT NULL, retracts text, UNIQUE (retracts, publisher_kind, publisher_id))").format(
+                self._claims))
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         from psycopg.sql import SQL
@@ -201,7 +204,10 @@ def claims_by_event_id(recorder: ClaimingRecorder, event_ids: Iterable[str]) -> 
     return {claim.event_id: claim for claim in recorder.select_claims("event_id", sorted({i.lower() for i in event_ids}))}
 
 
-def retractions_of(recorder: ClaimingRecorder, event_ids: Iterable[str]) -> dict[str, str]:
-    """For each of these event ids that has been retracted: the event_id of its retraction."""
-    return {claim.retracts: claim.event_id
-            for claim in recorder.select_claims("retracts", sorted({i.lower() for i in event_ids})) if claim.retracts}
+def retractions_of(recorder: ClaimingRecorder, event_ids: Iterable[str]) -> dict[str, list[EventClaim]]:
+    """For each of these event ids that some agency has retracted: the claims of those retractions."""
+    found: dict[str, list[EventClaim]] = {}
+    for claim in recorder.select_claims("retracts", sorted({i.lower() for i in event_ids})):
+        if claim.retracts:
+            found.setdefault(claim.retracts, []).append(claim)
+    return found

@@ -71,8 +71,9 @@ class EventStore(Application[UUID]):
         """The claims of those event ids that are on record, by lower-case event_id."""
         return claims_by_event_id(self.claiming_recorder, event_ids)
 
-    def retractions_of(self, event_ids: Iterable[str]) -> dict[str, str]:
-        """Retracted event id -> the event_id of its retraction, for those of these ids that were retracted."""
+    def retractions_of(self, event_ids: Iterable[str]) -> dict[str, list[EventClaim]]:
+        """Retracted event id -> the claims of its retractions (by any agency), for those of these ids that have
+        one."""
         return retractions_of(self.claiming_recorder, event_ids)
 
     def stream_versions(self, stream_ids: Iterable[UUID]) -> dict[UUID, int]:

@@ -52,7 +52,8 @@ class Person(Aggregate):
         self.id_number = id_number
         self.events: list[RecordedEvent] = []
         self._by_id: dict[str, RecordedEvent] = {}
-        self._retractions: dict[str, str] = {}  # retracted event_id -> the retraction's event_id, pending or not
+        # (retracted event_id, retracting kind, id) -> the retraction's event_id, waiting or not
+        self._retractions: dict[tuple[str, str, str], str] = {}
 
     @property
     def retracted(self) -> dict[str, str]:
@@ -67,7 +68,8 @@ class Person(Aggregate):
         target = self._by_id.get(retracted_event_id)
         refusal = retraction_refusal(
             agency, retracted_event_id,
-            EventClaim.of(target, self.id) if target else None, self.id, self._retractions.get(retracted_event_id))
+            EventClaim.of(target, self.id) if target else None, self.id,
+            self._retractions.get((retracted_event_id, agency["kind"], agency["id"])))
         if refusal:
             raise refusal
 
@@ -130,7 +132,7 @@ class Person(Aggregate):
         self.events.append(recorded)
         self._by_id[recorded.event_id] = recorded
         if recorded.event_type == "event_retracted":
-            self._retractions[recorded.payload["retracted_event_id"]] = recorded.event_id
+            self._retractions[(recorded.payload["retracted_event_id"], *recorded.publisher)] = recorded.event_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,10 @@ class EventClaim:
     event_type: str
     retracts: str | None = None  # for an event_retracted: the event_id it retracts
 
+    @property
+    def publisher(self) -> tuple[str, str]:
+        return self.publisher_kind, self.publisher_id
+
     @staticmethod
     def of(recorded: RecordedEvent, person_stream: uuid.UUID) -> EventClaim:
         kind, publisher = recorded.publisher
@@ -162,7 +168,7 @@ def retraction_refusal(
     """Why this agency may not retract that event of this person now, or None if it may.
 
     `target` is the claim of the event to retract (None if it is not on record yet: the retraction is then kept
-    and waits for it); `retracted_by` the event_id of an earlier retraction of it, if any. The same test decides,
+    and waits for it); `retracted_by` the event_id of this agency's earlier retraction of it, if any. The same test decides,
     when a target arrives after its retraction, whether that retraction takes effect (`pending_retraction_refusal`)."""
     if retracted_by is not None:
         return Rejected(

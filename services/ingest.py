@@ -272,11 +272,9 @@ class Ingestor:
         events = [event for event in checked if isinstance(event, CheckedEvent)]
         targets = [e.document["payload"]["retracted_event_id"] for e in events if e.event_type == "event_retracted"]
         on_record = self.store.claims([e.event_id for e in events] + targets)
-        # The retractions of the batch's targets, and those received before the batch's own events (which wait for
-        # them): an event can be retracted once.
-        retracted_by = self.store.retractions_of(targets + [e.event_id for e in events])
-        waiting = [retraction for target, retraction in retracted_by.items() if target not in on_record]
-        on_record.update(self.store.claims(waiting) if waiting else {})
+        # The retractions (by any agency) of the batch's targets, and those received before the batch's own events,
+        # which waited for them.
+        retractions = self.store.retractions_of(targets + [e.event_id for e in events])
         stream_ids = {e.id_number: Person.create_id(e.id_number) for e in events}
         versions = self.store.stream_versions(stream_ids.values())
         claimed: dict[str, EventClaim] = {}  # this batch's claims
@@ -300,19 +298,19 @@ class Ingestor:
                 recorded = self._recorded(event, recorded_at, source)
                 claim = EventClaim.of(recorded, stream_id)
                 if claim.retracts is not None:
+                    earlier = retractions.setdefault(claim.retracts, [])
                     refusal = retraction_refusal(
                         recorded.agency, recorded.payload["retracted_event_id"],
                         claimed.get(claim.retracts) or on_record.get(claim.retracts), stream_id,
-                        retracted_by.get(claim.retracts))
+                        next((r.event_id for r in earlier if r.publisher == claim.publisher), None))
                     if refusal:
                         raise refusal
-                    retracted_by[claim.retracts] = claim.event_id
-                elif key in retracted_by:
-                    retraction = claimed.get(retracted_by[key]) or on_record[retracted_by[key]]
-                    refusal = pending_retraction_refusal(retraction, claim)
-                    if refusal:  # the event stands; the retraction that waited for it is refused, visibly
+                    earlier.append(claim)
+                for waited in retractions.get(key, ()) if claim.retracts is None else ():
+                    refusal = pending_retraction_refusal(waited, claim)
+                    if refusal:  # the event stands; a retraction that waited for it is refused, visibly
                         batch.dead_letters.append(self._dead_letter(
-                            {"event_id": retraction.event_id, "retracted_event_id": claim.event_id}, refusal,
+                            {"event_id": waited.event_id, "retracted_event_id": claim.event_id}, refusal,
                             source, positions[index] if positions is not None else str(index), recorded_at))
                 version = versions.get(stream_id)
                 if version is None:  # a new person: their stream starts with Registered

@@ -13,7 +13,7 @@ from domain.authorisation import PublisherIdentity
 from domain.catalog import AgencyKind
 from domain.person import Person
 from services.history import person_history
-from services.ingest import Ingestor, Source
+from services.ingest import FUTURE_TOLERANCE, Ingestor, Source
 from tests.builders import CST, agency, decision, envelope, id_number
 
 OPERATOR = Source("test")
@@ -27,8 +27,9 @@ def store(database_url):
 
 
 @pytest.fixture
-def ingestor(store):
-    return Ingestor(store)
+def ingestor(store, clock):
+    """The ingestor on the tests' clock (`now`): what it records and what it calls the future are the test's."""
+    return Ingestor(store, clock=clock)
 
 
 def stored_events(store: EventStore, id_number_: str) -> list:
@@ -40,7 +41,8 @@ def dead_letters(store: EventStore) -> list:
     return list(store.dead_letters(limit=10_000))
 
 
-def test_accepted_event_is_stored_with_times_publisher_and_payload(store, ingestor):
+@pytest.mark.clock
+def test_accepted_event_is_stored_with_times_publisher_and_payload(store, ingestor, now):
     event = decision(id_number(1))
     result = ingestor.ingest([event], OPERATOR)
     assert [item.status for item in result.items] == ["accepted"]
@@ -48,7 +50,7 @@ def test_accepted_event_is_stored_with_times_publisher_and_payload(store, ingest
     [stored] = stored_events(store, id_number(1))
     assert stored.event_id == event["event_id"]
     assert stored.occurred_at == "2024-03-01T10:00:00+08:00"
-    assert dt.datetime.fromisoformat(stored.recorded_at) > dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert dt.datetime.fromisoformat(stored.recorded_at) == now  # recorded at the ingestor's clock
     assert stored.agency == agency("court")
     assert stored.payload == event["payload"]
     assert store.person(id_number(1)).id == Person.create_id(id_number(1))
@@ -159,6 +161,26 @@ def test_a_waiting_retraction_by_another_agency_is_refused_visibly_when_its_targ
     assert "only the original publisher" in letter.reason and detention["event_id"] in letter.raw
 
 
+@pytest.mark.parametrize("publisher_first", [True, False])
+def test_retractions_by_two_agencies_waiting_for_the_same_target_end_alike_in_either_order(store, ingestor,
+                                                                                        publisher_first):
+    """Found by the arrival-order property test: a wrong agency's retraction that arrived first must not keep the
+    publisher's own from being stored."""
+    person = id_number(11)
+    discharged = envelope("discharged", {"certificate_no": "JJ1"}, kind="bureau", person=person)
+    by_bureau = envelope("event_retracted", {"retracted_event_id": discharged["event_id"], "reason": "录入错误"},
+                         kind="bureau", person=person)
+    by_court = envelope("event_retracted", {"retracted_event_id": discharged["event_id"], "reason": "录入错误"},
+                        kind="court", person=person)
+    for item in ([by_bureau, by_court] if publisher_first else [by_court, by_bureau]):
+        assert [i.status for i in ingestor.ingest([item], OPERATOR).items] == ["accepted"]
+    assert [i.status for i in ingestor.ingest([discharged], OPERATOR).items] == ["accepted"]
+    retracted = {e["event_id"]: e["retracted_by"] for e in person_history(store, person)}
+    assert retracted[discharged["event_id"]] == by_bureau["event_id"]
+    [letter] = dead_letters(store)
+    assert (letter.code, letter.event_id) == ("retraction_refused", by_court["event_id"])
+
+
 def test_retraction_rules_hold_across_batches_and_workers(store):
     """Ingest decides retractions from the store's event claims, not from memory: each batch here goes through a
     fresh Ingestor, so every check reads what earlier batches stored."""
@@ -206,7 +228,12 @@ def test_an_event_can_be_retracted_only_once_even_by_concurrent_writers(store):
         store.append([], claims=[EventClaim("0b7d5a4e-2222-4000-8000-000000000003", "h3", person.id, "bureau", "SFJ",
                                             "event_retracted", retracts="0b7d5a4e-2222-4000-8000-000000000001")])
     assert store.retractions_of(["0b7d5a4e-2222-4000-8000-000000000001"]) == {
-        "0b7d5a4e-2222-4000-8000-000000000001": "0b7d5a4e-2222-4000-8000-000000000002"}
+        "0b7d5a4e-2222-4000-8000-000000000001": [first]}
+    # Another agency may hold a retraction of the same id (one that waits for its target; only the target's
+    # publisher's takes effect).
+    other = EventClaim("0b7d5a4e-2222-4000-8000-000000000004", "h4", person.id, "court", "FY", "event_retracted",
+                       retracts="0b7d5a4e-2222-4000-8000-000000000001")
+    store.append([], claims=[other])
 
 
 def test_claims_are_derived_once_for_a_store_written_before_claims_existed(database_url):
@@ -226,7 +253,8 @@ def test_claims_are_derived_once_for_a_store_written_before_claims_existed(datab
     reopened = EventStore(database_url)
     try:
         assert reopened.claiming_recorder.count_claims() == 3
-        assert reopened.retractions_of([events[1]["event_id"]]) == {events[1]["event_id"]: retraction["event_id"]}
+        assert [r.event_id for r in reopened.retractions_of([events[1]["event_id"]])[events[1]["event_id"]]] == \
+            [retraction["event_id"]]
         result = Ingestor(reopened).ingest([*events, retraction], OPERATOR)
         assert [item.status for item in result.items] == ["duplicate"] * 3
     finally:
@@ -254,12 +282,24 @@ def test_recorded_at_only_when_importing(store, ingestor):
     assert stored.recorded_at == "2024-03-05T09:00:00+08:00"
 
 
-def test_events_from_the_future_are_refused(store, ingestor):
+@pytest.mark.clock
+def test_events_from_the_future_are_refused(store, ingestor, now):
+    """The future is the ingestor's clock's (give or take FUTURE_TOLERANCE for the publishers' clocks), not the
+    machine's: at a `now` ahead of the real date, an event of a minute ago is accepted."""
     future = decision(id_number(7))
-    future["occurred_at"] = (dt.datetime.now(CST) + dt.timedelta(days=2)).isoformat()
+    future["occurred_at"] = (now + dt.timedelta(days=2)).isoformat()
     [item] = ingestor.ingest([future], OPERATOR).items
     assert (item.status, item.code) == ("rejected", "invalid_envelope")
     assert "future" in item.reason
+
+    just_beyond = decision(id_number(12))
+    just_beyond["occurred_at"] = (now + FUTURE_TOLERANCE + dt.timedelta(minutes=1)).isoformat()
+    within = decision(id_number(10))
+    within["occurred_at"] = (now + FUTURE_TOLERANCE - dt.timedelta(minutes=1)).isoformat()
+    a_minute_ago = decision(id_number(11))
+    a_minute_ago["occurred_at"] = (now - dt.timedelta(minutes=1)).isoformat()
+    items = ingestor.ingest([just_beyond, within, a_minute_ago], OPERATOR).items
+    assert [item.status for item in items] == ["rejected", "accepted", "accepted"]
 
 
 def test_history_is_in_occurred_at_order_whatever_the_arrival_order(store, ingestor):

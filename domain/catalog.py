@@ -46,6 +46,32 @@ def _check_region(value: str) -> str:
 
 
 RegionCode = Annotated[str, AfterValidator(_check_region)]
+
+# The dates an event can plausibly carry: community correction's measures exist since the Criminal Law of 1979
+# (管制, 缓刑, 假释), and the PRC holiday calendar (the lunar tables of the `holidays` package) ends with 2100. A date
+# outside is a typing error (9999-12-31 for "indefinite", 0001-01-01 for "unknown"), refused with a clear reason,
+# never a period the service would count holidays over.
+EARLIEST_DATE = dt.date(1979, 1, 1)
+LATEST_DATE = dt.date(2100, 12, 31)
+
+
+def date_range_problem(day: dt.date) -> str | None:
+    """Why a date is not plausible for an event, in Chinese then English; None when it is."""
+    if EARLIEST_DATE <= day <= LATEST_DATE:
+        return None
+    return (f"日期 {day.isoformat()} 超出合理范围（{EARLIEST_DATE.isoformat()} 至 {LATEST_DATE.isoformat()}）"
+            f" / date {day.isoformat()} is outside the plausible range {EARLIEST_DATE.isoformat()} to "
+            f"{LATEST_DATE.isoformat()}")
+
+
+def _check_date(value: dt.date) -> dt.date:
+    problem = date_range_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+PlausibleDate = Annotated[dt.date, AfterValidator(_check_date)]
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -87,8 +113,8 @@ CategoryField = Annotated[str, AfterValidator(_check_category)]
 
 class DecisionEffective(Payload):
     category: CategoryField
-    term_start: dt.date
-    term_end: dt.date
+    term_start: PlausibleDate
+    term_end: PlausibleDate
     execution_region: RegionCode
     document_no: ShortText
     in_custody: bool
@@ -155,7 +181,7 @@ class NewRegion(Payload):
 
 
 class TermChanged(Payload):
-    new_term_end: dt.date
+    new_term_end: PlausibleDate
     reason: Text
 
 
@@ -164,7 +190,7 @@ class Discharged(Payload):
 
 
 class DeathRecorded(Payload):
-    date_of_death: dt.date
+    date_of_death: PlausibleDate
 
 
 class AgencyRef(Payload):

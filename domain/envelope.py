@@ -17,7 +17,7 @@ import orjson
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
                       create_model)
 
-from .catalog import CATALOG, AgencyKind, Payload, RegionCode, ShortText
+from .catalog import CATALOG, AgencyKind, Payload, RegionCode, ShortText, date_range_problem
 from .errors import Rejected, RejectionCode
 from .identity import id_number_problem, normalise_id_number
 from .upcasting import CURRENT_SCHEMA_VERSION, UnsupportedVersion, upcast
@@ -51,17 +51,31 @@ class PersonRef(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=64)]
 
 
+def _check_moment(value: dt.datetime) -> dt.datetime:
+    # The Shanghai date: a moment near a year's edge is on another date in UTC.
+    try:
+        problem = date_range_problem((value + (dt.timedelta(hours=8) - value.utcoffset())).date())
+    except OverflowError:
+        problem = date_range_problem(dt.date.max if value.year > 2000 else dt.date.min)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+PlausibleMoment = Annotated[AwareDatetime, AfterValidator(_check_moment)]
+
+
 class Envelope(_Strict):
     event_id: uuid.UUID
     event_type: str
     schema_version: Annotated[int, Field(ge=1)]
     agency: Agency
     person: PersonRef
-    occurred_at: AwareDatetime
+    occurred_at: PlausibleMoment
     case_ref: ShortText | None = None
     payload: dict[str, Any]
     # Set by the service. A producer may carry it only when migrating legacy records (`handoff publish --import`).
-    recorded_at: AwareDatetime | None = None
+    recorded_at: PlausibleMoment | None = None
 
 
 @dataclass(frozen=True, slots=True)

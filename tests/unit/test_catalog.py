@@ -161,6 +161,34 @@ def assert_invalid_payload(event_type, body):
     return error
 
 
+@pytest.mark.parametrize(("event_type", "field", "value"), [
+    ("decision_effective", "term_end", "9999-12-31"),  # "indefinite"
+    ("decision_effective", "term_start", "0001-01-01"),  # "unknown"
+    ("decision_effective", "term_end", "2101-01-01"),  # past the holiday calendar's lunar tables
+    ("term_changed", "new_term_end", "9999-12-31"),
+    ("death_recorded", "date_of_death", "1900-01-01"),
+])
+def test_implausible_dates_are_refused_with_a_chinese_reason(event_type, field, value):
+    body = payload(event_type, **{field: value})
+    if field == "term_start":
+        body["term_end"] = "2024-03-01"
+    error = assert_invalid_payload(event_type, body)
+    assert "超出合理范围" in error.reason and value in error.reason
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", "1970-01-01T00:00:00Z"])
+def test_implausible_occurred_at_is_refused(moment):
+    raw = envelope()
+    raw["occurred_at"] = moment
+    error = rejection(raw)
+    assert error.code == RejectionCode.INVALID_ENVELOPE and "超出合理范围" in error.reason
+
+
+def test_the_plausible_range_includes_its_ends():
+    body = payload("decision_effective", term_start="1979-01-01", term_end="2100-12-31")
+    parse_event(envelope("decision_effective", body))
+
+
 @pytest.mark.parametrize(("event_type", "field"), list(_missing_cases()))
 def test_missing_field_is_refused(event_type, field):
     body = payload(event_type)

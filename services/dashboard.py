@@ -32,6 +32,7 @@ from markupsafe import Markup
 
 from adapters.readmodel import micros
 from domain.calendar import SHANGHAI, end_of_day
+from domain.catalog import EARLIEST_DATE, LATEST_DATE, date_range_problem
 from domain.identity import id_number_problem
 from domain.principals import AccessRecorded, OutsideScope, Principal, Role
 
@@ -573,8 +574,11 @@ class Dashboard:
             if len(text) != 10:
                 raise ValueError
             day = dt.date.fromisoformat(text)
+            if date_range_problem(day):
+                raise ValueError
         except ValueError:
-            raise DashboardError(422, "bad_request", detail=f"as_of={text[:40]!r} (YYYY-MM-DD)") from None
+            raise DashboardError(422, "bad_request", detail=f"as_of={text[:40]!r} (YYYY-MM-DD, "
+                                 f"{EARLIEST_DATE.isoformat()} – {LATEST_DATE.isoformat()})") from None
         if day >= today:
             return None, today, ("future_date" if day > today else None)
         return end_of_day(day), day, None

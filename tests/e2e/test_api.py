@@ -123,3 +123,12 @@ def test_oversized_batches_are_refused_and_kept(client, services):
     assert response.status_code == 413
     assert len(letters(services)) == 1
     assert services.store.person(id_number(3)) is None
+
+
+@pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01", "9999-12-31T23:59:59+14:00", "1900-06-01T00:00"])
+def test_extreme_as_of_values_are_refused_with_a_reason_not_a_500(services, client, value):
+    auditor = services.principals.add(role="auditor", name="审计员")[1]
+    for path in ("/v1/gaps", "/v1/stats"):
+        response = client.get(path, params={"as_of": value}, headers={"Authorization": f"Bearer {auditor}"})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_time" and "超出合理范围" in response.text

@@ -30,6 +30,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 HANDOFF = str(Path(sys.executable).parent / "handoff")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 CST = dt.timezone(dt.timedelta(hours=8))
+# The county is simulated up to this moment and the app's clock stands there (as in test_dashboard.py): what the
+# walk meets (the gaps, the dates it goes back to) is the same whatever the machine's date.
+UNTIL = dt.datetime(2026, 6, 30, 18, 0, tzinfo=CST)
 # Rules counted in days (the day before the due date is after the trigger) that the simulator leaves open.
 DAY_RULES = ("R04_not_reported", "R05_not_transferred", "R08_transfer_not_received", "R13_missing_unresolved",
              "R01_bureau_not_notified", "R02_documents_not_delivered", "R03_receipt_not_returned",
@@ -75,13 +78,13 @@ def server(tmp_path_factory):
     env = {**os.environ, "HANDOFF_DATABASE_URL": f"sqlite:///{work}/handoff.sqlite3", "PYTHONWARNINGS": "ignore"}
     env.pop("HANDOFF_CIPHER_KEY", None)
     handoff("simulate", "--persons", "300", "--counties", "520222,520221", "--seed", "11", "--failure-rate", "0.25",
-            "--out", str(work / "county.jsonl"), env=env)
+            "--until", UNTIL.isoformat(), "--out", str(work / "county.jsonl"), env=env)
     published = json.loads(handoff("publish", "--import", str(work / "county.jsonl"), env=env))
     assert published["accepted"] > 1000 and published["rejected"] == 0
     token = json.loads(handoff("principal", "add", "--role", "oversight", "--name", "市局监督员", "--region", "5202",
                                env=env))["token"]
 
-    services = bootstrap(Settings(database_url=env["HANDOFF_DATABASE_URL"]))
+    services = bootstrap(Settings(database_url=env["HANDOFF_DATABASE_URL"]), clock=lambda: UNTIL)
     app = create_app(services)
     # create_app includes the dashboard
     port = free_port()

@@ -13,12 +13,15 @@ import pytest
 
 from adapters.eventstore import EventStore
 from tests.builders import CST, decision, envelope, id_number, mixed_lines
+from tests.clock import period_end
 
 HANDOFF = str(Path(sys.executable).parent / "handoff")
 
 
-def run(database_url: str, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HANDOFF_DATABASE_URL": database_url}
+def run(database_url: str, *args: str, stdin: bytes | None = None,
+        faketime: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`handoff ARGS` on the store; `faketime` (the fixture): with its clock starting at the tests' `now`."""
+    env = {**os.environ, **(faketime or {}), "HANDOFF_DATABASE_URL": database_url}
     return subprocess.run([HANDOFF, *args], input=stdin, capture_output=True, env=env, timeout=600)
 
 
@@ -126,13 +129,27 @@ def test_an_unreachable_store_is_fatal(tmp_path):
     assert "event store" in result.stderr.decode()
 
 
-def test_gaps_status_stats_and_upcoming_from_the_command_line(database_url, tmp_path):
+def law_obligations(person: str, decided: dt.date) -> dict[tuple[str, str], dt.datetime]:
+    """The due times of a probation decision's obligations (tests.builders.decision: a 12-month term), by CPL 105."""
+    term_end = decided + dt.timedelta(days=30 * 12)
+    return {("R01_bureau_not_notified", person): period_end(decided, 5),
+            ("R02_documents_not_delivered", person): period_end(decided, 10),
+            ("R04_not_reported", person): period_end(decided, 10),
+            ("R15_not_discharged", person): period_end(term_end, 1)}
+
+
+@pytest.mark.clock
+def test_gaps_status_stats_and_upcoming_from_the_command_line(database_url, tmp_path, now, faketime):
+    # Every command runs with its clock at the tests' `now` (libfaketime): "now" and "upcoming" are the test's.
+    def handoff(*args: str) -> subprocess.CompletedProcess:
+        return run(database_url, *args, faketime=faketime)
+
     never_reports = id_number(20)
     path = tmp_path / "case.jsonl"
     path.write_text(json.dumps(decision(never_reports, start=dt.date(2025, 3, 3)), ensure_ascii=False) + "\n")
-    assert run(database_url, "publish", str(path)).returncode == 0
+    assert handoff("publish", str(path)).returncode == 0
 
-    gaps = json.loads(run(database_url, "gaps", "--format", "json").stdout)
+    gaps = json.loads(handoff("gaps", "--format", "json").stdout)
     r04 = next(g for g in gaps if g["rule"] == "R04_not_reported")
     assert set(r04) >= {"rule", "state", "id_number", "name", "region", "obligated", "triggered_by", "due_at",
                         "fulfilled_at", "rule_set"}
@@ -140,33 +157,39 @@ def test_gaps_status_stats_and_upcoming_from_the_command_line(database_url, tmp_
         "open", never_reports, "2025-03-14T00:00:00+08:00", None)
     assert r04["obligated"]["kind"] == "bureau"
 
-    before_due = json.loads(run(database_url, "gaps", "--as-of", "2025-03-10", "--format", "json").stdout)
+    before_due = json.loads(handoff("gaps", "--as-of", "2025-03-10", "--format", "json").stdout)
     assert before_due == []
-    assert json.loads(run(database_url, "gaps", "--region", "6328", "--format", "json").stdout) == []
-    assert json.loads(run(database_url, "gaps", "--known-at", "2020-01-01", "--format", "json").stdout) == []
+    assert json.loads(handoff("gaps", "--region", "6328", "--format", "json").stdout) == []
+    assert json.loads(handoff("gaps", "--known-at", "2020-01-01", "--format", "json").stdout) == []
 
-    status = json.loads(run(database_url, "status", never_reports, "--format", "json").stdout)
+    status = json.loads(handoff("status", never_reports, "--format", "json").stdout)
     assert status["status"] == "awaiting_report"
     assert status["responsible"] == {"kind": "bureau", "region": "520222"}
     assert status["episode"]["category"] == "probation"
     assert any(o["rule"] == "R15_not_discharged" for o in status["open_obligations"])
 
-    [stats] = json.loads(run(database_url, "stats", "--format", "json").stdout)
+    [stats] = json.loads(handoff("stats", "--format", "json").stdout)
     assert stats["region"] == "520222" and stats["open_gaps"]["R04_not_reported"] == 1
     assert stats["lost_supervision_persons"] == 1 and stats["in_register"] == 0
 
-    decided_yesterday = decision(id_number(21), start=dt.date.today() - dt.timedelta(days=1))
-    path.write_text(json.dumps(decided_yesterday, ensure_ascii=False) + "\n")
-    assert run(database_url, "publish", str(path)).returncode == 0
-    upcoming = json.loads(run(database_url, "upcoming", "--within", "7d", "--format", "json").stdout)
-    assert {u["rule"] for u in upcoming} >= {"R01_bureau_not_notified"}
-    assert {u["id_number"] for u in upcoming} == {id_number(21)}
-    assert all(u["state"] == "upcoming" and 0 < u["due_in_hours"] <= 7 * 24 for u in upcoming)
+    yesterday = (now - dt.timedelta(days=1)).date()
+    path.write_text(json.dumps(decision(id_number(21), start=yesterday), ensure_ascii=False) + "\n")
+    assert handoff("publish", str(path)).returncode == 0
+    upcoming = json.loads(handoff("upcoming", "--within", "7d", "--format", "json").stdout)
+    # What falls due in the next 7 days, by the law: R01 of yesterday's decision unless a long holiday pushes it
+    # further (decided 2026-09-30: due 2026-10-09T00:00, beyond a week from 2026-10-01T10:00); R02 and R04 (10 days)
+    # never; nothing of the 2025 decision once its term is over.
+    due = {**law_obligations(never_reports, dt.date(2025, 3, 3)), **law_obligations(id_number(21), yesterday)}
+    expected = {key: at for key, at in due.items() if now <= at <= now + dt.timedelta(days=7)}
+    assert {(u["rule"], u["id_number"]): dt.datetime.fromisoformat(u["due_at"]) for u in upcoming} == expected
+    for u in upcoming:  # the subprocess's clock ran on a second or two: hours to the tenth
+        hours = (dt.datetime.fromisoformat(u["due_at"]) - now).total_seconds() / 3600
+        assert u["state"] == "upcoming" and u["due_in_hours"] == pytest.approx(hours, abs=0.1)
     for command in (["gaps"], ["stats"], ["upcoming"], ["status", never_reports], ["rules"]):
-        assert run(database_url, *command).returncode == 0
-    rebuilt = json.loads(run(database_url, "rebuild").stdout)
+        assert handoff(*command).returncode == 0
+    rebuilt = json.loads(handoff("rebuild").stdout)
     assert rebuilt["persons_folded"] == 2
-    assert json.loads(run(database_url, "gaps", "--format", "json").stdout) == gaps
+    assert json.loads(handoff("gaps", "--format", "json").stdout) == gaps
 
 
 def test_bad_time_arguments_are_usage_errors(tmp_path):

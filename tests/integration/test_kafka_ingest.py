@@ -300,12 +300,13 @@ def test_the_worker_s_clock_bounds_the_check_wherever_it_is_made(store, kafka, c
     assert letter.received_at == now.isoformat()
 
 
-def test_the_key_check_on_the_parsed_envelope_refuses_exactly_what_the_check_on_the_raw_one_refuses():
+@pytest.mark.clock
+def test_the_key_check_on_the_parsed_envelope_refuses_exactly_what_the_check_on_the_raw_one_refuses(now):
     """The fetch process compares the key with the ID number the check parsed (normalised: a final x upper-cased)
     instead of decoding the envelope a second time; the key must still be the ID number exactly as sent."""
     ends_in_x = next(id_number(n) for n in range(1, 1000) if id_number(n).endswith("X"))
     source = Source("kafka:t.in.court:0", PublisherIdentity(kind=AgencyKind.COURT))
-    latest = dt.datetime.now(dt.timezone.utc) + FUTURE_TOLERANCE
+    latest = now + FUTURE_TOLERANCE  # the check's bound, as a worker whose clock says `now` gives it
     refused = decision(id_number(5))
     del refused["payload"]["term_end"]
     cases = [json_bytes(decision(sent)) for sent in (id_number(1), ends_in_x, ends_in_x[:17] + "x")]

@@ -1,5 +1,8 @@
 """Routed notifications on a real Kafka-protocol broker (Tansu): the routing table, gap alerts (revealed by an event,
-and by the clock), the tracked position, and stable ids that make a re-send after a crash harmless."""
+and by the clock), the tracked position, and stable ids that make a re-send after a crash harmless.
+
+Every date here is counted from the tests' `now` (tests/clock.py), which the services and the router are given as
+their clock, and the `handoff route` subprocess through libfaketime: never from the machine's clock."""
 
 from __future__ import annotations
 
@@ -18,31 +21,27 @@ from services.routing import (
     DEADLINE_TRACKING, ROUTE_TRACKING, H_NOTIFICATION_ID, Recipient, Router, event_notification_id,
 )
 from tests.builders import CST, decision, envelope, id_number
+from tests.clock import period_end
 from tests.kafka_broker import (  # noqa: F401  (fixtures)
     body_of, headers_of, kafka, kafka_broker, kafka_cli, kafka_env, read_topic,
 )
+
+# The events are dated from "now": on another date the routing and the alerts differ as the law says.
+pytestmark = pytest.mark.clock
 
 OPERATOR = Source("test")
 
 
 @pytest.fixture
-def services(database_url):
-    services = bootstrap(Settings(database_url=database_url))
+def services(database_url, clock):
+    services = bootstrap(Settings(database_url=database_url), clock=clock)
     yield services
     services.close()
 
 
-class Clock:
-    def __init__(self, now: dt.datetime):
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-def router(services, config: KafkaConfig, clock=None, cls=Router) -> Router:
-    return cls(services.store, services.projection, services.read_model, config,
-               clock=clock or services.queries.clock)
+def router(services, config: KafkaConfig, cls=Router) -> Router:
+    """A router on the services' clock (the test's `clock`): routing, the store and the queries agree on the time."""
+    return cls(services.store, services.projection, services.read_model, config, clock=services.queries.clock)
 
 
 def out_messages(config: KafkaConfig) -> list:
@@ -60,12 +59,12 @@ def ingest(services, *events) -> None:
     assert result.accepted == len(events), [item.reason for item in result.items if item.reason]
 
 
-def days_ago(days: float) -> dt.datetime:
-    return (dt.datetime.now(CST) - dt.timedelta(days=days)).replace(microsecond=0)
+def gap_alerts(config: KafkaConfig) -> list[dict]:
+    return [body for body in map(body_of, out_messages(config)) if body["type"] == "gap_opened"]
 
 
-def test_each_routed_event_reaches_the_agencies_of_the_routing_table_once(services, kafka):
-    recent = days_ago(1)
+def test_each_routed_event_reaches_the_agencies_of_the_routing_table_once(services, kafka, now):
+    recent = now - dt.timedelta(days=1)
     p1, p2, p3, p4 = id_number(1), id_number(2), id_number(3, "520221"), id_number(4)
     d1 = decision(p1, start=recent.date())
     d1["occurred_at"] = recent.isoformat()
@@ -116,12 +115,13 @@ def test_each_routed_event_reaches_the_agencies_of_the_routing_table_once(servic
     assert len(out_messages(kafka)) == before
 
 
-def test_a_late_decision_reveals_gaps_alerted_to_the_obligated_agency_and_the_procuratorate(services, kafka):
+def test_a_late_decision_reveals_gaps_alerted_to_the_obligated_agency_and_the_procuratorate(services, kafka, now):
     person = id_number(5)
-    late = decision(person, start=days_ago(40).date())  # published 40 days after it took effect
+    # Published 40 days after it took effect: R01, R02 and R04 are past due even if extended over the longest holiday.
+    late = decision(person, start=(now - dt.timedelta(days=40)).date())
     ingest(services, late)
     router(services, kafka).run_once()
-    alerts = [body_of(r) for r in out_messages(kafka) if body_of(r)["type"] == "gap_opened"]
+    alerts = gap_alerts(kafka)
     got = {(a["gap"]["rule"], a["recipient"]["kind"], a["recipient"]["region"]) for a in alerts}
     assert {("R01_bureau_not_notified", "court", "520222"), ("R01_bureau_not_notified", "procuratorate", "520222"),
             ("R02_documents_not_delivered", "court", "520222"), ("R04_not_reported", "bureau", "520222"),
@@ -131,30 +131,49 @@ def test_a_late_decision_reveals_gaps_alerted_to_the_obligated_agency_and_the_pr
 
     # An event that closes nothing new opens nothing new: no further alert for the same gaps.
     ingest(services, envelope("bureau_notified", {"execution_region": "520222"}, person=person,
-                              occurred_at=days_ago(1)))
+                              occurred_at=now - dt.timedelta(days=1)))
     router(services, kafka).run_once()
-    again = [body_of(r) for r in out_messages(kafka) if body_of(r)["type"] == "gap_opened"]
-    assert len(again) == len(alerts)
+    assert len(gap_alerts(kafka)) == len(alerts)
 
 
-def test_the_clock_opens_a_gap_and_it_is_alerted_once(services, kafka):
+# Who is alerted of each gap of a decision (the obligated organ or bureau, and the procuratorate that oversees it).
+DECISION_GAP_RECIPIENTS = {"R01_bureau_not_notified": ("court", "procuratorate"),
+                           "R02_documents_not_delivered": ("court", "procuratorate"),
+                           "R04_not_reported": ("bureau", "procuratorate")}
+DECISION_GAP_DAYS = {"R01_bureau_not_notified": 5, "R02_documents_not_delivered": 10, "R04_not_reported": 10}
+
+
+def test_the_clock_opens_a_gap_and_it_is_alerted_once(services, clock, kafka):
+    """No alert a minute before a due time, the alert in the tick after it, and once only. The due times are the
+    law's, counted here from the decision's date (CPL 105): R01 after 5 days, R02 and R04 after 10, each extended to
+    the next working day when its last day is a rest day. So which gaps fall due with R01 depends on the date: R01
+    alone on most days, all three when a long holiday pushes R01 as far as R02 and R04 (decided 2026-09-28: all
+    due at 24:00 on 2026-10-08)."""
     person = id_number(6)
-    start = days_ago(3)
-    event = decision(person, start=start.date())
-    ingest(services, event)
-    clock = Clock(dt.datetime.now(dt.timezone.utc))
-    route = router(services, kafka, clock)
+    decided = (clock.now - dt.timedelta(days=3)).astimezone(CST).date()
+    ingest(services, decision(person, start=decided))
+    due = {rule: period_end(decided, days) for rule, days in DECISION_GAP_DAYS.items()}
+    r01 = due["R01_bureau_not_notified"]
+    assert r01 > clock.now  # 3 days after the decision nothing is due yet, whatever the date
+
+    route = router(services, kafka)
     route.run_once()  # routes the decision, no gap yet; the first tick sets the watermark
-    assert not [r for r in out_messages(kafka) if body_of(r)["type"] == "gap_opened"]
+    assert not gap_alerts(kafka)
     assert services.store.source_position(DEADLINE_TRACKING) is not None
 
-    clock.now += dt.timedelta(days=4)  # R01 (5 days) falls due; R02/R04 (10 days) not yet
+    clock.now = r01 - dt.timedelta(minutes=1)  # the last minute of the (possibly extended) period: still in time
+    route.run_once()
+    assert not gap_alerts(kafka)
+
+    clock.now = r01 + dt.timedelta(minutes=1)
     route.run_once()
     clock.now += dt.timedelta(minutes=1)
     route.run_once()  # nothing new fell due in this minute
-    alerts = [body_of(r) for r in out_messages(kafka) if body_of(r)["type"] == "gap_opened"]
-    assert sorted((a["gap"]["rule"], a["recipient"]["kind"]) for a in alerts) == [
-        ("R01_bureau_not_notified", "court"), ("R01_bureau_not_notified", "procuratorate")]
+    alerts = gap_alerts(kafka)
+    fell_due = [rule for rule, at in due.items() if at <= r01]
+    assert sorted((a["gap"]["rule"], a["recipient"]["kind"]) for a in alerts) == sorted(
+        (rule, kind) for rule in fell_due for kind in DECISION_GAP_RECIPIENTS[rule])
+    assert all(dt.datetime.fromisoformat(a["gap"]["due_at"]) == due[a["gap"]["rule"]] for a in alerts)
     assert all("deadline" in a["caused_by"] for a in alerts)
 
 
@@ -167,8 +186,8 @@ class CrashBeforeSaving(Router):
         return super()._save(name, position)
 
 
-def test_a_crash_between_produce_and_position_resends_with_the_same_ids(services, kafka):
-    events = [decision(id_number(n), start=days_ago(1).date()) for n in range(10, 13)]
+def test_a_crash_between_produce_and_position_resends_with_the_same_ids(services, kafka, now):
+    events = [decision(id_number(n), start=(now - dt.timedelta(days=1)).date()) for n in range(10, 13)]
     ingest(services, *events)
     with pytest.raises(SystemExit):
         router(services, kafka, cls=CrashBeforeSaving).route_page()
@@ -182,9 +201,10 @@ def test_a_crash_between_produce_and_position_resends_with_the_same_ids(services
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_handoff_route_once_from_the_command_line(services, database_url, kafka):
-    ingest(services, decision(id_number(20), start=days_ago(1).date()))
-    env = {**os.environ, **kafka_env(kafka), "HANDOFF_DATABASE_URL": database_url}
+def test_handoff_route_once_from_the_command_line(services, database_url, kafka, now, faketime):
+    ingest(services, decision(id_number(20), start=(now - dt.timedelta(days=1)).date()))
+    # The subprocess's clock starts at `now` too: the decision is a day old for it, nothing is due yet.
+    env = {**os.environ, **kafka_env(kafka), **faketime, "HANDOFF_DATABASE_URL": database_url}
     completed = subprocess.run([*kafka_cli(), "route", "--once"], env=env, capture_output=True, timeout=120)
     assert completed.returncode == 0, completed.stderr.decode()
     summary = json.loads(completed.stdout.decode().strip().splitlines()[-1])

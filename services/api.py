@@ -87,6 +87,19 @@ class AccessLogMiddleware:
             access_log.info("%s %s %s", scope["method"], path, status.get("code", "-"))
 
 
+class DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise DuplicateKey(f"JSON 对象中的键 {twice!r} 出现了两次 / key {twice!r} appears twice in one JSON object")
+    return document
+
+
 def moment(value: str | None, name: str) -> dt.datetime | None:
     if value is None:
         return None
@@ -211,15 +224,27 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         if content_type not in ("application/json", ""):
             return await refuse(415, RejectionCode.MALFORMED, f"content type {content_type!r}: send application/json")
         try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as problem:
-            return await refuse(400, RejectionCode.MALFORMED, f"body is not JSON: {problem}")
+            # The contract is UTF-8 JSON: json.loads(bytes) would guess UTF-16/32, and a byte-order mark is not
+            # UTF-8 JSON either; a key given twice would silently take its last value.
+            text = body.decode("utf-8")
+            if text.startswith("\ufeff"):
+                return await refuse(400, RejectionCode.MALFORMED,
+                                    "请求体以字节顺序标记（BOM）开头，请发送不带 BOM 的 UTF-8 JSON / body starts with a "
+                                    "byte-order mark: send UTF-8 JSON without one")
+            document = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+        except UnicodeDecodeError as problem:
+            return await refuse(400, RejectionCode.MALFORMED,
+                                f"请求体不是 UTF-8 编码 / body is not UTF-8: {problem.reason} at byte {problem.start}")
+        except DuplicateKey as problem:
+            return await refuse(400, RejectionCode.MALFORMED, str(problem))
+        except (json.JSONDecodeError, RecursionError) as problem:
+            return await refuse(400, RejectionCode.MALFORMED, f"请求体不是有效的 JSON / body is not JSON: {problem}")
         single = isinstance(document, dict)
         if single:
             items: list[Any] = [document]
         elif isinstance(document, list):
             if not document:
-                return error(400, "empty_batch", "the batch holds no events")
+                return await refuse(400, RejectionCode.MALFORMED, "批次中没有事件 / the batch holds no events")
             if len(document) > MAX_BATCH_ITEMS:
                 return await refuse(413, RejectionCode.MALFORMED,
                                     f"batch of {len(document)} events, the limit is {MAX_BATCH_ITEMS}")

@@ -103,18 +103,16 @@ def test_all_rejected_is_422(client):
     (b"{not json", "application/json", 400, "malformed"),
     (b"\"a string\"", "application/json", 400, "malformed"),
     (b"<xml/>", "application/xml", 415, "malformed"),
-    (b"[]", "application/json", 400, "empty_batch"),
+    (b"[]", "application/json", 400, "malformed"),
+    ('{"event_id": "a", "event_id": "b"}'.encode(), "application/json", 400, "malformed"),
+    ("\ufeff{}".encode(), "application/json", 400, "malformed"),
 ])
 def test_bad_bodies_get_clear_4xx_and_are_kept(client, services, body, content_type, status, code):
     response = client.post("/v1/events", content=body, headers={"content-type": content_type})
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
     assert response.json()["error"]["message"]
-    kept = letters(services)
-    if code == "empty_batch":
-        assert kept == []  # nothing was sent, nothing to keep
-    else:
-        assert [letter.raw for letter in kept] == [body.decode()]
+    assert [letter.raw for letter in letters(services)] == [body.decode()]  # every refused body is kept
 
 
 def test_oversized_batches_are_refused_and_kept(client, services):
@@ -132,3 +130,12 @@ def test_extreme_as_of_values_are_refused_with_a_reason_not_a_500(services, clie
         response = client.get(path, params={"as_of": value}, headers={"Authorization": f"Bearer {auditor}"})
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == "invalid_time" and "超出合理范围" in response.text
+
+
+def test_a_utf16_body_is_refused_as_not_utf8_and_kept(client, services):
+    body = json.dumps(decision(id_number(4)), ensure_ascii=False).encode("utf-16")
+    response = client.post("/v1/events", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "UTF-8" in response.json()["error"]["message"]
+    [letter] = letters(services)
+    assert letter.raw_bytes == len(body) and letter.raw.startswith("base64:")
+    assert services.store.person(id_number(4)) is None

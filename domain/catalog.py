@@ -72,8 +72,39 @@ def _check_date(value: dt.date) -> dt.date:
 
 
 PlausibleDate = Annotated[dt.date, AfterValidator(_check_date)]
-Text = Annotated[str, Field(min_length=1, max_length=4000)]
-ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+# Characters no clerk types: control characters (a NUL breaks PostgreSQL text; line breaks and tabs are allowed in
+# free text only) and the bidirectional overrides that make a name read differently from what it is.
+_INVISIBLE = {chr(c) for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F,
+                               *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+_FREE_TEXT_ALLOWED = {"\n", "\t", "\r"}
+
+
+def text_problem(value: str, *, free_text: bool = False) -> str | None:
+    """Why a text is not acceptable, in Chinese then English; None when it is."""
+    if not value.strip():
+        return "不能只包含空白 / must not be blank"
+    bad = next((ch for ch in value if ch in _INVISIBLE and not (free_text and ch in _FREE_TEXT_ALLOWED)), None)
+    if bad is not None:
+        return f"含有不可见的控制字符 U+{ord(bad):04X} / contains the control character U+{ord(bad):04X}"
+    return None
+
+
+def _check_short_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_free_text(value: str) -> str:
+    problem = text_problem(value, free_text=True)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_check_free_text)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_check_short_text)]
 
 
 class Payload(BaseModel):

@@ -17,7 +17,7 @@ import orjson
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
                       create_model)
 
-from .catalog import CATALOG, AgencyKind, Payload, RegionCode, ShortText, date_range_problem
+from .catalog import CATALOG, AgencyKind, Payload, RegionCode, ShortText, date_range_problem, text_problem
 from .errors import Rejected, RejectionCode
 from .identity import id_number_problem, normalise_id_number
 from .upcasting import CURRENT_SCHEMA_VERSION, UnsupportedVersion, upcast
@@ -46,9 +46,16 @@ class Agency(_Strict):
     region: RegionCode
 
 
+def _check_name(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class PersonRef(_Strict):
     id_number: IdNumber
-    name: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_check_name)]
 
 
 def _check_moment(value: dt.datetime) -> dt.datetime:

@@ -184,6 +184,32 @@ def test_implausible_occurred_at_is_refused(moment):
     assert error.code == RejectionCode.INVALID_ENVELOPE and "超出合理范围" in error.reason
 
 
+@pytest.mark.parametrize("name", ["   ", "张\x00三", "\u202e三张", "张三\u2066", "李\x1b[31m四"])
+def test_blank_names_and_invisible_control_characters_are_refused(name):
+    raw = envelope()
+    raw["person"]["name"] = name
+    error = rejection(raw)
+    assert error.code == RejectionCode.INVALID_ENVELOPE
+    assert "空白" in error.reason or "控制字符" in error.reason
+
+
+def test_a_nul_in_an_agency_id_is_refused_before_it_reaches_the_store():
+    raw = envelope()
+    raw["agency"]["id"] = "SFJ\x00-520222"
+    assert "U+0000" in rejection(raw).reason
+
+
+def test_free_text_keeps_its_line_breaks_but_not_other_controls():
+    parse_event(envelope("warning_issued", payload("warning_issued", reason="第一行\n第二行\t备注")))
+    assert_invalid_payload("warning_issued", payload("warning_issued", reason="原因\x07"))
+
+
+def test_names_with_a_middle_dot_are_accepted():
+    raw = envelope()
+    raw["person"]["name"] = "阿依古丽·买买提"
+    parse_event(raw)
+
+
 def test_the_plausible_range_includes_its_ends():
     body = payload("decision_effective", term_start="1979-01-01", term_end="2100-12-31")
     parse_event(envelope("decision_effective", body))

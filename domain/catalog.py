@@ -7,13 +7,17 @@ ISO date string and never a number, and an unknown field is an error rather than
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from .identity import region_problem
+
+T = TypeVar("T")
 
 
 class AgencyKind(StrEnum):
@@ -38,14 +42,17 @@ class Category(StrEnum):
 NOT_COMMUNITY_CORRECTION = {"deprivation_of_political_rights", "剥夺政治权利"}
 
 
-def _check_region(value: str) -> str:
-    problem = region_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
+def refusing(problem: Callable[[T], str | None]) -> Callable[[T], T]:
+    """A pydantic validator from a function saying why a value is refused (None when it is fine)."""
+    def check(value: T) -> T:
+        found = problem(value)
+        if found:
+            raise ValueError(found)
+        return value
+    return check
 
 
-RegionCode = Annotated[str, AfterValidator(_check_region)]
+RegionCode = Annotated[str, AfterValidator(refusing(region_problem))]
 
 # The dates an event can plausibly carry: community correction's measures exist since the Criminal Law of 1979
 # (管制, 缓刑, 假释), and the PRC holiday calendar (the lunar tables of the `holidays` package) ends with 2100. A date
@@ -64,14 +71,8 @@ def date_range_problem(day: dt.date) -> str | None:
             f"{LATEST_DATE.isoformat()}")
 
 
-def _check_date(value: dt.date) -> dt.date:
-    problem = date_range_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
+PlausibleDate = Annotated[dt.date, AfterValidator(refusing(date_range_problem))]
 
-
-PlausibleDate = Annotated[dt.date, AfterValidator(_check_date)]
 # Characters no clerk types: control characters (a NUL breaks PostgreSQL text; line breaks and tabs are allowed in
 # free text only) and the bidirectional overrides that make a name read differently from what it is.
 _INVISIBLE = {chr(c) for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F,
@@ -89,22 +90,9 @@ def text_problem(value: str, *, free_text: bool = False) -> str | None:
     return None
 
 
-def _check_short_text(value: str) -> str:
-    problem = text_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-def _check_free_text(value: str) -> str:
-    problem = text_problem(value, free_text=True)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-Text = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_check_free_text)]
-ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_check_short_text)]
+Text = Annotated[str, Field(min_length=1, max_length=4000),
+                 AfterValidator(refusing(functools.partial(text_problem, free_text=True)))]
+ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(refusing(text_problem))]
 
 
 class Payload(BaseModel):

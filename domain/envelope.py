@@ -17,7 +17,8 @@ import orjson
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
                       create_model)
 
-from .catalog import CATALOG, AgencyKind, Payload, RegionCode, ShortText, date_range_problem, text_problem
+from .catalog import (CATALOG, AgencyKind, Payload, RegionCode, ShortText, date_range_problem, refusing,
+                      text_problem)
 from .errors import Rejected, RejectionCode
 from .identity import id_number_problem, normalise_id_number
 from .upcasting import CURRENT_SCHEMA_VERSION, UnsupportedVersion, upcast
@@ -46,30 +47,20 @@ class Agency(_Strict):
     region: RegionCode
 
 
-def _check_name(value: str) -> str:
-    problem = text_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 class PersonRef(_Strict):
     id_number: IdNumber
-    name: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_check_name)]
+    name: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(refusing(text_problem))]
 
 
-def _check_moment(value: dt.datetime) -> dt.datetime:
+def _moment_problem(value: dt.datetime) -> str | None:
     # The Shanghai date: a moment near a year's edge is on another date in UTC.
     try:
-        problem = date_range_problem((value + (dt.timedelta(hours=8) - value.utcoffset())).date())
+        return date_range_problem((value + (dt.timedelta(hours=8) - value.utcoffset())).date())
     except OverflowError:
-        problem = date_range_problem(dt.date.max if value.year > 2000 else dt.date.min)
-    if problem:
-        raise ValueError(problem)
-    return value
+        return date_range_problem(dt.date.max if value.year > 2000 else dt.date.min)
 
 
-PlausibleMoment = Annotated[AwareDatetime, AfterValidator(_check_moment)]
+PlausibleMoment = Annotated[AwareDatetime, AfterValidator(refusing(_moment_problem))]
 
 
 class Envelope(_Strict):

@@ -306,12 +306,13 @@ class Ingestor:
                     if refusal:
                         raise refusal
                     earlier.append(claim)
-                for waited in retractions.get(key, ()) if claim.retracts is None else ():
-                    refusal = pending_retraction_refusal(waited, claim)
-                    if refusal:  # the event stands; a retraction that waited for it is refused, visibly
-                        batch.dead_letters.append(self._dead_letter(
-                            {"event_id": waited.event_id, "retracted_event_id": claim.event_id}, refusal,
-                            source, positions[index] if positions is not None else str(index), recorded_at))
+                else:
+                    for waited in retractions.get(key, ()):
+                        refusal = pending_retraction_refusal(waited, claim)
+                        if refusal:  # the event stands; a retraction that waited for it is refused, visibly
+                            batch.dead_letters.append(self._dead_letter(
+                                {"event_id": waited.event_id, "retracted_event_id": claim.event_id}, refusal,
+                                source, positions[index] if positions is not None else str(index), recorded_at))
                 version = versions.get(stream_id)
                 if version is None:  # a new person: their stream starts with Registered
                     person = Person(id_number)

@@ -61,6 +61,8 @@ obligations = sa.Table(
     sa.Column("rule_set", sa.Text, nullable=False),
     # The due time was counted over a year whose 调休 notice is not known yet (domain/calendar.py): it may move.
     sa.Column("provisional", sa.Boolean, nullable=False),
+    # Why an anomaly was raised when its rule alone does not say (A10: whose jurisdiction it was), else NULL.
+    sa.Column("reason", sa.Text),
     # The gap queue filtered by rule, most overdue first, without scanning every gap of other rules.
     sa.Index("ix_rm_obligations_rule_gap", "rule", "gap_us"),
 )
@@ -130,7 +132,7 @@ PERSONAL_COLUMNS = ("person_key", "id_number", "name")
 PERSON_COLUMNS = ("region", "status", "responsible_kind", "responsible_region", "received_us", "ended", "ended_us",
                   "category", "rule_set")
 OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "obligated_id", "obligated_region",
-                      "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set", "provisional")
+                      "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set", "provisional", "reason")
 
 
 class PersonRows(NamedTuple):

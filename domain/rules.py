@@ -18,7 +18,7 @@ from typing import Any
 
 from .calendar import WorkingCalendar, YearNotice
 
-DEFAULT_RULE_SET_VERSION = "2026.1"
+DEFAULT_RULE_SET_VERSION = "2026.2"
 
 
 class Unit(StrEnum):
@@ -113,6 +113,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
           ["contact_restored", "detention_ended"], "police", None, "days", "cross-agency data", "P"),
     _rule("A04_activity_after_end", "矫正终止后仍有活动", ["supervision event after the episode ended"],
           ["event_retracted"], "bureau", None, "days", "cross-agency data", "P"),
+    _rule("A10_outside_jurisdiction", "超越管辖的行为", ["an act by an agency without jurisdiction over the person"],
+          ["event_retracted"], "the acting agency", None, "days", "domain/jurisdiction.py", "P"),
 )
 
 # The rules whose open gaps make a person 漏管 or 脱管: the numerator of the 脱管漏管率.

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from .calendar import (SHANGHAI, WorkingCalendar, due_in_days, due_in_hours, due_in_months, due_in_working_days,
                        local_date)
+from .jurisdiction import Supervision, outside_jurisdiction
 from .rules import LOST_SUPERVISION_RULES, RuleSet, Unit
 
 # Obligations that belong to an episode and are closed when it ends (discharge, commitment, death, superseded).
@@ -126,6 +127,7 @@ class Obligation:
     match: str | None = None  # what a fulfilling event must refer to (R08 region, R16 notice id)
     # The due time counted over a year whose 调休 notice is not known (statutory holidays only): it may move.
     provisional: bool = False
+    reason: str | None = None  # why an anomaly was raised, when the rule alone does not say (A10)
 
     def state(self, as_of: dt.datetime) -> str:
         """pending (period not started), upcoming, met, open or late at `as_of`."""
@@ -169,6 +171,11 @@ class Episode:
     awaiting_commitment: str | None = None  # who must execute: "police" or "prison"
     ended: str | None = None  # discharged, committed, deceased, superseded
     ended_at: dt.datetime | None = None
+
+    @property
+    def supervision(self) -> Supervision:
+        return Supervision(self.decision_kind, self.decision_id, self.decision_region, self.execution_region,
+                           self.current_region, self.allowed_regions)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -397,6 +404,12 @@ class _Folder:
     def apply(self, e: _Event) -> None:
         p = e.payload
         episode = self.active
+        if self.episode is not None:
+            reason = outside_jurisdiction(e.event_type, e.kind, e.agency_id, e.region, self.episode.supervision)
+            if reason is not None:  # kept and shown, but it changes nothing (domain/jurisdiction.py)
+                self.open("A10_outside_jurisdiction", e, e.kind, e.agency_id, e.region, due_at=e.occurred_at,
+                          reason=reason)
+                return
         if e.event_type in PRESUPPOSE_DECISION and not self.decided and self.orphan is None and e.kind in ("bureau", "police"):
             self.orphan = self.open("A01_no_decision_on_record", e, "court", None, e.region)
         if e.event_type in SUPERVISION_ACTIVITY and self.episode is not None and self.episode.ended in (

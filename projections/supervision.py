@@ -78,7 +78,7 @@ def person_rows(view: PersonView) -> PersonRows:
             region, o.rule, o.triggered_by, o.obligated_kind, o.obligated_id, o.obligated_region,
             due_iso, due_us, fulfilled_iso, fulfilled_us,
             None if fulfilled_at is not None and fulfilled_at <= due_at else due_us,
-            rule_set, o.provisional,
+            rule_set, o.provisional, o.reason,
         ))
     return PersonRows(view.id_number, view.name, person, obligations)
 

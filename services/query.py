@@ -112,7 +112,7 @@ class Queries:
             obligated_id=row.obligated_id, obligated_region=row.obligated_region,
             due_at=dt.datetime.fromisoformat(row.due_at),
             fulfilled_at=dt.datetime.fromisoformat(row.fulfilled_at) if row.fulfilled_at else None,
-            provisional=bool(row.provisional),
+            provisional=bool(row.provisional), reason=row.reason,
         )
 
     def _gap_from_row(self, row, now: dt.datetime) -> dict[str, Any]:

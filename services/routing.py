@@ -261,7 +261,7 @@ class Router:
     def _gap_messages(self, stream_id: UUID | str, record: dict[str, Any], cause: dict[str, Any]) -> list[Notification]:
         obligated = record["obligated"]
         gap = {key: record[key]
-               for key in ("rule", "region", "obligated", "triggered_by", "due_at", "provisional", "rule_set")}
+               for key in ("rule", "region", "obligated", "triggered_by", "due_at", "provisional", "rule_set", "reason")}
         return [
             Notification(
                 id=(nid := gap_notification_id(record["rule"], record["triggered_by"], record["due_at"], recipient)),
@@ -293,7 +293,7 @@ class Router:
             record = {"rule": row.rule, "region": row.region, "id_number": row.id_number, "name": row.name,
                       "obligated": {"kind": row.obligated_kind, "id": row.obligated_id, "region": row.obligated_region},
                       "triggered_by": row.triggered_by, "due_at": row.due_at, "provisional": bool(row.provisional),
-                      "rule_set": row.rule_set}
+                      "rule_set": row.rule_set, "reason": row.reason}
             out += self._gap_messages(Person.create_id(row.id_number), record, {"deadline": row.due_at})
         self._send(out)
         self._save(DEADLINE_TRACKING, now_us)

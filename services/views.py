@@ -23,6 +23,7 @@ def gap_record(view: PersonView, obligation: Obligation, as_of: dt.datetime) -> 
         "provisional": obligation.provisional,
         "fulfilled_at": iso(obligation.fulfilled_at) if obligation.state(as_of) == "late" else None,
         "rule_set": view.rule_set,
+        "reason": obligation.reason,  # A10: whose jurisdiction the act was outside of, and the legal basis
     }
 
 

@@ -39,6 +39,8 @@ LATENESS = (dt.timedelta(0), dt.timedelta(minutes=1), dt.timedelta(hours=5), dt.
             dt.timedelta(days=40), dt.timedelta(days=400))
 HOME = "520222"
 ELSEWHERE = "632801"
+# A region whose bureau never has jurisdiction over the drawn person (A10_outside_jurisdiction).
+FOREIGN = "520221"
 DOCUMENT_NO = "(2024)黔0222刑初123号"
 
 AgencyTable = Mapping[str, Mapping[str, str]]
@@ -241,6 +243,13 @@ class _Life:
         self.add("supervision_review_recorded", "procuratorate", tick,
                  outcome=self.draw(st.sampled_from(("compliant", "violation"))), finding="依法监管")
 
+    def foreign(self, tick: int, term_end: dt.date) -> None:
+        """An act by the bureau of a region without jurisdiction: kept, raises A10, changes nothing else."""
+        event_type = self.draw(st.sampled_from(("discharged", "contact_lost", "warning_issued", "transfer_decided")))
+        changes = {"discharged": {"certificate_no": "JJ-2025-0002"}, "warning_issued": {"reason": "未按规定报告"},
+                   "transfer_decided": {"new_region": FOREIGN}}.get(event_type, {})
+        self.add(event_type, f"bureau@{FOREIGN}", tick, **changes)
+
     def pursuit(self, tick: int, term_end: dt.date) -> None:
         self.add("pursuit_started", "police", tick)
         if self.maybe():
@@ -319,7 +328,8 @@ class _Life:
                          retracted_event_id=target.event_id, reason="录入错误")
 
 
-BLOCKS = ("missing", "detention", "monitoring", "transfer", "term", "warning", "notice", "review", "pursuit")
+BLOCKS = ("missing", "detention", "monitoring", "transfer", "term", "warning", "notice", "review", "pursuit",
+          "foreign")
 ENDINGS = {
     "probation": ("ongoing", "discharge", "revocation", "death"),
     "parole": ("ongoing", "discharge", "revocation", "death"),

@@ -72,7 +72,7 @@ def test_a_notice_moves_2027_due_times_and_replay_before_it_keeps_the_old_ones(d
         return json.loads(completed.stdout)
 
     as_known_before = replayed("2026-12-10T12:00")
-    assert as_known_before["rule_set"] == "2026.1"
+    assert as_known_before["rule_set"] == "2026.2"
     assert (r15(as_known_before["status"])["due_at"], r15(as_known_before["status"])["provisional"]) == \
         ("2027-02-12T00:00:00+08:00", True)
     as_known_after = replayed("2026-12-21T12:00")

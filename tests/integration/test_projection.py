@@ -81,7 +81,7 @@ def test_a_changed_rule_set_rebuilds_and_labels_its_gaps(services, database_url,
     person = id_number(78)
     services.ingestor.ingest([decision(person, start=dt.date(2025, 3, 3))], Source("test"))
     [default_gap] = services.queries.gaps(rule="R04_not_reported")
-    assert default_gap["due_at"] == "2025-03-14T00:00:00+08:00" and default_gap["rule_set"] == "2026.1"
+    assert default_gap["due_at"] == "2025-03-14T00:00:00+08:00" and default_gap["rule_set"] == "2026.2"
 
     rules = tmp_path / "rules.toml"
     rules.write_text('version = "test-15d"\n[rules.R04_not_reported]\ndeadline = { amount = 15, unit = "days" }\n')
@@ -92,3 +92,28 @@ def test_a_changed_rule_set_rebuilds_and_labels_its_gaps(services, database_url,
         assert gap["rule_set"] == "test-15d"
     finally:
         other.close()
+
+
+def test_an_act_outside_jurisdiction_changes_no_register_figure_and_shows_as_a10(services):
+    """Issue #14's finding: the bureau of 520222 discharged a person missing in 520221, who left 520221's register."""
+    person = id_number(7, "520221")
+    events = [
+        decision(person, region="520221", start=dt.date(2025, 3, 3), months=24),
+        envelope("subject_enrolled", {"region": "520221"}, kind="bureau", person=person, region="520221",
+                 occurred_at=dt.datetime(2025, 3, 5, 10, tzinfo=dt.timezone.utc)),
+        envelope("contact_lost", {}, kind="bureau", person=person, region="520221",
+                 occurred_at=dt.datetime(2025, 6, 1, 10, tzinfo=dt.timezone.utc)),
+    ]
+    foreign = envelope("discharged", {"certificate_no": "(2025)黔0222解矫字第1号"}, kind="bureau", person=person,
+                       region="520222", occurred_at=dt.datetime(2025, 7, 1, 10, tzinfo=dt.timezone.utc))
+    assert services.ingestor.ingest(events + [foreign], Source("test")).accepted == 4  # kept, never dropped
+    [county] = services.queries.stats(region="520221")
+    assert county["in_register"] == 1 and county["discharged"] == 0
+    assert services.queries.stats(region="520222") == []
+    status = services.queries.status(person)
+    assert status["status"] == "missing" and status["episode"]["current_region"] == "520221"
+    [anomaly] = services.queries.gaps(rule="A10_outside_jurisdiction", state="all")
+    assert anomaly["triggered_by"] == foreign["event_id"] and anomaly["obligated"]["region"] == "520222"
+    assert "Law 44" in anomaly["reason"]
+    # The read model's answer is the exact fold's.
+    assert services.queries.gaps(rule="A10_outside_jurisdiction", state="all", as_of=NOW) == [anomaly]

@@ -68,7 +68,7 @@ def test_replay_gives_the_answers_the_service_gave(database_url, tmp_path):
 
         clock[0] = at("2025-06-01")  # much later, with more known
         assert len({json.dumps(answers["gaps"], sort_keys=True) for _, answers in captured}) >= 4
-        assert captured[-1][1]["rule_set"] == "province-2025" and captured[0][1]["rule_set"] == "2026.1"
+        assert captured[-1][1]["rule_set"] == "province-2025" and captured[0][1]["rule_set"] == "2026.2"
         for moment, answers in captured:
             replayed = services.replay.replay(known_at=moment, state="all", id_number=missing)
             assert replayed["rule_set"] == answers["rule_set"], moment

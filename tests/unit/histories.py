@@ -39,6 +39,10 @@ AGENCIES: dict[str, dict[str, str]] = {
     "prison": {"kind": "prison", "id": "JY-520200-01", "region": "520200"},
     "bureau": {"kind": "bureau", "id": "SFJ-520222-01", "region": "520222"},
     "bureau@632801": {"kind": "bureau", "id": "SFJ-632801-01", "region": "632801"},
+    "bureau@520221": {"kind": "bureau", "id": "SFJ-520221-01", "region": "520221"},
+    "bureau@520200": {"kind": "bureau", "id": "SFJ-520200-01", "region": "520200"},
+    "court@520221": {"kind": "court", "id": "FY-520221-01", "region": "520221"},
+    "court@520200": {"kind": "court", "id": "FY-520200-01", "region": "520200"},
     "police@632801": {"kind": "police", "id": "GA-632801-01", "region": "632801"},
 }
 

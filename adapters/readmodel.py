@@ -37,6 +37,9 @@ persons = sa.Table(
     sa.Column("ended_us", sa.BigInteger),
     sa.Column("category", sa.String(24)),
     sa.Column("rule_set", sa.Text, nullable=False),
+    # Why the fold could not process this person's events (status `quarantined`), else NULL: the person is kept
+    # out of every figure until the cause is mended, and everyone else is projected as usual.
+    sa.Column("problem", sa.Text),
 )
 
 obligations = sa.Table(
@@ -122,6 +125,9 @@ class Sealer:
         return self._aead.decrypt(data[:12], data[12:], None).decode()
 
 
+QUARANTINED = "quarantined"  # the status of a person whose events the fold could not process
+
+
 class PositionMoved(Exception):
     """Another projector advanced the position first; this page's work is discarded (it did the same)."""
 
@@ -130,7 +136,7 @@ class PositionMoved(Exception):
 # id_number, name), which `ReadModel.apply` fills in (sealed when a key is set).
 PERSONAL_COLUMNS = ("person_key", "id_number", "name")
 PERSON_COLUMNS = ("region", "status", "responsible_kind", "responsible_region", "received_us", "ended", "ended_us",
-                  "category", "rule_set")
+                  "category", "rule_set", "problem")
 OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "obligated_id", "obligated_region",
                       "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set", "provisional", "reason")
 
@@ -304,6 +310,17 @@ class ReadModel:
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
 
+    def quarantined(self) -> list[SimpleNamespace]:
+        """The persons whose events the fold could not process, with the problem."""
+        query = sa.select(persons).where(persons.c.status == QUARANTINED).order_by(persons.c.person_key)
+        with self.engine.connect() as connection:
+            return self._opened(connection.execute(query))
+
+    def quarantined_count(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(sa.func.count()).select_from(persons).where(persons.c.status == QUARANTINED)).scalar_one()
+
     def person_total(self) -> int:
         """How many persons the read model holds."""
         with self.engine.connect() as connection:
@@ -336,7 +353,7 @@ class ReadModel:
             sa.func.sum(sa.case((sa.and_(received, not_ended), 1), else_=0)).label("in_register"),
             sa.func.sum(sa.case((p.ended == "discharged", 1), else_=0)).label("discharged"),
             sa.func.sum(sa.case((p.ended.in_(("committed", "deceased")), 1), else_=0)).label("terminated"),
-        ).group_by(p.region)
+        ).where(sa.or_(p.status.is_(None), p.status != QUARANTINED)).group_by(p.region)
         if region:
             query = query.where(p.region.startswith(region, autoescape=True))
         with self.engine.connect() as connection:

@@ -27,7 +27,7 @@ from typing import Any
 
 from adapters.eventstore import EventStore
 from adapters.fastread import StateDecoder, StreamReader, StreamSource
-from adapters.readmodel import PersonRows, PositionMoved, ReadModel, micros
+from adapters.readmodel import QUARANTINED, PersonRows, PositionMoved, ReadModel, micros
 from domain.calendar import WorkingCalendar
 from domain.person import Person
 from domain.rules import RuleSet
@@ -64,7 +64,7 @@ def person_rows(view: PersonView) -> PersonRows:
         micros(episode.enrolled_at) if episode else None,
         episode.ended if episode else None, micros(episode.ended_at) if episode else None,
         episode.category if episode else None,
-        rule_set,
+        rule_set, None,
     )
     obligations = []
     for o in view.obligations:
@@ -90,12 +90,49 @@ def _iso_and_micros(moment: dt.datetime) -> tuple[str, int]:
     return iso(moment), micros(moment)
 
 
+class Unfoldable(Exception):
+    """The fold could not process a person's events (a defect, or an event stored before a check refused its
+    kind): the person is quarantined, everyone else goes on."""
+
+    def __init__(self, stream: Any, problem: str):
+        super().__init__(f"person {stream} quarantined: {problem}")
+        self.stream, self.problem = stream, problem
+
+
+def _problem(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+@contextlib.contextmanager
+def quarantining(stream: Any) -> Iterator[None]:
+    """Turn any failure of the fold into Unfoldable, logged as an error: operators' alerting watches those. The log
+    names the stream id, never the ID number."""
+    try:
+        yield
+    except Unfoldable:
+        raise
+    except Exception as error:  # whatever the events make the fold raise: it must not stop the projection
+        log.error("ALERT person %s quarantined: the fold cannot process their events (%s)", stream, _problem(error))
+        raise Unfoldable(stream, _problem(error)) from error
+
+
+def quarantine_rows(id_number: str, name: str, rule_set: str, problem: str) -> PersonRows:
+    """A quarantined person's rows: in no region, no status figure and no obligation until the cause is mended."""
+    return PersonRows(id_number, name, (None, QUARANTINED, None, None, None, None, None, None, rule_set, problem), [])
+
+
 def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
-                calendar: WorkingCalendar) -> PersonRows:
+                calendar: WorkingCalendar, stream: Any = None) -> PersonRows:
     """The rows of one person from the raw stored states of their stream (Registered first)."""
-    records = [decoder.decode(state) for state in states]
-    view = fold_records(records[1:], id_number=records[0]["id_number"], rules=rules, calendar=calendar)
-    return person_rows(view)
+    records = [decoder.decode(state) for state in states[:1]]
+    try:
+        with quarantining(stream):
+            records += [decoder.decode(state) for state in states[1:]]
+            view = fold_records(records[1:], id_number=records[0]["id_number"], rules=rules, calendar=calendar)
+            return person_rows(view)
+    except Unfoldable as unfoldable:
+        return quarantine_rows(records[0]["id_number"], records[0].get("name") or "", rules.version,
+                               unfoldable.problem)
 
 
 # -- worker processes -------------------------------------------------------------------------------------------
@@ -118,7 +155,7 @@ def _fold_task(keys: list[Any]) -> list[PersonRows]:
         _worker_reader, close = source.open()
         multiprocessing.util.Finalize(_worker_reader, close, exitpriority=10)  # closed when the worker exits
     states = _worker_reader.states(keys)
-    return [fold_states(states[key], decoder, rules, calendar) for key in keys]
+    return [fold_states(states[key], decoder, rules, calendar, key) for key in keys]
 
 
 def available_cpus() -> int:
@@ -199,10 +236,18 @@ class SupervisionProjection:
         """The rows of these persons (existing streams), folded here from one batched read."""
         if not self.fast_read:
             streams = self.store.select_streams(stream_ids)
-            return [person_rows(self.fold_stored(streams[stream_id])) for stream_id in stream_ids]
+            return [self._stored_rows(stream_id, streams[stream_id]) for stream_id in stream_ids]
         keys = [self.reader.key(stream_id) for stream_id in stream_ids]
         states = self.reader.states(keys)
-        return [fold_states(states[key], self.decoder, self.rules, self.calendar) for key in keys]
+        return [fold_states(states[key], self.decoder, self.rules, self.calendar, stream_id)
+                for key, stream_id in zip(keys, stream_ids)]
+
+    def _stored_rows(self, stream_id: Any, stored: list) -> PersonRows:
+        try:
+            return person_rows(self.fold_stored(stored, stream_id))
+        except Unfoldable as unfoldable:
+            registered = self.store.mapper.to_domain_event(stored[0])
+            return quarantine_rows(registered.id_number, "", self.rules.version, unfoldable.problem)
 
     def rebuild(self, progress: Callable[[int, int], Any] | None = None, workers: int | None = None) -> int:
         """Drop the read models and fold every person once, from the whole log.
@@ -294,11 +339,15 @@ class SupervisionProjection:
         return last_id, [rows for task in tasks for rows in task.get()]
 
     def fold(self, person: Person, **bitemporal: Any) -> PersonView:
-        return fold(person.events, id_number=person.id_number, rules=self.rules, calendar=self.calendar, **bitemporal)
+        """The exact fold of one person; Unfoldable if their events cannot be processed."""
+        with quarantining(person.id):
+            return fold(person.events, id_number=person.id_number, rules=self.rules, calendar=self.calendar,
+                        **bitemporal)
 
-    def fold_stored(self, stored: list) -> PersonView:
+    def fold_stored(self, stored: list, stream_id: Any = None) -> PersonView:
         """Fold a person's stored events through eventsourcing's mapper, without rebuilding the aggregate: the
         recorded events carry all the fold reads. (The fast path, `fold_states`, gives the same view.)"""
-        domain_events = [self.store.mapper.to_domain_event(item) for item in stored]
-        registered, recorded = domain_events[0], domain_events[1:]
-        return fold(recorded, id_number=registered.id_number, rules=self.rules, calendar=self.calendar)
+        with quarantining(stream_id):
+            domain_events = [self.store.mapper.to_domain_event(item) for item in stored]
+            registered, recorded = domain_events[0], domain_events[1:]
+            return fold(recorded, id_number=registered.id_number, rules=self.rules, calendar=self.calendar)

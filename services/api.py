@@ -23,6 +23,7 @@ from domain.envelope import Envelope
 from domain.errors import RejectionCode
 from domain.identity import id_number_problem
 from domain.principals import OutsideScope, Principal, Role
+from projections.supervision import Unfoldable
 
 from . import timeparse
 from .bootstrap import Services
@@ -191,7 +192,8 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:
         """Liveness for load balancers: the only endpoint without authentication."""
-        return {"status": "ok", "store": services.settings.database_url.split(":", 1)[0]}
+        return {"status": "ok", "store": services.settings.database_url.split(":", 1)[0],
+                "quarantined_persons": services.read_model.quarantined_count()}
 
     v1 = APIRouter(prefix="/v1")
 
@@ -311,8 +313,14 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
 
     def visible_person(me: Principal, id_number: str, as_of: str | None, known_at: str | None) -> dict[str, Any]:
         require(me, Role.OVERSIGHT, Role.AUDITOR)
-        record = services.queries.status(checked_id_number(id_number), as_of=moment(as_of, "as_of"),
-                                         known_at=moment(known_at, "known_at"))
+        try:
+            record = services.queries.status(checked_id_number(id_number), as_of=moment(as_of, "as_of"),
+                                             known_at=moment(known_at, "known_at"))
+        except Unfoldable as unfoldable:
+            if me.role is not Role.AUDITOR:  # the region is unknown, so is whether this person is in scope
+                raise ApiError(404, "not_found", "no such person in your scope") from None
+            raise ApiError(409, "quarantined", f"此人的事件无法处理，已隔离并告警 / this person's events cannot be "
+                                               f"folded; quarantined and alerted: {unfoldable.problem}") from None
         region = record["episode"]["current_region"] if record and record["episode"] else None
         if record is None or not me.sees_region(region or (record["responsible"] or {}).get("region")):
             # 404, not 403: outside one's scope a person's very existence is not disclosed.
@@ -350,6 +358,15 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     def schemas(me: Me) -> dict[str, Any]:
         """The JSON Schema of the envelope and of every event type's payload, with who may publish it."""
         return event_schemas()
+
+    @v1.get("/quarantine", tags=["audit"])
+    def quarantine(me: Me) -> dict[str, Any]:
+        """Persons whose events the fold cannot process (quarantined, out of every figure), with the problem."""
+        require(me, Role.AUDITOR)
+        items = [{"id_number": row.id_number, "name": row.name, "problem": row.problem}
+                 for row in services.queries.quarantined()]
+        principals.record_access(me, "GET /v1/quarantine", None)
+        return {"items": items}
 
     @v1.get("/access-log", tags=["audit"])
     def access_log(me: Me, subject: Annotated[str | None, Query(max_length=18)] = None,

@@ -292,6 +292,19 @@ def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
     return EXIT_OK
 
 
+def cmd_audit_quarantined(args: argparse.Namespace, services: Services) -> int:
+    """The persons whose events the fold cannot process: out of every figure until an operator mends the cause."""
+    rows = services.queries.quarantined()
+    if args.format == "json":
+        _print_json({"items": [{"id_number": r.id_number, "name": r.name, "problem": r.problem} for r in rows]})
+    elif not rows:
+        print("no person is quarantined 无隔离对象")
+    else:
+        _table(f"quarantined 已隔离 ({len(rows)})", ["ID number 身份证号", "name 姓名", "problem 问题"],
+               [[r.id_number, r.name, r.problem] for r in rows])
+    return EXIT_OK
+
+
 def _rebuild_compare(services: Services) -> int:
     """Rebuild into a fresh store and diff it with the live read models; any difference fails the command."""
     import tempfile
@@ -557,6 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--person", help="also the status of this ID number")
     formats(replay)
     replay.set_defaults(handler=cmd_audit_replay)
+    quarantined = audit_commands.add_parser(
+        "quarantined", help="persons whose events the fold cannot process (kept out of every figure, alerted)")
+    formats(quarantined)
+    quarantined.set_defaults(handler=cmd_audit_quarantined)
     from .cli_audit import register as register_chain_commands
 
     register_chain_commands(audit_commands, formats)

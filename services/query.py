@@ -19,7 +19,7 @@ from adapters.readmodel import ReadModel, micros
 from domain.person import Person
 from domain.rules import LOST_SUPERVISION_RULES
 from domain.supervision import GAP_STATES, Obligation, PersonView
-from projections.supervision import SupervisionProjection
+from projections.supervision import SupervisionProjection, Unfoldable
 
 from .views import gap_record, status_record
 
@@ -67,7 +67,10 @@ class Queries:
 
     def all_views(self, as_of: dt.datetime, known_at: dt.datetime | None) -> Iterator[PersonView]:
         for stream_id in self.person_ids():
-            view = self.projection.fold(self.store.repository.get(stream_id), as_of=as_of, known_at=known_at)
+            try:
+                view = self.projection.fold(self.store.repository.get(stream_id), as_of=as_of, known_at=known_at)
+            except Unfoldable:  # quarantined (and alerted): kept out of the figures, as the read model does
+                continue
             if view.last_occurred_at is not None:  # nothing of this person was known yet
                 yield view
 
@@ -147,6 +150,11 @@ class Queries:
         if view is None or view.last_occurred_at is None:
             return None
         return status_record(view, moment)
+
+    def quarantined(self) -> list[Any]:
+        """The persons the projection quarantined (their events cannot be folded)."""
+        self._fresh()
+        return self.read_model.quarantined()
 
     # -- statistics ---------------------------------------------------------------------------------------------
 

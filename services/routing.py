@@ -47,7 +47,7 @@ from adapters.eventstore import EventStore
 from adapters.kafka import KafkaConfig
 from adapters.readmodel import ReadModel, micros
 from domain.supervision import Obligation, PersonView
-from projections.supervision import PERSON_TOPIC, SupervisionProjection
+from projections.supervision import PERSON_TOPIC, SupervisionProjection, Unfoldable, quarantining
 
 from .ingest import utc_now
 from .views import gap_record
@@ -221,9 +221,13 @@ class Router:
             id_number = stream[0].id_number
             event = stream[version - 1]  # version 1 is Registered; version v is stream[v - 1]
             before = views.get((stream_id, version - 1))
-            if before is None and version > 2:
-                before = self._fold(stream[1:version - 1], id_number)
-            after = self._fold(stream[1:version], id_number)
+            try:
+                with quarantining(stream_id):
+                    if before is None and version > 2:
+                        before = self._fold(stream[1:version - 1], id_number)
+                    after = self._fold(stream[1:version], id_number)
+            except Unfoldable:  # quarantined and alerted (handoff audit quarantined): nothing routed for it
+                continue
             views[(stream_id, version)] = after
             out += self._event_notifications(stream_id, event, after, note.id)
             out += self._gap_notifications(stream_id, after, opened_gaps(before, after, now), now,

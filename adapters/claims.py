@@ -17,13 +17,17 @@ eventsourcing's PROCESS_RECORDER_TOPIC setting (adapters/eventstore.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import OperationalError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
-from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
+from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder, SQLiteTransaction
 
 from domain.person import EventClaim
 
@@ -31,6 +35,30 @@ COLUMNS = "event_id, content_hash, person_stream, publisher_kind, publisher_id, 
 WAL_CHECKPOINT_PAGES = 20_000  # 80 MB of 4 KiB pages
 # Lookups are chunked so that a statement's parameter list stays well inside SQLite's and PostgreSQL's limits.
 CHUNK = 500
+
+
+log = logging.getLogger(__name__)
+# A write that still finds the database locked after SQLite's busy timeout (30 s, adapters/config.py) is tried again
+# this many times, after these pauses: a burst of writers queues up instead of failing.
+WRITE_ATTEMPTS = 4
+RETRY_PAUSE_SECONDS = 0.2
+
+
+class _ImmediateTransaction(SQLiteTransaction):
+    """`BEGIN IMMEDIATE`: the write lock is taken when the transaction begins, waiting for another writer (the busy
+    timeout) if need be. eventsourcing's deferred `BEGIN` takes it only at the first write; a transaction that read
+    first (the next notification id, the chain's heads) then fails at once with "database is locked" if another
+    writer committed in between, which SQLite cannot wait out."""
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        return cursor
+
+
+def _locked(error: BaseException) -> bool:
+    cause = error.__cause__ if isinstance(error, OperationalError) else error
+    return isinstance(cause, sqlite3.OperationalError) and ("locked" in str(cause) or "busy" in str(cause))
 
 
 def claims_table_name(events_table_name: str) -> str:
@@ -61,6 +89,32 @@ class SQLiteClaimingRecorder(SQLiteProcessRecorder):
             "publisher_id TEXT NOT NULL, event_type TEXT NOT NULL, retracts TEXT, "
             "UNIQUE (retracts, publisher_kind, publisher_id))",
         ]
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[SQLiteCursor]:
+        with self.datastore.get_connection(commit=True) as connection, \
+                _ImmediateTransaction(connection, commit=True) as cursor, cursor:
+            yield cursor
+
+    def _writing(self, write: Callable[[SQLiteCursor], Any]) -> Any:
+        """Run `write` in an immediate transaction, again if the database stayed locked (nothing was written)."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._write_transaction() as cursor:
+                    return write(cursor)
+            except (OperationalError, sqlite3.OperationalError) as error:
+                if not _locked(error) or attempt == WRITE_ATTEMPTS:
+                    raise
+                log.warning("database locked, write tried again (attempt %d of %d)", attempt + 1, WRITE_ATTEMPTS)
+                time.sleep(RETRY_PAUSE_SECONDS * attempt)
+
+    # Every write of the event store (events with their claims, dead letters, access records, principals, tracking
+    # positions) goes through these two.
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        return self._writing(lambda cursor: self._insert_events(cursor, stored_events, **kwargs))
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        self._writing(lambda cursor: self._insert_tracking(cursor, tracking))
 
     # Set by the audit chain (adapters/chain.py) when its tables live in this database: links each write inside
     # the write's own transaction.

@@ -103,6 +103,9 @@ def _problem(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
+_alerted: set[tuple[Any, str]] = set()
+
+
 @contextlib.contextmanager
 def quarantining(stream: Any) -> Iterator[None]:
     """Turn any failure of the fold into Unfoldable, logged as an error: operators' alerting watches those. The log
@@ -112,8 +115,12 @@ def quarantining(stream: Any) -> Iterator[None]:
     except Unfoldable:
         raise
     except Exception as error:  # whatever the events make the fold raise: it must not stop the projection
-        log.error("ALERT person %s quarantined: the fold cannot process their events (%s)", stream, _problem(error))
-        raise Unfoldable(stream, _problem(error)) from error
+        problem = _problem(error)
+        # Alerted once per person and problem in a process: every read of the person folds again.
+        if (stream, problem) not in _alerted:
+            _alerted.add((stream, problem))
+            log.error("ALERT person %s quarantined: the fold cannot process their events (%s)", stream, problem)
+        raise Unfoldable(stream, problem) from error
 
 
 def quarantine_rows(id_number: str, name: str, rule_set: str, problem: str) -> PersonRows:

@@ -253,7 +253,7 @@ class ReadModel:
 
     def gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
              limit: int | None = None, offset: int = 0, agency: str | None = None,
-             agency_region: str | None = None) -> list[SimpleNamespace]:
+             agency_region: str | None = None, agency_id: str | None = None) -> list[SimpleNamespace]:
         o = obligations.c
         conditions = []
         wanted = set(states)
@@ -269,7 +269,7 @@ class ReadModel:
             conditions.append(o.region.startswith(region, autoescape=True))
         if rule:
             conditions.append(o.rule == rule)
-        conditions += self._agency_conditions(agency, agency_region)
+        conditions += self._agency_conditions(agency, agency_region, agency_id)
         query = (sa.select(obligations).where(*conditions)
                  .order_by(o.gap_us, o.person_key, o.rule, o.triggered_by).offset(offset))
         if limit is not None:
@@ -278,21 +278,25 @@ class ReadModel:
             return self._opened(connection.execute(query))
 
     @staticmethod
-    def _agency_conditions(agency: str | None, agency_region: str | None) -> list[Any]:
-        """Obligations borne by an agency kind, and/or by agencies of a region prefix."""
+    def _agency_conditions(agency: str | None, agency_region: str | None, agency_id: str | None = None) -> list[Any]:
+        """Obligations borne by an agency kind, and/or by agencies of a region prefix; with `agency_id`, by that one
+        agency of the kind and (exact) region (domain.authorisation.bears)."""
         o = obligations.c
         conditions = []
         if agency:
             conditions.append(o.obligated_kind == agency)
-        if agency_region:
+        if agency_id:
+            conditions.append(sa.or_(o.obligated_id == agency_id,
+                                     sa.and_(o.obligated_id.is_(None), o.obligated_region == agency_region)))
+        elif agency_region:
             conditions.append(o.obligated_region.startswith(agency_region, autoescape=True))
         return conditions
 
     def upcoming(self, from_us: int, until_us: int, region: str | None = None, agency: str | None = None,
-                 agency_region: str | None = None) -> list[SimpleNamespace]:
+                 agency_region: str | None = None, agency_id: str | None = None) -> list[SimpleNamespace]:
         o = obligations.c
         conditions = [o.gap_us >= from_us, o.gap_us <= until_us, o.fulfilled_us.is_(None),
-                      *self._agency_conditions(agency, agency_region)]
+                      *self._agency_conditions(agency, agency_region, agency_id)]
         if region:
             conditions.append(o.region.startswith(region, autoescape=True))
         with self.engine.connect() as connection:

@@ -26,6 +26,16 @@ class PublisherIdentity:
         return cls()
 
 
+def bears(kind: str, agency_id: str, region: str, obligated_kind: str, obligated_id: str | None,
+          obligated_region: str | None) -> bool:
+    """Whether the agency (kind, id, region) bears an obligation: one named for it by its id, or one addressed to
+    the agency of its kind for its own region without a name (R04: "the bureau of 520222"). Another agency of the
+    same kind and region (a second court of a county) bears neither."""
+    if obligated_kind != kind:
+        return False
+    return obligated_id == agency_id if obligated_id is not None else obligated_region == region
+
+
 def authorise(event: ParsedEvent, publisher: PublisherIdentity) -> None:
     """Raise Rejected unless `publisher` may publish `event`."""
     agency = event.agency

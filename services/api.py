@@ -274,9 +274,11 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         if me.role is Role.PUBLISHER:
             if agency is not None and agency != me.kind:
                 raise ApiError(403, "outside_scope", f"a {me.kind} sees only the obligations of its own agency")
-            return {"region": scoped_region(me, region), "agency": me.kind, "agency_region": me.region}
+            # Its own agency's: named for its id, or addressed to its kind for its region (domain.authorisation.bears).
+            return {"region": scoped_region(me, region), "agency": me.kind, "agency_region": me.region,
+                    "agency_id": me.agency_id}
         return {"region": scoped_region(me, region), "agency": str(agency) if agency else None,
-                "agency_region": None}
+                "agency_region": None, "agency_id": None}
 
     @v1.get("/gaps", tags=["read"])
     def gaps(me: Me, as_of: TimeParam = None, known_at: TimeParam = None, region: RegionParam = None,
@@ -286,8 +288,10 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         scope = gap_scope(me, region, agency)
         items = services.queries.gaps(as_of=moment(as_of, "as_of"), known_at=moment(known_at, "known_at"),
                                       rule=rule, state=state, limit=limit + 1, offset=offset, **scope)
-        principals.record_access(me, f"GET /v1/gaps region={scope['region']} rule={rule} state={state}", None)
-        return page(items, limit, offset)
+        shown = page(items, limit, offset)
+        principals.record_access(me, f"GET /v1/gaps region={scope['region']} rule={rule} state={state}",
+                                 [gap["id_number"] for gap in shown["items"]])
+        return shown
 
     @v1.get("/upcoming", tags=["read"])
     def upcoming(me: Me, within: Annotated[str, Query(max_length=12)] = "7d", region: RegionParam = None,
@@ -299,8 +303,10 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
             raise ApiError(422, "invalid_duration", str(problem)) from None
         scope = gap_scope(me, region, agency)
         items = services.queries.upcoming(horizon, **scope)
-        principals.record_access(me, f"GET /v1/upcoming region={scope['region']}", None)
-        return page(items[offset:offset + limit + 1], limit, offset)
+        shown = page(items[offset:offset + limit + 1], limit, offset)
+        principals.record_access(me, f"GET /v1/upcoming region={scope['region']}",
+                                 [item["id_number"] for item in shown["items"]])
+        return shown
 
     @v1.get("/stats", tags=["read"])
     def stats(me: Me, region: RegionParam = None, as_of: TimeParam = None,
@@ -365,11 +371,12 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         require(me, Role.AUDITOR)
         items = [{"id_number": row.id_number, "name": row.name, "problem": row.problem}
                  for row in services.queries.quarantined()]
-        principals.record_access(me, "GET /v1/quarantine", None)
+        principals.record_access(me, "GET /v1/quarantine", [item["id_number"] for item in items])
         return {"items": items}
 
     @v1.get("/access-log", tags=["audit"])
-    def access_log(me: Me, subject: Annotated[str | None, Query(max_length=18)] = None,
+    def access_log(me: Me, subject: Annotated[str | None, Query(max_length=18, description=(
+                       "只看读取过此身份证号的记录（x 与 X 等同） / only reads of this ID number (x matches X)"))] = None,
                    limit: Limit = PAGE_DEFAULT, offset: Offset = 0) -> dict[str, Any]:
         """Who read whose personal data, newest first (auditors only)."""
         require(me, Role.AUDITOR)

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from adapters.eventstore import EventStore
 from domain.catalog import AgencyKind
-from domain.identity import region_problem
+from domain.identity import normalise_id_number, region_problem
 from domain.principals import AccessRecorded, Principal, Role, token_hash
 
 PRINCIPAL_TOPIC = f"{Principal.__module__}:{Principal.__qualname__}.Created"
 ACCESS_TOPIC = f"{AccessRecorded.__module__}:{AccessRecorded.__qualname__}.Recorded"
+SUBJECT_SEPARATOR = ","
+
+
+def normalised_subject(id_number: str) -> str:
+    """An ID number as the access log keeps and searches it: the check character X in upper case, so a lower-case
+    x typed by a reader or an auditor matches."""
+    return normalise_id_number(id_number.strip())
+
+
+def subjects_field(subjects: str | Iterable[str] | None) -> str | None:
+    if subjects is None:
+        return None
+    if isinstance(subjects, str):
+        subjects = [subjects]
+    unique = list(dict.fromkeys(normalised_subject(s) for s in subjects))
+    return SUBJECT_SEPARATOR.join(unique) if unique else None
 
 
 class PrincipalError(ValueError):
@@ -87,9 +103,10 @@ class Principals:
 
     # -- the access log -----------------------------------------------------------------------------------------
 
-    def record_access(self, principal: Principal, action: str, subject: str | None) -> None:
-        self.store.save(AccessRecorded(str(principal.id), str(principal.role), principal.name, action, subject,
-                                       self.clock().isoformat()))
+    def record_access(self, principal: Principal, action: str, subjects: str | Iterable[str] | None) -> None:
+        """One record per read: `subjects` is the ID number read, or those a list showed (a page of gaps)."""
+        self.store.save(AccessRecorded(str(principal.id), str(principal.role), principal.name, action,
+                                       subjects_field(subjects), self.clock().isoformat()))
 
     def access_log(self, limit: int = 100, offset: int = 0, subject: str | None = None) -> list[dict[str, Any]]:
         records, start = [], 1
@@ -99,9 +116,11 @@ class Principals:
                 break
             for notification in page:
                 access = self.store.mapper.to_domain_event(notification)
-                if subject is None or access.subject == subject:
+                subjects = access.subject.split(SUBJECT_SEPARATOR) if access.subject else []
+                if subject is None or normalised_subject(subject) in map(normalised_subject, subjects):
                     records.append({"principal": access.principal, "role": access.role, "name": access.name,
-                                    "action": access.action, "subject": access.subject, "at": access.at})
+                                    "action": access.action, "subject": subjects[0] if len(subjects) == 1 else None,
+                                    "subjects": subjects, "at": access.at})
             start = page[-1].id + 1
         records.reverse()  # newest first
         return records[offset:offset + limit]

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from adapters.eventstore import EventStore
 from adapters.readmodel import ReadModel, micros
+from domain.authorisation import bears
 from domain.person import Person
 from domain.rules import LOST_SUPERVISION_RULES
 from domain.supervision import GAP_STATES, Obligation, PersonView
@@ -37,6 +38,15 @@ def gap_sort_key(token: Callable[[str], str]) -> Callable[[dict[str, Any]], tupl
     def key(record: dict[str, Any]) -> tuple:
         return (record["due_at"] or "", token(record["id_number"]), record["rule"], record["triggered_by"])
     return key
+
+
+def _borne_by(obligation: Obligation, agency: str | None, agency_region: str | None, agency_id: str | None) -> bool:
+    """The exact fold's side of ReadModel._agency_conditions."""
+    if agency_id:
+        return bears(agency or obligation.obligated_kind, agency_id, agency_region or "", obligation.obligated_kind,
+                     obligation.obligated_id, obligation.obligated_region)
+    return (not agency or obligation.obligated_kind == agency) and (
+        not agency_region or (obligation.obligated_region or "").startswith(agency_region))
 
 
 class Queries:
@@ -85,10 +95,12 @@ class Queries:
 
     def gaps(self, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None, region: str | None = None,
              rule: str | None = None, state: str = "open", limit: int | None = None, offset: int = 0,
-             agency: str | None = None, agency_region: str | None = None) -> list[dict[str, Any]]:
+             agency: str | None = None, agency_region: str | None = None,
+             agency_id: str | None = None) -> list[dict[str, Any]]:
         """Gaps ordered by due time (most overdue first), then person, rule and trigger; a page if limit is set.
 
-        `agency` / `agency_region` keep the gaps borne by an agency kind / by agencies of a region prefix."""
+        `agency` / `agency_region` keep the gaps borne by an agency kind / by agencies of a region prefix; with
+        `agency_id` too, those borne by that one agency (domain.authorisation.bears)."""
         states = states_for(state)
         if self._replay(as_of, known_at):
             moment = as_of or self.clock()
@@ -97,15 +109,14 @@ class Queries:
                 for view in self.all_views(moment, known_at)
                 if not region or (view.region or "").startswith(region)
                 for obligation in view.gaps(moment, states)
-                if (not rule or obligation.rule == rule) and (not agency or obligation.obligated_kind == agency)
-                and (not agency_region or (obligation.obligated_region or "").startswith(agency_region))
+                if (not rule or obligation.rule == rule) and _borne_by(obligation, agency, agency_region, agency_id)
             ]
             records.sort(key=gap_sort_key(self.read_model.sealer.token))
             return records[offset:offset + limit] if limit is not None else records[offset:]
         self._fresh()
         now = self.clock()
         rows = self.read_model.gaps(micros(now), states, region=region, rule=rule, limit=limit, offset=offset,
-                                    agency=agency, agency_region=agency_region)
+                                    agency=agency, agency_region=agency_region, agency_id=agency_id)
         return [self._gap_from_row(row, now) for row in rows]
 
     @staticmethod
@@ -128,11 +139,11 @@ class Queries:
     # -- upcoming -----------------------------------------------------------------------------------------------
 
     def upcoming(self, within: dt.timedelta, region: str | None = None, agency: str | None = None,
-                 agency_region: str | None = None) -> list[dict[str, Any]]:
+                 agency_region: str | None = None, agency_id: str | None = None) -> list[dict[str, Any]]:
         self._fresh()
         now = self.clock()
         rows = self.read_model.upcoming(micros(now), micros(now + within), region=region, agency=agency,
-                                        agency_region=agency_region)
+                                        agency_region=agency_region, agency_id=agency_id)
         records = []
         for row in rows:
             record = self._gap_from_row(row, now)

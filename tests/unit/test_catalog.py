@@ -554,3 +554,21 @@ def test_upcaster_failure_is_a_rejection(monkeypatch):
     monkeypatch.setitem(upcasting.UPCASTERS, ("warning_issued", 1), v1_to_v2)
     with pytest.raises(Rejected):
         parse_event(envelope(schema_version=1, payload={"reason": "x"}))
+
+
+@pytest.mark.parametrize("text", [
+    '{"event_type": "warning_issued", "event_type": "decision_effective"}',
+    '{"payload": {"term_end": "2025-01-01", "term_end": "2099-01-01"}}',
+    '{"event_id": "a", "event\\u005fid": "b"}',  # the same key spelled with an escape
+])
+def test_a_key_given_twice_is_refused_on_every_path_not_silently_overwritten(text):
+    """Issue #14: duplicate JSON keys silently took the last value (Kafka and file paths as well as HTTP)."""
+    base = json.dumps(envelope(), ensure_ascii=False)
+    raw = base[:-1] + ", " + text[1:-1] + "}"
+    for form in (raw, raw.encode()):
+        error = rejection(form)
+        assert error.code == RejectionCode.MALFORMED and "出现了两次" in error.reason
+
+
+def test_a_key_in_two_different_objects_is_not_a_duplicate():
+    parse_event(json.dumps(envelope("subject_enrolled", payload("subject_enrolled"), agency="bureau")).encode())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ class Settings:
     # to the inbound topics and `handoff ingest` workers store the events.
     kafka_bootstrap: str | None = None
     kafka_prefix: str = "handoff"
+    # The dates events and questions may name, "YYYY-MM-DD..YYYY-MM-DD" (default 1979-01-01..2100-12-31; see
+    # domain/catalog.py for the bounds it may lie within).
+    plausible_dates: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -34,7 +38,17 @@ class Settings:
             cipher_key=environ.get("HANDOFF_CIPHER_KEY") or None,
             kafka_bootstrap=environ.get("HANDOFF_KAFKA_BOOTSTRAP") or None,
             kafka_prefix=environ.get("HANDOFF_KAFKA_PREFIX") or "handoff",
+            plausible_dates=environ.get("HANDOFF_PLAUSIBLE_DATES") or None,
         )
+
+
+def plausible_range(text: str) -> tuple[dt.date, dt.date]:
+    """HANDOFF_PLAUSIBLE_DATES ("1990-01-01..2080-12-31") as two dates."""
+    try:
+        earliest, latest = (dt.date.fromisoformat(part.strip()) for part in text.split(".."))
+    except ValueError:
+        raise ConfigError(f"HANDOFF_PLAUSIBLE_DATES {text!r}: expected YYYY-MM-DD..YYYY-MM-DD") from None
+    return earliest, latest
 
 
 def cipher_env(cipher_key: str | None) -> dict[str, str]:

@@ -60,15 +60,35 @@ RegionCode = Annotated[str, AfterValidator(refusing(region_problem))]
 # never a period the service would count holidays over.
 EARLIEST_DATE = dt.date(1979, 1, 1)
 LATEST_DATE = dt.date(2100, 12, 31)
+# A deployment may set its own range (HANDOFF_PLAUSIBLE_DATES) inside these bounds, where the calendar and the day
+# counting are known to work (before 1950 Shanghai's zone data has local mean time offsets).
+PLAUSIBLE_BOUNDS = (dt.date(1950, 1, 1), dt.date(2200, 12, 31))
+_plausible = (EARLIEST_DATE, LATEST_DATE)
+
+
+def plausible_dates() -> tuple[dt.date, dt.date]:
+    """The first and last date an event, a term or a question may name."""
+    return _plausible
+
+
+def configure_plausible_dates(earliest: dt.date, latest: dt.date) -> None:
+    """Set the plausible range for this process (from the deployment's settings, at start-up)."""
+    global _plausible
+    low, high = PLAUSIBLE_BOUNDS
+    if not low <= earliest < latest <= high:
+        raise ValueError(f"合理日期范围须在 {low} 至 {high} 之内且起早于止 / the plausible range must lie within "
+                         f"{low} to {high}, its start before its end: got {earliest} to {latest}")
+    _plausible = (earliest, latest)
 
 
 def date_range_problem(day: dt.date) -> str | None:
     """Why a date is not plausible for an event, in Chinese then English; None when it is."""
-    if EARLIEST_DATE <= day <= LATEST_DATE:
+    earliest, latest = _plausible
+    if earliest <= day <= latest:
         return None
-    return (f"日期 {day.isoformat()} 超出合理范围（{EARLIEST_DATE.isoformat()} 至 {LATEST_DATE.isoformat()}）"
-            f" / date {day.isoformat()} is outside the plausible range {EARLIEST_DATE.isoformat()} to "
-            f"{LATEST_DATE.isoformat()}")
+    return (f"日期 {day.isoformat()} 超出合理范围（{earliest.isoformat()} 至 {latest.isoformat()}）"
+            f" / date {day.isoformat()} is outside the plausible range {earliest.isoformat()} to "
+            f"{latest.isoformat()}")
 
 
 PlausibleDate = Annotated[dt.date, AfterValidator(refusing(date_range_problem))]

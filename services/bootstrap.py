@@ -6,9 +6,10 @@ import gc
 from dataclasses import dataclass
 
 from adapters.chain import AuditChain
-from adapters.config import Settings
+from adapters.config import ConfigError, Settings, plausible_range
 from adapters.eventstore import EventStore
 from adapters.readmodel import ReadModel, Sealer
+from domain.catalog import configure_plausible_dates
 from domain.rules import RuleSet, load_rule_set
 from projections.supervision import SupervisionProjection
 
@@ -42,6 +43,12 @@ class Services:
 
 def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     settings = settings or Settings.from_env()
+    if settings.plausible_dates:
+        earliest, latest = plausible_range(settings.plausible_dates)
+        try:
+            configure_plausible_dates(earliest, latest)
+        except ValueError as problem:
+            raise ConfigError(f"HANDOFF_PLAUSIBLE_DATES: {problem}") from None
     store = EventStore(settings.database_url, cipher_key=settings.cipher_key)
     rules = load_rule_set(settings.rules_file)
     read_model = ReadModel(settings.database_url, Sealer(settings.cipher_key))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 
@@ -572,3 +573,23 @@ def test_a_key_given_twice_is_refused_on_every_path_not_silently_overwritten(tex
 
 def test_a_key_in_two_different_objects_is_not_a_duplicate():
     parse_event(json.dumps(envelope("subject_enrolled", payload("subject_enrolled"), agency="bureau")).encode())
+
+
+def test_the_plausible_range_is_configurable_within_its_bounds(monkeypatch):
+    from domain import catalog
+
+    monkeypatch.setattr(catalog, "_plausible", catalog.plausible_dates())
+    catalog.configure_plausible_dates(dt.date(2000, 1, 1), dt.date(2080, 12, 31))
+    body = payload("decision_effective", term_start="1999-12-31", term_end="2001-01-01")
+    assert "2000-01-01" in rejection(envelope("decision_effective", body)).reason
+    with pytest.raises(ValueError):
+        catalog.configure_plausible_dates(dt.date(1900, 1, 1), dt.date(2080, 12, 31))
+
+
+def test_a_bad_plausible_range_setting_is_a_configuration_error():
+    from adapters.config import ConfigError, Settings
+    from services.bootstrap import bootstrap
+
+    for text in ("1990-01-01", "2100-01-01..1990-01-01"):
+        with pytest.raises(ConfigError):
+            bootstrap(Settings(database_url="sqlite:///:memory:", plausible_dates=text))

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from adapters.config import Settings
 from adapters.eventstore import EventStore
 from domain.authorisation import PublisherIdentity
 from domain.catalog import AgencyKind
@@ -416,3 +417,29 @@ def test_notification_ids_handed_back_by_a_write_are_the_ids_the_log_gives_its_e
     assert written == logged
     assert [entry[0] for entry in logged] == list(range(logged[0][0], logged[0][0] + len(logged)))
     assert len(logged) == 5 + 4  # five accepted events, and the Registered event of each of the four persons
+
+
+def test_a_nul_byte_is_refused_into_a_dead_letter_and_the_rest_of_the_batch_stands(database_url):
+    """Issue #14: on PostgreSQL a NUL in person.name was accepted and then broke gaps and stats for good (COPY of
+    the read model); in agency.id it failed the whole batch with no dead letter."""
+    from services.bootstrap import bootstrap
+
+    services = bootstrap(Settings(database_url=database_url))
+    try:
+        good = decision(id_number(41), start=dt.date(2025, 3, 3))
+        bad_name = decision(id_number(42), start=dt.date(2025, 3, 3))
+        bad_name["person"]["name"] = "张\x00三"
+        bad_agency = decision(id_number(43), start=dt.date(2025, 3, 3))
+        bad_agency["agency"]["id"] = "FY\x00-520222"
+        items = [json.dumps(e, ensure_ascii=False).encode() for e in (good, bad_name, bad_agency)]
+        result = services.ingestor.ingest(items, Source("test"))
+        assert [item.status for item in result.items] == ["accepted", "rejected", "rejected"]
+        letters = list(services.store.dead_letters(limit=10))
+        assert len(letters) == 2 and all("\x00" in letter.raw or "\\u0000" in letter.raw for letter in letters)
+        assert {g["id_number"] for g in services.queries.gaps(state="all", as_of=dt.datetime(2026, 1, 1,
+                                                                                            tzinfo=dt.timezone.utc))} \
+            == {id_number(41)}
+        services.projection.catch_up()
+        assert services.queries.stats()
+    finally:
+        services.close()

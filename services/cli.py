@@ -333,9 +333,12 @@ def _rebuild_compare(services: Services) -> int:
 
 
 def cmd_rules(args: argparse.Namespace, services: Services) -> int:
+    from domain import jurisdiction
+
     calendar = services.rules.calendar.coverage()
     if args.format == "json":
-        _print_json({"version": services.rules.version, "rules": services.rules.describe(), "calendar": calendar})
+        _print_json({"version": services.rules.version, "rules": services.rules.describe(), "calendar": calendar,
+                     "jurisdiction": jurisdiction.describe()})
         return EXIT_OK
     _table(f"rule set {services.rules.version}", ["rule", "title 名称", "deadline 期限", "obligated 责任机关", "basis 依据"],
            [[r["rule"], r["title"], f"{r['deadline']['amount']} {r['deadline']['unit']}" if r["deadline"] else "-",
@@ -346,6 +349,13 @@ def cmd_rules(args: argparse.Namespace, services: Services) -> int:
     rows.append([f"{calendar['provisional_from']}–", "provisional 暂定",
                  "statutory holidays and 补假 only 按法定节假日推算，调休安排未发布"])
     _table("holiday calendar 节假日安排", ["years 年份", "from 来源", "note 说明"], rows)
+    acts: dict[str, tuple[list[str], dict[str, None]]] = {}
+    for row in jurisdiction.describe():
+        types, bases = acts.setdefault(row["title"], ([], {}))
+        types.append(row["event_type"])
+        bases.update(dict.fromkeys(row["basis"].removeprefix("Law ").split(", ")))
+    _table("jurisdiction 管辖 (A10_outside_jurisdiction otherwise)", ["who may act 有权机关", "acts 行为", "basis 依据"],
+           [[title, ", ".join(types), "Law " + ", ".join(sorted(bases, key=int))] for title, (types, bases) in acts.items()])
     return EXIT_OK
 
 

@@ -186,6 +186,8 @@ def decode(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
         raise Rejected(RejectionCode.MALFORMED, f"not UTF-8: {error.reason} at byte {error.start}") from None
     except json.JSONDecodeError as error:
         raise Rejected(RejectionCode.MALFORMED, f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except ValueError:  # an integer of more than 4,300 digits: no field takes such a number
+        raise Rejected(RejectionCode.MALFORMED, "含有位数过多的整数 / holds an integer with too many digits") from None
     except RecursionError:
         raise Rejected(RejectionCode.MALFORMED, "not JSON: nested too deeply") from None
     if not isinstance(value, dict):

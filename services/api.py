@@ -228,6 +228,9 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
             return await refuse(400, RejectionCode.MALFORMED, str(problem))
         except (json.JSONDecodeError, RecursionError) as problem:
             return await refuse(400, RejectionCode.MALFORMED, f"请求体不是有效的 JSON / body is not JSON: {problem}")
+        except ValueError:  # an integer of more digits than Python converts (4,300): no field takes such a number
+            return await refuse(400, RejectionCode.MALFORMED,
+                                "请求体含有位数过多的整数 / the body holds an integer with too many digits")
         single = isinstance(document, dict)
         if single:
             items: list[Any] = [document]

@@ -106,6 +106,8 @@ def test_all_rejected_is_422(client):
     (b"[]", "application/json", 400, "malformed"),
     ('{"event_id": "a", "event_id": "b"}'.encode(), "application/json", 400, "malformed"),
     ("\ufeff{}".encode(), "application/json", 400, "malformed"),
+    (b'{"schema_version": ' + b"9" * 5000 + b"}", "application/json", 400, "malformed"),  # past 4,300 digits
+    (b'[{"schema_version": ' + b"9" * 5000 + b"}]", "application/json", 400, "malformed"),
 ])
 def test_bad_bodies_get_clear_4xx_and_are_kept(client, services, body, content_type, status, code):
     response = client.post("/v1/events", content=body, headers={"content-type": content_type})

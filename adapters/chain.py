@@ -7,10 +7,12 @@ the link before it in the same chain: chain_hash = SHA-256(prev_hash ‖ event_h
 with 32 zero bytes before the first link. The hashes cover the state bytes exactly as stored, so they work the same
 with encryption at rest (they cover the ciphertext).
 
-`AuditChain.extend()` follows the log from the chains' head. Like the read models' position, the head of each chain
-(`audit_heads`) is moved from the value read to the new one in the same transaction that inserts the links, guarded
-by the value read: a concurrent extender that lost the race finds the head moved, discards its page and looks
-again. Links are keyed by (chain, position), so no position is ever linked twice.
+The service's own writes are linked inside their transaction (`link_in_transaction`); a row it did not write is
+never linked by an ordinary write, only reported (docs/audit.md). `AuditChain.extend()` follows the log from the
+chains' head, for `handoff audit seal` only. Like the read models' position, the head of each chain (`audit_heads`)
+is moved from the value read to the new one in the same transaction that inserts the links, guarded by the value
+read: a concurrent extender that lost the race finds the head moved, discards its page and looks again. Links are
+keyed by (chain, position), so no position is ever linked twice.
 
 The raw reads of the events table (`EventLog`) bypass eventsourcing on purpose: they must read rows that
 eventsourcing would refuse (an originator id that is not a UUID, a state that is not bytes) when someone has
@@ -281,10 +283,18 @@ class AuditChain:
                 connection.execute("PRAGMA busy_timeout = 30000")
         self._create_tables()
         self._linked_in_transaction_through = 0
-        if self.engine.dialect.name == "sqlite" and database_url in (None, store.database_url) and \
-                hasattr(store.recorder, "link_chain"):
+        # The chain links what the service writes inside the write's own transaction (both backends): a row that
+        # reaches the events table any other way is never linked by an ordinary write (it would launder a forged
+        # row into the chain); it stays reported by `audit verify` until an auditor decides (docs/audit.md).
+        self.links_in_transaction = database_url in (None, store.database_url) and hasattr(store.recorder, "link_chain")
+        if self.links_in_transaction:
             store.recorder.link_chain = self.link_in_transaction
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self._mark = mark
+        self._select_heads = f"SELECT chain, position, head_hash, links FROM {heads.name}" + (
+            "" if mark == "?" else " FOR UPDATE")
+        self._update_head = (f"UPDATE {heads.name} SET position = {mark}, head_hash = {mark}, links = {mark}, "
+                             f"updated_at = {mark} WHERE chain = {mark}")
         self._insert_links = (f"INSERT INTO {links.name} ({', '.join(c.name for c in links.columns)}) "
                               f"VALUES ({', '.join([mark] * len(links.columns))})")
 
@@ -323,11 +333,18 @@ class AuditChain:
         return {name: found.get(name, Head(name, 0, GENESIS, 0)) for name in CHAINS}
 
     def link_written(self, recordings: Sequence[Any]) -> int:
-        """After a write (EventStore.after_write): link it, from the recordings in hand when they are exactly the
-        rows that follow the head, which spares reading back what was just written."""
+        """After a write (EventStore.after_write): link it, from the recordings in hand, when it was not linked in
+        its own transaction (a chain in another database) and it follows the head. Never reads the log: rows it did
+        not write are not its to link."""
         if not recordings or recordings[-1].notification.id <= self._linked_in_transaction_through:
             return 0  # linked in its own transaction (link_in_transaction)
-        return self.extend(written=[Row.stored(r.notification.id, r.notification) for r in recordings])
+        written = [Row.stored(r.notification.id, r.notification) for r in recordings]
+        start = max(head.position for head in self.heads().values())
+        if any(row.id != start + offset for offset, row in enumerate(written, 1)):
+            log.warning("rows %d-%d not linked: the log holds rows after the chain's head that this process did "
+                        "not write; see `handoff audit verify`", written[0].id, written[-1].id)
+            return 0
+        return self.extend(written=written)
 
     def extend(self, stop: int | None = None, written: Sequence[Row] = ()) -> int:
         """Link every notification after the chains' head (up to `stop`); returns how many links were added.
@@ -355,25 +372,25 @@ class AuditChain:
                 return added  # the log's end when read: later rows are their writers' to link (or the next call's)
 
     def link_in_transaction(self, cursor: Any, stored_events: Sequence[Any], notification_ids: Sequence[int]) -> None:
-        """Link events inside the transaction that inserts them (SQLite, called by the recorder): the write and its
-        links then commit together, in one commit instead of two. Only when they are the next positions after the
-        heads; otherwise (unlinked rows before them) the follower (`extend`) links them after the commit. A failure
-        here is rolled back to a savepoint and left to the follower: it never fails the write."""
+        """Link events inside the transaction that inserts them (called by the recorder, SQLite and PostgreSQL):
+        the write and its links commit together. Rows between the head and this write that no link covers were
+        not written by the service (a forged insert, or a process without the chain): they are skipped, never
+        linked, and `audit verify` reports them. A failure here is rolled back to a savepoint and logged: it never
+        fails the write, and verify then reports the write's rows as unchained until `audit seal`."""
         cursor.execute("SAVEPOINT audit_chain")
         try:
-            cursor.execute(f"SELECT chain, position, head_hash, links FROM {heads.name}")
+            # SQLite: the recorder's transaction holds the write lock. PostgreSQL: it holds the events table's lock
+            # (every writer takes it), and FOR UPDATE keeps `audit seal` from moving a head meanwhile.
+            cursor.execute(self._select_heads)
             found = {row["chain"]: Head(row["chain"], int(row["position"]), row["head_hash"], int(row["links"]))
                      for row in cursor.fetchall()}
             start = max((head.position for head in found.values()), default=0)
-            if set(found) != set(CHAINS) or list(notification_ids) != list(range(start + 1, start + 1 +
-                                                                                   len(stored_events))):
+            if set(found) != set(CHAINS) or not notification_ids or min(notification_ids) <= start:
                 cursor.execute("RELEASE audit_chain")
                 return
             rows = [Row.stored(position, event) for position, event in zip(notification_ids, stored_events)]
             moved, new_links = _linked(found, rows)
-            # The recorder's transaction holds SQLite's write lock: no other extender can move a head meanwhile.
-            cursor.executemany(f"UPDATE {heads.name} SET position = ?, head_hash = ?, links = ?, updated_at = ? "
-                               "WHERE chain = ?",
+            cursor.executemany(self._update_head,
                                [(head.position, head.head_hash, head.links, new_links[0][-1], head.chain)
                                 for name, head in moved.items() if head != found[name]])
             cursor.executemany(self._insert_links, new_links)
@@ -419,6 +436,19 @@ class AuditChain:
             rows = connection.execute(
                 sa.select(links).where(*conditions).order_by(links.c.position, links.c.chain).limit(limit)).all()
         return [_link(row) for row in rows]
+
+    def stream_is_chained(self, originator_id: UUID) -> bool:
+        """Whether every stored event of this stream is the one linked at its position (a principal forged into the
+        events table is not)."""
+        rows = self.log.stream(originator_id)
+        by_chain: dict[str, list[Row]] = {}
+        for row in rows:
+            by_chain.setdefault(row.chain, []).append(row)
+        for chain, chain_rows in by_chain.items():
+            linked = self.links_at(chain, [row.id for row in chain_rows])
+            if any(row.id not in linked or linked[row.id].event_hash != row.event_hash for row in chain_rows):
+                return False
+        return bool(rows)
 
     def links_at(self, chain: str, positions: Iterable[int]) -> dict[int, Link]:
         wanted = sorted(set(positions))

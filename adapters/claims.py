@@ -177,6 +177,11 @@ class SQLiteClaimingRecorder(SQLiteProcessRecorder):
                 versions.update((UUID(row["originator_id"]), row["version"]) for row in c.fetchall())
         return versions
 
+    def select_all_claims(self) -> list[EventClaim]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT {COLUMNS} FROM {self.claims_table_name}")
+            return [_claim(row) for row in c.fetchall()]
+
     def count_claims(self) -> int:
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT COUNT(*) AS n FROM {self.claims_table_name}")
@@ -203,6 +208,33 @@ class PostgresClaimingRecorder(PostgresProcessRecorder):
             "person_stream uuid NOT NULL, publisher_kind text NOT NULL, publisher_id text NOT NULL, "
             "event_type text NOT NULL, retracts text, UNIQUE (retracts, publisher_kind, publisher_id))").format(
                 self._claims))
+
+    # Set by the audit chain (adapters/chain.py): links each write inside the write's own transaction.
+    link_chain: Callable[[Any, Sequence[StoredEvent], Sequence[int]], None] | None = None
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """eventsourcing's PostgresApplicationRecorder.insert_events, with the chain's links added in the same
+        transaction once the notification ids are known (the events table's lock is still held)."""
+        if self.datastore.enable_db_functions or self.link_chain is None:
+            return super().insert_events(stored_events, **kwargs)
+        failure: Exception | None = None
+        notification_ids: Sequence[int] | None = None
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction():
+                with conn.cursor() as curs:
+                    self._insert_events(curs, stored_events, **kwargs)
+                if stored_events:
+                    with conn.cursor() as curs:
+                        try:
+                            self._insert_stored_events(curs, stored_events, **kwargs)
+                            pipeline.sync()  # a uniqueness violation raises here, not at commit
+                            notification_ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                            self.link_chain(curs, stored_events, notification_ids)
+                        except Exception as error:  # re-raised once the pipeline has exited (as eventsourcing does)
+                            failure = error
+            if failure:
+                raise failure
+        return notification_ids
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         from psycopg.sql import SQL
@@ -235,6 +267,13 @@ class PostgresClaimingRecorder(PostgresProcessRecorder):
                 curs.execute(statement, [stream_ids[start:start + CHUNK]])
                 versions.update((row["originator_id"], row["version"]) for row in curs.fetchall())
         return versions
+
+    def select_all_claims(self) -> list[EventClaim]:
+        from psycopg.sql import SQL
+
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT " + COLUMNS + " FROM {}").format(self._claims))
+            return [_claim(row) for row in curs.fetchall()]
 
     def count_claims(self) -> int:
         from psycopg.sql import SQL

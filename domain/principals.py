@@ -93,3 +93,18 @@ class AccessRecorded(Aggregate):
         self.action = action
         self.subject = subject
         self.at = at
+
+
+class AuditDecision(Aggregate):
+    """An auditor's decision on a row of the events table that the audit chain does not cover (written behind the
+    service's back, or by a process without the chain): accepted as genuine, with who decided and why. Kept in the
+    event store, so the decision is itself in the chain; `audit verify` then lists the row as accepted."""
+
+    @event("Recorded")
+    def __init__(self, position: int, event_hash: str, decision: str, reason: str, by: str, at: str):
+        self.position = position
+        self.event_hash = event_hash
+        self.decision = decision
+        self.reason = reason
+        self.by = by
+        self.at = at

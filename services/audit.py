@@ -18,19 +18,59 @@ See docs/audit.md for what each check proves and the offline procedure for expor
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from uuid import UUID
 
 from adapters.chain import (CHAINS, EVENTS, GENESIS, AuditChain, EventLog, Head, Link, Row,
                             chain_hash, now_iso)
+from adapters.fastread import StateDecoder
 from domain.identity import PERSON_NAMESPACE, normalise_id_number
-from domain.person import Person
+from domain.person import EventClaim, Person
+from domain.principals import AuditDecision
 
 EXPORT_FORMAT = "handoff-audit-export/1"
 SEAL_HINT = ("if an operator knows the row is genuine (a writer crashed before extending the chain), "
              "`handoff audit seal` chains it")
+ACCEPT_HINT = ("the chain never links a row it did not write; if an auditor finds it genuine, `handoff audit accept "
+               "POSITION --reason ...` records that decision")
+DECISION_TOPIC = f"{AuditDecision.__module__}:{AuditDecision.__qualname__}.Recorded"
+PERSON_TOPIC = f"{Person.__module__}:{Person.__qualname__}.EventRecorded"
+
+
+class _ExpectedClaims:
+    """The claims the chained person events make, gathered during the walk from their raw states."""
+
+    def __init__(self, store: Any):
+        self.decoder = StateDecoder(store.mapper)
+        self.expected: dict[str, tuple[int, EventClaim]] = {}
+
+    def add(self, row: Row) -> None:
+        try:
+            state = self.decoder.decode(row.state)
+            agency = state["agency"]
+            retracts = state["payload"]["retracted_event_id"].lower() if state["event_type"] == "event_retracted" \
+                else None
+            claim = EventClaim(state["event_id"].lower(), state["content_hash"], UUID(row.originator_id),
+                               agency["kind"], agency["id"], state["event_type"], retracts)
+        except Exception:  # a state that does not decode is reported by the walk (its hash), not here
+            return
+        self.expected[claim.event_id] = (row.id, claim)
+
+
+def _decoded(store: Any, row: Row) -> Any | None:
+    """The domain event of a raw row, or None when it cannot be read (the chain walk reports such a row)."""
+    from eventsourcing.persistence import StoredEvent
+
+    try:
+        return store.mapper.to_domain_event(StoredEvent(
+            originator_id=UUID(row.originator_id), originator_version=int(row.originator_version), topic=row.topic,
+            state=row.state))
+    except Exception:  # whatever a tampered row makes the decoder raise
+        return None
 
 
 def _finding(kind: str, chain: str, position: int, message: str, **details: Any) -> dict[str, Any]:
@@ -96,6 +136,9 @@ class Auditor:
         top = max(head.position for head in heads.values())  # the chained head of the log
         total = max(top, self.log.max_id())
         checks = self._anchor_checks(selected, anchors)
+        decisions = self.decisions()
+        accepted: list[dict[str, Any]] = []
+        claims = _ExpectedClaims(self.chain.store)
         rows_checked = 0
         tail: dict[str, Row] = {}  # per chain, the first row after the head
 
@@ -109,6 +152,10 @@ class Auditor:
             if row is not None:
                 rows_checked += 1
             if link is None:
+                decision = decisions.get(position)
+                if decision is not None and decision["event_hash"] == row.event_hash:
+                    accepted.append({"chain": name, "position": position, **decision})
+                    continue
                 if position > top:
                     tail.setdefault(name, row)
                     continue
@@ -117,6 +164,8 @@ class Auditor:
             walk.finding = self._check_link(walk, link, row)
             if walk.finding:
                 continue
+            if row.topic == PERSON_TOPIC:
+                claims.add(row)
             for anchor in checks.get((name, position), []):
                 if anchor["head_hash"] != link.chain_hash and not walk.finding:
                     walk.finding = self._anchor_finding(anchor, f"the chain's hash at position {position} is "
@@ -160,14 +209,19 @@ class Auditor:
                         found=_describe(row))
 
         findings = sorted((w.finding for w in walks.values() if w.finding), key=lambda f: f["position"])
+        if EVENTS in selected:
+            findings += self.claim_findings(claims.expected)
         result: dict[str, Any] = {
             "ok": not findings,
             "chains": {w.name: {"head_position": w.head.position, "head_hash": w.head.head_hash,
                                 "links": w.head.links, "ok": w.finding is None} for w in walks.values()},
+            "claims": {"ok": not any(f["chain"] == "claims" for f in findings)},
             "checked": {"rows": rows_checked, "links": sum(w.links for w in walks.values()),
                         "anchors": sum(1 for pending in checks.values() for a in pending if a.get("checked"))},
             "seconds": round(time.perf_counter() - started, 3),
         }
+        if accepted:
+            result["accepted"] = accepted
         if findings:
             result["finding"] = findings[0]
             result["findings"] = findings
@@ -301,7 +355,71 @@ class Auditor:
                             f"is at position {walk.head.position}: links were deleted", found=_describe(row))
         return _finding("inserted_event", name, position,
                         f"the row at position {position} is in no chain although it lies between chained "
-                        f"positions (the head is at {top}): a row was inserted", found=_describe(row))
+                        f"positions (the head is at {top}): a row was inserted; {ACCEPT_HINT}", found=_describe(row))
+
+    # -- decisions on unchained rows --------------------------------------------------------------------------------
+
+    def decisions(self) -> dict[int, dict[str, Any]]:
+        """Position -> the auditor's decision on that unchained row (only decisions that are themselves chained)."""
+        store = self.chain.store
+        found: dict[int, dict[str, Any]] = {}
+        try:
+            notifications = list(store.recorder.select_notifications(1, 1_000_000, topics=[DECISION_TOPIC]))
+        except Exception:  # a decision row tampered until unreadable: the chain walk reports it; no decision counts
+            return found
+        linked = self.chain.links_at(EVENTS, [n.id for n in notifications])
+        for notification in notifications:
+            row = Row.stored(notification.id, notification)
+            decision = _decoded(store, row)
+            if decision is None or row.id not in linked or linked[row.id].event_hash != row.event_hash:
+                continue
+            found[int(decision.position)] = {"event_hash": decision.event_hash, "decision": decision.decision,
+                                             "reason": decision.reason, "by": decision.by, "at": decision.at}
+        return found
+
+    def accept(self, position: int, reason: str, by: str) -> dict[str, Any]:
+        """Record that the unchained row at `position` is genuine. ValueError if there is no such row."""
+        [row] = self.log.page(position - 1, 1, stop=position) or [None]
+        if row is None:
+            raise ValueError(f"no row at position {position}")
+        if self.chain.links_at(row.chain, [position]):
+            raise ValueError(f"the row at position {position} is in the chain already")
+        if not reason.strip():
+            raise ValueError("a decision needs a --reason")
+        decision = AuditDecision(position, row.event_hash, "accepted", reason.strip(), by, now_iso())
+        self.chain.store.save(decision)
+        return {"position": position, "event_hash": row.event_hash, "decision": "accepted", "reason": reason.strip(),
+                "by": by, "at": decision.at, "found": _describe(row)}
+
+    # -- the event claims -------------------------------------------------------------------------------------------
+
+    def claim_findings(self, expected: dict[str, tuple[int, EventClaim]]) -> list[dict[str, Any]]:
+        """The claims table against the claims re-derived from the chained person events: a claim deleted (an event
+        could then be stored twice), altered (another publisher could retract it) or added."""
+        recorder = self.chain.store.claiming_recorder
+        actual = {claim.event_id: claim for claim in recorder.select_all_claims()}
+        findings = []
+        for event_id, (position, claim) in expected.items():
+            found = actual.get(event_id)
+            if found is None:
+                findings.append(_finding(
+                    "claim_missing", "claims", position,
+                    f"the claim of event {event_id} (stored at position {position}) is missing from the claims "
+                    "table: the same event could be stored again",
+                    expected={**dataclasses.asdict(claim), "person_stream": str(claim.person_stream)}))
+            elif found != claim:
+                changed = [f for f in ("content_hash", "person_stream", "publisher_kind", "publisher_id",
+                                       "event_type", "retracts") if getattr(found, f) != getattr(claim, f)]
+                findings.append(_finding(
+                    "claim_altered", "claims", position,
+                    f"the claim of event {event_id} (stored at position {position}) was altered: its "
+                    f"{', '.join(changed)} differs from the stored event", changed=changed))
+        for event_id in sorted(set(actual) - set(expected)):
+            findings.append(_finding(
+                "claim_extra", "claims", 0,
+                f"the claims table holds event {event_id}, which no chained event has: a claim was added (it would "
+                "refuse a genuine event as a duplicate or conflict)", event_id=event_id))
+        return sorted(findings, key=lambda f: f["position"])
 
     # -- anchor and seal ------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -12,6 +13,7 @@ from domain.catalog import AgencyKind
 from domain.identity import normalise_id_number, region_problem
 from domain.principals import AccessRecorded, Principal, Role, token_hash
 
+log = logging.getLogger(__name__)
 PRINCIPAL_TOPIC = f"{Principal.__module__}:{Principal.__qualname__}.Created"
 ACCESS_TOPIC = f"{AccessRecorded.__module__}:{AccessRecorded.__qualname__}.Recorded"
 SUBJECT_SEPARATOR = ","
@@ -37,9 +39,14 @@ class PrincipalError(ValueError):
 
 
 class Principals:
-    def __init__(self, store: EventStore, clock: Callable[[], dt.datetime]):
+    def __init__(self, store: EventStore, clock: Callable[[], dt.datetime],
+                 chained: Callable[[Any], bool] | None = None):
+        """`chained(stream_id)`: whether the stream's rows are in the audit chain. A principal whose rows are not (a
+        row inserted into the events table behind the service's back) does not authenticate."""
         self.store = store
         self.clock = clock
+        self.chained = chained
+        self._chained_versions: set[tuple[Any, int]] = set()  # linked rows stay linked: checked once per version
 
     def add(self, role: str, name: str, kind: str | None = None, agency_id: str | None = None,
             region: str | None = None) -> tuple[Principal, str]:
@@ -73,7 +80,15 @@ class Principals:
         if not token:
             return None
         principal = self.store.get_aggregate(Principal.create_id(token_hash(token)))
-        return principal if principal is not None and principal.active else None
+        if principal is None or not principal.active:
+            return None
+        if self.chained is not None and (principal.id, principal.version) not in self._chained_versions:
+            if not self.chained(principal.id):
+                log.error("ALERT a principal not in the audit chain tried to authenticate: %s (see `handoff audit "
+                          "verify`)", principal.id)
+                return None
+            self._chained_versions.add((principal.id, principal.version))
+        return principal
 
     def get(self, principal_id: str) -> Principal | None:
         import uuid

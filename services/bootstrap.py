@@ -65,5 +65,5 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
         settings=settings, store=store, ingestor=Ingestor(store, clock=clock), rules=rules,
         read_model=read_model, projection=projection, queries=queries,
         replay=Replay(store, token=read_model.sealer.token), chain=chain,
-        principals=Principals(store, clock), timelines=Timelines(queries),
+        principals=Principals(store, clock, chained=chain.stream_is_chained), timelines=Timelines(queries),
     )

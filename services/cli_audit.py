@@ -1,4 +1,4 @@
-"""`handoff audit verify|anchor|seal|export`: the tamper-evident record (registered into the CLI's `audit` command).
+"""`handoff audit verify|anchor|seal|accept|export`: the tamper-evident record (registered into the CLI's `audit` command).
 
 See docs/audit.md. Exit codes: 0 intact / done, 1 nobody on record (export), 2 bad arguments or unreadable file,
 3 the store cannot be opened, 4 the record is broken (verify) or inconsistent (anchor).
@@ -36,6 +36,14 @@ def register(audit_commands: argparse._SubParsersAction, formats: Callable[[argp
         "seal", help="chain stored rows not yet in the chain (operator action after a writer crashed)")
     formats(seal)
     seal.set_defaults(handler=cmd_seal)
+
+    accept = audit_commands.add_parser(
+        "accept", help="record that a row the chain does not cover is genuine (an auditor's decision, itself chained)")
+    accept.add_argument("position", type=int, help="the row's position, as `audit verify` reports it")
+    accept.add_argument("--reason", required=True, help="why it is genuine (e.g. restored from the backup of …)")
+    accept.add_argument("--by", required=True, help="the auditor who decides (name)")
+    formats(accept)
+    accept.set_defaults(handler=cmd_accept)
 
     export = audit_commands.add_parser(
         "export", help="a person's whole stored history with the chain proofs (check offline: tools/verify_export.py)")
@@ -138,6 +146,20 @@ def cmd_seal(args: argparse.Namespace, services) -> int:
     else:
         _table(f"sealed {sealed} rows", ["chain", "head position", "head hash", "links"],
                [[name, c["head_position"], c["head_hash"], c["links"]] for name, c in summary.items()])
+    return EXIT_OK
+
+
+def cmd_accept(args: argparse.Namespace, services) -> int:
+    from .cli import EXIT_OK, EXIT_USAGE, _fail, _print_json
+
+    try:
+        decision = _auditor(services).accept(args.position, args.reason, args.by)
+    except ValueError as error:
+        return _fail(str(error), EXIT_USAGE)
+    if args.format == "json":
+        _print_json(decision)
+    else:
+        print(f"position {decision['position']} accepted 已认可 by {decision['by']}: {decision['reason']}")
     return EXIT_OK
 
 

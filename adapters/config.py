@@ -28,6 +28,8 @@ class Settings:
     # The dates events and questions may name, "YYYY-MM-DD..YYYY-MM-DD" (default 1979-01-01..2100-12-31; see
     # domain/catalog.py for the bounds it may lie within).
     plausible_dates: str | None = None
+    # Requests per principal (the `limits` notation: "600/minute", "20/second"), over a moving window.
+    rate_limit: str = "600/minute"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -39,6 +41,7 @@ class Settings:
             kafka_bootstrap=environ.get("HANDOFF_KAFKA_BOOTSTRAP") or None,
             kafka_prefix=environ.get("HANDOFF_KAFKA_PREFIX") or "handoff",
             plausible_dates=environ.get("HANDOFF_PLAUSIBLE_DATES") or None,
+            rate_limit=environ.get("HANDOFF_RATE_LIMIT") or "600/minute",
         )
 
 

@@ -20,7 +20,8 @@ from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Fiel
 from .catalog import (CATALOG, AgencyKind, Payload, RegionCode, ShortText, date_range_problem, refusing,
                       text_problem)
 from .errors import Rejected, RejectionCode
-from .identity import id_number_problem, normalise_id_number
+from .identity import id_number_problem, id_number_refusal, normalise_id_number
+from .messages import bilingual
 from .upcasting import CURRENT_SCHEMA_VERSION, UnsupportedVersion, upcast
 
 # Larger inputs are refused unread; a real envelope is a few hundred bytes.
@@ -30,7 +31,7 @@ MAX_ENVELOPE_BYTES = 64 * 1024
 def _check_id_number(value: str) -> str:
     problem = id_number_problem(value)
     if problem:
-        raise ValueError(f"not a valid resident ID number (GB 11643): {problem}")
+        raise ValueError(id_number_refusal(problem))
     return normalise_id_number(value)
 
 
@@ -41,15 +42,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _described(chinese: str, english: str, *examples: Any, **extra: Any) -> Any:
+    """Field metadata for the published JSON Schema: description in Chinese and English, examples."""
+    return Field(description=f"{chinese} / {english}", examples=list(examples) or None,
+                 json_schema_extra=extra or None)
+
+
 class Agency(_Strict):
-    kind: AgencyKind
-    id: ShortText
-    region: RegionCode
+    """发布机关 / the publishing agency."""
+
+    kind: Annotated[AgencyKind, _described(
+        "机关类别：court 人民法院、procuratorate 人民检察院、police 公安机关、prison 监狱、bureau 社区矫正机构",
+        "agency kind", "court")]
+    id: Annotated[ShortText, _described("机关代码（本机关自己的编码）", "the agency's own code", "FY-520222-01")]
+    region: Annotated[RegionCode, _described("机关所在行政区划代码（GB/T 2260，6 位）",
+                                             "the agency's region (GB/T 2260, 6 digits)", "520222")]
 
 
 class PersonRef(_Strict):
-    id_number: IdNumber
-    name: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(refusing(text_problem))]
+    """社区矫正对象 / the person under community correction."""
+
+    id_number: Annotated[IdNumber, _described(
+        "18 位居民身份证号码（GB 11643 校验码；15 位旧号码请先换算）",
+        "18-character resident ID number with its GB 11643 check character", "520222198001011236")]
+    name: Annotated[str, Field(min_length=1, max_length=64, description="姓名 / name", examples=["张三"]),
+                    AfterValidator(refusing(text_problem))]
 
 
 def _moment_problem(value: dt.datetime) -> str | None:
@@ -64,16 +81,27 @@ PlausibleMoment = Annotated[AwareDatetime, AfterValidator(refusing(_moment_probl
 
 
 class Envelope(_Strict):
-    event_id: uuid.UUID
-    event_type: str
-    schema_version: Annotated[int, Field(ge=1)]
+    """事件信封：每个事件（Kafka 与 HTTP 相同） / the envelope of every event, on Kafka and over HTTP."""
+
+    event_id: Annotated[uuid.UUID, _described("发布方生成的事件 UUID，用于幂等去重",
+                                              "producer-assigned UUID, the idempotency key",
+                                              "7d0c6a1e-2a4f-4a53-9a43-3c1f0b9e8f11")]
+    # Validated as a string, so that an unknown type gets its own refusal code (unknown_event_type).
+    event_type: Annotated[str, _described("事件类型（见 GET /v1/schemas）", "event type (see GET /v1/schemas)",
+                                          "decision_effective", enum=sorted(CATALOG))]
+    schema_version: Annotated[int, Field(ge=1, description="信封版本 / envelope schema version", examples=[1])]
     agency: Agency
     person: PersonRef
-    occurred_at: PlausibleMoment
-    case_ref: ShortText | None = None
-    payload: dict[str, Any]
+    occurred_at: Annotated[PlausibleMoment, _described(
+        "事件在现实中发生的时间（有效时间），须带时区", "when it happened in the world (valid time), with its offset",
+        "2024-03-01T10:00:00+08:00")]
+    case_ref: Annotated[ShortText | None, _described("案号", "case reference", "(2024)黔0222刑初123号")] = None
+    payload: Annotated[dict[str, Any], _described("按事件类型的内容（见 GET /v1/schemas）",
+                                                  "the event type's payload (see GET /v1/schemas)")]
     # Set by the service. A producer may carry it only when migrating legacy records (`handoff publish --import`).
-    recorded_at: PlausibleMoment | None = None
+    recorded_at: Annotated[PlausibleMoment | None, _described(
+        "服务登记时间，由服务设定；仅迁移历史记录时可携带", "set by the service; carried only when importing legacy "
+        "records")] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +156,14 @@ class ParsedEvent:
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """The first problems of a validation error, each '位置: 中文 / English' (domain/messages.py)."""
     parts = []
     for item in error.errors()[:5]:
         location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
-        parts.append(f"{location or 'input'}: {item['msg']}")
+        parts.append(f"{location or 'input'}: {bilingual(item)}")
     more = error.error_count() - len(parts)
     if more > 0:
-        parts.append(f"and {more} more")
+        parts.append(f"另有 {more} 处 / and {more} more")
     return "; ".join(parts)
 
 

@@ -26,10 +26,20 @@ def id_check_char(first17: str) -> str:
     return _ID_CHECK_CHARS[total % 11]
 
 
+def id_number_refusal(problem: str) -> str:
+    """The refusal of an ID number for `problem` (an `id_number_problem`), in Chinese then English."""
+    chinese, _, english = problem.partition(" / ")
+    return f"身份证号码无效：{chinese} / not a valid resident ID number (GB 11643): {english or chinese}"
+
+
 def id_number_problem(value: str) -> str | None:
-    """Why `value` is not a valid 18-character resident ID number, or None when it is."""
+    """Why `value` is not a valid 18-character resident ID number ('中文 / English'), or None when it is."""
+    if len(value) == 15 and value.isascii() and value.isdigit():
+        return ("这是 1999 年以前的 15 位旧身份证号码，请换算为 18 位号码后再报送（出生年份补“19”并按 GB 11643 计算校验码） / "
+                "a 15-digit ID number from before 1999: convert it to the 18-digit number (the year of birth gains "
+                "'19', the check character follows GB 11643)")
     if len(value) != 18:
-        return f"must have 18 characters, has {len(value)}"
+        return f"身份证号码应为 18 位，实为 {len(value)} 位 / must have 18 characters, has {len(value)}"
     return _problem_of_18_characters(value)
 
 
@@ -38,21 +48,21 @@ def id_number_problem(value: str) -> str | None:
 @functools.lru_cache(maxsize=65536)
 def _problem_of_18_characters(value: str) -> str | None:
     if not value[:17].isascii() or not value[:17].isdigit():
-        return "the first 17 characters must be digits"
+        return "前 17 位应为数字 / the first 17 characters must be digits"
     check = value[17].upper()
     if not (check.isdigit() or check == "X"):
-        return "the 18th character must be a digit or X"
+        return "第 18 位应为数字或 X / the 18th character must be a digit or X"
     if value[:2] not in PROVINCE_PREFIXES:
-        return f"unknown province code {value[:2]}"
+        return f"未知的省级代码 {value[:2]} / unknown province code {value[:2]}"
     try:
         birth = dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
-        return f"invalid birth date {value[6:14]}"
+        return f"出生日期 {value[6:14]} 无效 / invalid birth date {value[6:14]}"
     if birth.year < 1900:
-        return f"implausible birth date {value[6:14]}"
+        return f"出生日期 {value[6:14]} 不合理 / implausible birth date {value[6:14]}"
     expected = id_check_char(value[:17])
     if check != expected:
-        return f"check digit is {check}, GB 11643 requires {expected}"
+        return f"校验码为 {check}，按 GB 11643 应为 {expected} / check digit is {check}, GB 11643 requires {expected}"
     return None
 
 

@@ -9,19 +9,21 @@ import datetime as dt
 import json
 import logging
 import re
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.authorisation import PublisherIdentity
 from domain.catalog import CATALOG, AgencyKind
 from domain.envelope import DuplicateKey, Envelope, refuse_duplicate_keys
 from domain.errors import RejectionCode
-from domain.identity import id_number_problem
+from domain.identity import id_number_problem, id_number_refusal
+from domain.messages import bilingual, english
 from domain.principals import OutsideScope, Principal, Role
 from projections.supervision import Unfoldable
 
@@ -42,16 +44,61 @@ NOT_ALLOWED = {RejectionCode.NOT_AS_ITSELF, RejectionCode.FORBIDDEN_EVENT_TYPE, 
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}}, headers=headers)
+
+
+class RateLimit:
+    """A request budget per principal over a moving window (the `limits` library, in this process's memory): one
+    client cannot starve the others. Several server processes each keep their own budget."""
+
+    def __init__(self, notation: str):
+        from limits import parse
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+
+        try:
+            self.item = parse(notation)
+        except ValueError:
+            raise ValueError(f"HANDOFF_RATE_LIMIT {notation!r}: expected e.g. 600/minute") from None
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, principal: Principal) -> None:
+        key = str(principal.id)
+        if self.limiter.hit(self.item, key):
+            return
+        reset = self.limiter.get_window_stats(self.item, key).reset_time
+        wait = max(1, int(reset - time.time()) + 1)
+        raise ApiError(429, "rate_limited",
+                       f"请求过于频繁（上限 {self.item}），请 {wait} 秒后重试 / too many requests (limit {self.item}): "
+                       f"retry in {wait} s", headers={"Retry-After": str(wait)})
+
+
+async def read_body(request: Request, limit: int) -> tuple[bytes, bool]:
+    """The request body, read while it streams in and never beyond `limit` + 1 bytes: (bytes, whether it was over
+    the limit). A declared Content-Length over the limit is refused before anything is read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return b"", True
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            return bytes(received[:limit]), True
+    return bytes(received), False
 
 
 # -- request helpers -------------------------------------------------------------------------------------------------
+
+
+def in_language(request: Request, text: str) -> str:
+    """Messages are '中文 / English'; a client that asks for English (Accept-Language: en…) gets the English."""
+    return english(text) if request.headers.get("accept-language", "").lower().startswith("en") else text
 
 
 def bearer_token(request: Request) -> str | None:
@@ -100,7 +147,7 @@ def moment(value: str | None, name: str) -> dt.datetime | None:
 def checked_id_number(id_number: str) -> str:
     problem = id_number_problem(id_number)
     if problem:
-        raise ApiError(422, "invalid_id_number", f"not a valid resident ID number: {problem}")
+        raise ApiError(422, "invalid_id_number", id_number_refusal(problem))
     return id_number
 
 
@@ -140,6 +187,8 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     app = FastAPI(
         title="handoff",
         version="1.0.0",
+        # The API documentation is served below from the package's own assets (no CDN) and only to principals.
+        docs_url=None, redoc_url=None, openapi_url=None,
         description="社区矫正衔接 — inter-agency handoffs in community corrections. Authenticate with "
                     "`Authorization: Bearer <token>` (tokens from `handoff principal add`).",
     )
@@ -150,8 +199,8 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     kafka_inbound = http_inbound(services.settings, services.ingestor)
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error(exc.status, exc.code, exc.message)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.code, in_language(request, exc.message), exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -159,19 +208,22 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         return error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        return error(422, "invalid_request", details)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {bilingual(e)}" for e in exc.errors()[:5])
+        return error(422, "invalid_request", in_language(request, details))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # a defect of ours, never the input's fault
         log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
         return error(500, "internal_error", "the service failed on this request; it has been logged")
 
+    rate_limit = RateLimit(services.settings.rate_limit)
+
     def authenticated(request: Request) -> Principal:
         principal = principals.authenticate(bearer_token(request))
         if principal is None:
             raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token> of an active principal")
+        rate_limit.check(principal)
         return principal
 
     Me = Annotated[Principal, Depends(authenticated)]
@@ -201,14 +253,16 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         require(me, Role.PUBLISHER)
         source = Source(name=f"http:{me.kind}:{me.agency_id}",
                         publisher=PublisherIdentity(kind=AgencyKind(me.kind), id=me.agency_id, region=me.region))
-        body = await request.body()
+        body, oversized = await read_body(request, MAX_BODY_BYTES)
 
         async def refuse(status: int, code: RejectionCode, message: str) -> JSONResponse:
             await run_in_threadpool(services.ingestor.refuse, body, code, message, source, "body")
-            return error(status, str(code), message)
+            return error(status, str(code), in_language(request, message))
 
-        if len(body) > MAX_BODY_BYTES:
-            return await refuse(413, RejectionCode.MALFORMED, f"body is {len(body)} bytes, the limit is {MAX_BODY_BYTES}")
+        if oversized:  # kept with what was read of it (nothing when Content-Length said so up front)
+            return await refuse(413, RejectionCode.MALFORMED,
+                                f"请求体超过 {MAX_BODY_BYTES} 字节的上限，已拒收（仅保留开头部分） / body over the limit of "
+                                f"{MAX_BODY_BYTES} bytes, refused (only its beginning is kept)")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in ("application/json", ""):
             return await refuse(415, RejectionCode.MALFORMED, f"content type {content_type!r}: send application/json")
@@ -250,6 +304,9 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         result = await run_in_threadpool(services.ingestor.ingest, items, source)
         content = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected,
                    "results": [item.as_dict() for item in result.items]}
+        for item in content["results"]:
+            if item.get("reason"):
+                item["reason"] = in_language(request, item["reason"])
         status = 200
         if result.rejected == len(result.items):
             codes = {item.code for item in result.items}
@@ -409,7 +466,52 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    _serve_docs(app, Me, lambda request: principals.authenticate(bearer_token(request)))
     return app
+
+
+DOCS_ASSETS = "/static-offline-docs"
+
+
+def _serve_docs(app: FastAPI, Me: Any, principal_of: Any) -> None:
+    """Swagger UI and ReDoc from fastapi-offline's packaged assets (a government intranet reaches no CDN), and the
+    OpenAPI document, to authenticated principals only: a bearer token, or the dashboard's login in a browser."""
+    from pathlib import Path
+
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import RedirectResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"),
+              name="docs-assets")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(me: Me) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    def login_first(request: Request) -> RedirectResponse | None:
+        """A browser without a login goes to the dashboard's login, and comes back."""
+        if principal_of(request) is None:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return None
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(request: Request) -> Response:
+        if (redirect := login_first(request)) is not None:
+            return redirect
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="handoff API 接口文档",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> Response:
+        if (redirect := login_first(request)) is not None:
+            return redirect
+        return get_redoc_html(openapi_url="/openapi.json", title="handoff API 接口文档",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
 
 
 def event_schemas() -> dict[str, Any]:

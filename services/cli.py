@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from domain.calendar import ProvisionalCalendarWarning
 from domain.rules import RuleSetError
-from domain.identity import id_number_problem
+from domain.identity import id_number_problem, id_number_refusal
 
 from . import timeparse
 from .bootstrap import Services, bootstrap
@@ -115,7 +115,7 @@ def cmd_publish(args: argparse.Namespace, services: Services) -> int:
 
 def _check_id_number(id_number: str) -> str | None:
     problem = id_number_problem(id_number)
-    return f"{id_number!r} is not a valid resident ID number: {problem}" if problem else None
+    return f"{id_number!r}: {id_number_refusal(problem)}" if problem else None
 
 
 def cmd_history(args: argparse.Namespace, services: Services) -> int:

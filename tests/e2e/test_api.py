@@ -141,3 +141,98 @@ def test_a_utf16_body_is_refused_as_not_utf8_and_kept(client, services):
     [letter] = letters(services)
     assert letter.raw_bytes == len(body) and letter.raw.startswith("base64:")
     assert services.store.person(id_number(4)) is None
+
+
+# -- transport limits and the documentation (issue #14) -------------------------------------------------------------
+
+
+def test_a_body_over_the_limit_is_refused_while_it_streams_and_its_beginning_kept(client, services):
+    """A 300 MB POST was read whole before the size check (the server grew to 608 MB)."""
+    from services.api import MAX_BODY_BYTES
+
+    def chunks():  # no Content-Length: the server learns the size only by reading
+        piece = b"x" * 65536
+        for _ in range(MAX_BODY_BYTES // len(piece) + 8):
+            yield piece
+
+    response = client.post("/v1/events", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "上限" in response.json()["error"]["message"]
+    [letter] = letters(services)
+    assert letter.raw_bytes == MAX_BODY_BYTES and letter.code == "malformed"
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading(client, services):
+    from services.api import MAX_BODY_BYTES
+
+    response = client.post("/v1/events", content=b"{}", headers={"Content-Length": str(MAX_BODY_BYTES + 1),
+                                                                 "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert letters(services)[0].raw_bytes == 0
+
+
+def test_each_principal_has_a_request_budget(database_url):
+    services = bootstrap(Settings(database_url=database_url, rate_limit="3/minute"))
+    try:
+        hurried = services.principals.add("auditor", "审计甲")[1]
+        other = services.principals.add("auditor", "审计乙")[1]
+        with TestClient(create_app(services)) as client:
+            answers = [client.get("/v1/whoami", headers={"Authorization": f"Bearer {hurried}"}) for _ in range(4)]
+            assert [a.status_code for a in answers] == [200, 200, 200, 429]
+            refused = answers[-1]
+            assert refused.json()["error"]["code"] == "rate_limited" and "请求过于频繁" in refused.text
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert client.get("/v1/whoami", headers={"Authorization": f"Bearer {other}"}).status_code == 200
+    finally:
+        services.close()
+
+
+def test_api_docs_come_from_the_package_and_only_to_principals(services, court_token):
+    with TestClient(create_app(services)) as anonymous:
+        assert anonymous.get("/openapi.json").status_code == 401
+        to_login = anonymous.get("/docs", follow_redirects=False)
+        assert to_login.status_code == 303 and to_login.headers["location"].startswith("/login")
+        headers = {"Authorization": f"Bearer {court_token}"}
+        for page in ("/docs", "/redoc"):
+            html = anonymous.get(page, headers=headers).text
+            assert "/static-offline-docs/" in html and "cdn" not in html.lower() and "googleapis" not in html
+        assert anonymous.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+        assert anonymous.get("/openapi.json", headers=headers).json()["info"]["title"] == "handoff"
+
+
+# -- the clerk's language (issue #14) --------------------------------------------------------------------------------
+
+def has_chinese(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def test_validation_errors_are_chinese_first_and_english_on_request(client):
+    """pydantic's English ("Input should be a valid date in the format YYYY-MM-DD…") reached Chinese clerks."""
+    bad = decision(id_number(61))
+    bad["payload"]["term_end"] = "2025/13/01"
+    reason = client.post("/v1/events", json=bad).json()["results"][0]["reason"]
+    assert "不是有效日期" in reason and "payload.term_end" in reason
+    reason_en = client.post("/v1/events", json=bad, headers={"Accept-Language": "en-US,en;q=0.9"}).json()[
+        "results"][0]["reason"]
+    assert not has_chinese(reason_en) and "valid date" in reason_en and "payload.term_end" in reason_en
+    query = client.get("/v1/gaps?limit=many")
+    assert query.status_code == 422 and "不是有效整数" in query.json()["error"]["message"]
+    query_en = client.get("/v1/gaps?limit=many", headers={"Accept-Language": "en"}).json()["error"]["message"]
+    assert not has_chinese(query_en) and "integer" in query_en
+
+
+def test_a_15_digit_id_number_is_explained(services, client):
+    auditor = services.principals.add("auditor", "审计")[1]
+    answer = client.get("/v1/persons/520222800101123", headers={"Authorization": f"Bearer {auditor}"})
+    assert answer.status_code == 422 and "15 位旧身份证号码" in answer.json()["error"]["message"]
+    old = decision(id_number(62))
+    old["person"]["id_number"] = "520222800101123"
+    assert "18 位" in client.post("/v1/events", json=old).json()["results"][0]["reason"]
+
+
+def test_the_published_schema_describes_fields_in_both_languages_with_enums_and_examples(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    envelope_ = schema["Envelope"]["properties"]
+    assert "decision_effective" in envelope_["event_type"]["enum"]
+    assert has_chinese(envelope_["occurred_at"]["description"]) and " / " in envelope_["occurred_at"]["description"]
+    assert envelope_["event_id"]["examples"] and schema["PersonRef"]["properties"]["id_number"]["examples"]
+    assert set(schema["AgencyKind"]["enum"]) == {"court", "procuratorate", "police", "prison", "bureau"}

@@ -593,3 +593,11 @@ def test_a_bad_plausible_range_setting_is_a_configuration_error():
     for text in ("1990-01-01", "2100-01-01..1990-01-01"):
         with pytest.raises(ConfigError):
             bootstrap(Settings(database_url="sqlite:///:memory:", plausible_dates=text))
+
+
+def test_pydantic_problems_are_worded_in_chinese_before_the_english():
+    raw = envelope()
+    raw["surprise"] = 1
+    del raw["occurred_at"]
+    reason = rejection(raw).reason
+    assert "缺少必填字段 / Field required" in reason and "不允许的字段" in reason

@@ -151,3 +151,12 @@ def test_valid_regions(region):
 )
 def test_invalid_regions(region):
     assert region_problem(region) is not None
+
+
+def test_every_id_number_problem_is_chinese_then_english():
+    from domain.identity import id_number_problem
+
+    for value in ("520222800101123", "52022219800101123", "5202221980010112X3", "99022219800101123X",
+                  "520222198013011234"):
+        chinese, _, english = id_number_problem(value).partition(" / ")
+        assert chinese and english and english.isascii(), value

@@ -38,7 +38,7 @@ access_log = logging.getLogger("handoff.access")
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_BATCH_ITEMS = 1000
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
-TOKEN_COOKIE = "handoff_token"
+SESSION_COOKIE = "handoff_session"  # the dashboard's (services/dashboard.py)
 # Rejections that mean "you may not", answered 403 when a single event is refused for them.
 NOT_ALLOWED = {RejectionCode.NOT_AS_ITSELF, RejectionCode.FORBIDDEN_EVENT_TYPE, RejectionCode.RETRACTION_REFUSED}
 
@@ -102,11 +102,21 @@ def in_language(request: Request, text: str) -> str:
 
 
 def bearer_token(request: Request) -> str | None:
-    """The Authorization header; the dashboard's cookie only for reads (a cookie must never publish: CSRF)."""
+    """The token of the Authorization header."""
     header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.cookies.get(TOKEN_COOKIE) if request.method in ("GET", "HEAD") else None
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+
+def request_principal(services: Services, request: Request) -> Principal | None:
+    """The principal of a bearer token; for reads only, else the dashboard session's (a cookie must never publish:
+    CSRF)."""
+    token = bearer_token(request)
+    if token is not None:
+        return services.principals.authenticate(token)
+    if request.method in ("GET", "HEAD") and services.sessions is not None:
+        found = services.sessions.resolve(request.cookies.get(SESSION_COOKIE))
+        return found[0] if found else None
+    return None
 
 
 ID_NUMBER_IN_PATH = re.compile(r"\d{17}[\dXx]")
@@ -220,7 +230,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     rate_limit = RateLimit(services.settings.rate_limit)
 
     def authenticated(request: Request) -> Principal:
-        principal = principals.authenticate(bearer_token(request))
+        principal = request_principal(services, request)
         if principal is None:
             raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token> of an active principal")
         rate_limit.check(principal)
@@ -466,7 +476,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    _serve_docs(app, Me, lambda request: principals.authenticate(bearer_token(request)))
+    _serve_docs(app, Me, lambda request: request_principal(services, request))
     return app
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from adapters.eventstore import EventStore
+from adapters.sessions import Session, SessionStore
 from domain.catalog import AgencyKind
 from domain.identity import normalise_id_number, region_problem
 from domain.principals import AccessRecorded, Principal, Role, token_hash
@@ -79,8 +80,11 @@ class Principals:
     def authenticate(self, token: str | None) -> Principal | None:
         if not token:
             return None
-        principal = self.store.get_aggregate(Principal.create_id(token_hash(token)))
-        if principal is None or not principal.active:
+        return self.trusted(self.store.get_aggregate(Principal.create_id(token_hash(token))))
+
+    def trusted(self, principal: Any) -> Principal | None:
+        """The principal if it is one, active, and its rows are in the audit chain; else None."""
+        if not isinstance(principal, Principal) or not principal.active:
             return None
         if self.chained is not None and (principal.id, principal.version) not in self._chained_versions:
             if not self.chained(principal.id):
@@ -89,6 +93,10 @@ class Principals:
                 return None
             self._chained_versions.add((principal.id, principal.version))
         return principal
+
+    def active(self, principal_id: str) -> Principal | None:
+        """The principal of this id while it may act (a dashboard session's)."""
+        return self.trusted(self.get(principal_id))
 
     def get(self, principal_id: str) -> Principal | None:
         import uuid
@@ -139,3 +147,35 @@ class Principals:
             start = page[-1].id + 1
         records.reverse()  # newest first
         return records[offset:offset + limit]
+
+
+class DashboardSessions:
+    """Dashboard logins: a token checked once, then a server-side session (adapters/sessions.py) whose id is the
+    only thing in the browser. A session ends at logout, after its idle or absolute timeout, or as soon as its
+    principal is revoked."""
+
+    def __init__(self, store: SessionStore, principals: Principals, clock: Callable[[], dt.datetime]):
+        self.store, self.principals, self.clock = store, principals, clock
+
+    def _now(self) -> int:
+        return int(self.clock().timestamp())
+
+    def open(self, token: str) -> tuple[str, Principal, Session] | None:
+        principal = self.principals.authenticate(token)
+        if principal is None:
+            return None
+        session_id, session = self.store.open(str(principal.id), self._now())
+        return session_id, principal, session
+
+    def resolve(self, session_id: str | None) -> tuple[Principal, Session] | None:
+        session = self.store.get(session_id, self._now())
+        if session is None:
+            return None
+        principal = self.principals.active(session.principal_id)
+        if principal is None:  # revoked meanwhile: the session dies with it
+            self.store.close_session(session_id or "")
+            return None
+        return principal, session
+
+    def close(self, session_id: str) -> None:
+        self.store.close_session(session_id)

@@ -9,11 +9,12 @@ from adapters.chain import AuditChain
 from adapters.config import ConfigError, Settings, plausible_range
 from adapters.eventstore import EventStore
 from adapters.readmodel import ReadModel, Sealer
+from adapters.sessions import SessionStore
 from domain.catalog import configure_plausible_dates
 from domain.rules import RuleSet, load_rule_set
 from projections.supervision import SupervisionProjection
 
-from .auth import Principals
+from .auth import DashboardSessions, Principals
 from .ingest import Ingestor, utc_now
 from .query import Queries
 from .replay import Replay, record_rule_set
@@ -33,12 +34,15 @@ class Services:
     principals: Principals
     timelines: Timelines
     chain: AuditChain | None = None  # the audit hash chain, extended after every write (services/audit.py)
+    sessions: DashboardSessions | None = None  # the dashboard's server-side logins
 
     def close(self) -> None:
         self.store.close()
         self.read_model.close()
         if self.chain is not None:
             self.chain.close()
+        if self.sessions is not None:
+            self.sessions.store.close()
 
 
 def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
@@ -57,6 +61,7 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     store.after_write.append(chain.link_written)  # every write is chained at once; `audit verify` itself never extends
     record_rule_set(store, rules, clock())
     queries = Queries(store, read_model, projection, clock)
+    principals = Principals(store, clock, chained=chain.stream_is_chained)
     # Everything alive now (modules, pydantic's validators, the rule set) lives as long as the process: exempt it
     # from the cyclic garbage collector, which otherwise rescans it for every few hundred objects that ingest
     # allocates (about a sixth of ingest's time).
@@ -65,5 +70,6 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
         settings=settings, store=store, ingestor=Ingestor(store, clock=clock), rules=rules,
         read_model=read_model, projection=projection, queries=queries,
         replay=Replay(store, token=read_model.sealer.token), chain=chain,
-        principals=Principals(store, clock, chained=chain.stream_is_chained), timelines=Timelines(queries),
+        principals=principals, timelines=Timelines(queries),
+        sessions=DashboardSessions(SessionStore(settings.database_url), principals, clock),
     )

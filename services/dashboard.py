@@ -1,7 +1,8 @@
 """The oversight dashboard: server-rendered HTML pages (Jinja2, inline SVG pictures, no JavaScript, nothing loaded
 from elsewhere) over the same queries and the same scoping rules as the JSON API (`services/api.py`).
 
-Pages: `/login` (paste a token; an HttpOnly, SameSite=Strict cookie `handoff_token`), `/logout`, `/` (overview:
+Pages: `/login` (paste a token once; the browser then holds only a server-side session's id, in an HttpOnly,
+SameSite=Strict cookie `handoff_session`), `/logout` (a POST with the session's CSRF token, as every form), `/` (overview:
 people by category and status, open gaps by rule, the 脱管漏管率 and its trend by month), `/gaps` (the gap queue,
 most overdue first) and `/persons/{id_number}` (status, obligations and the timeline picture). Every page takes
 `?as_of=YYYY-MM-DD` (the end of that day; today or no date: now, the fast read-model path) and `?lang=en|zh`
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import hmac
 import logging
 import math
 import threading
@@ -32,7 +34,7 @@ from markupsafe import Markup
 
 from adapters.readmodel import micros
 from domain.calendar import SHANGHAI, end_of_day
-from domain.catalog import EARLIEST_DATE, LATEST_DATE, date_range_problem
+from domain.catalog import date_range_problem, plausible_dates
 from domain.identity import id_number_problem
 from domain.principals import AccessRecorded, OutsideScope, Principal, Role
 
@@ -40,9 +42,10 @@ from .bootstrap import Services
 
 log = logging.getLogger(__name__)
 
-TOKEN_COOKIE = "handoff_token"
+# The browser holds only a server-side session's id (adapters/sessions.py), never the API token.
+SESSION_COOKIE = "handoff_session"
 LANG_COOKIE = "handoff_lang"
-SESSION_SECONDS = 8 * 3600
+SESSION_SECONDS = 12 * 3600  # the cookie's life; the session itself ends sooner when idle
 PER_PAGE = 50
 MAX_LOGIN_BODY = 4096
 TREND_MONTHS = 12
@@ -58,7 +61,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Same-origin, not no-referrer: with no-referrer a browser's form POST says `Origin: null`, and the forms' origin
+    # check (Dashboard.same_origin) could not tell this site from any other. Nothing leaves the site either way.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 
@@ -143,7 +148,7 @@ TEXT = {
         "until": "至", "term_to": "期满",
         "error": "出错了", "not_found": "未找到：此人不在您的查看范围内，或在所选日期尚无记录。",
         "forbidden": "无权访问：您的角色（{role}）不能查看此页面。", "outside_scope": "地区 {region} 不在您的范围 {scope} 内。",
-        "bad_request": "请求无效：{detail}", "back": "返回概览", "signed_in_as": "当前用户",
+        "csrf": "表单已过期或并非来自本站，请刷新页面后重试。", "bad_request": "请求无效：{detail}", "back": "返回概览", "signed_in_as": "当前用户",
     },
     "en": {
         "app": "Community corrections handoffs", "overview": "Overview", "gaps": "Gaps", "logout": "Log out",
@@ -185,6 +190,7 @@ TEXT = {
         "error": "Error", "not_found": "Not found: no such person in your scope, or not on record at that date.",
         "forbidden": "Forbidden: your role ({role}) may not see this page.",
         "outside_scope": "Region {region} is outside your scope {scope}.", "bad_request": "Bad request: {detail}",
+        "csrf": "The form has expired or did not come from this site: reload the page and try again.",
         "back": "Back to the overview", "signed_in_as": "Signed in as",
     },
 }
@@ -512,7 +518,8 @@ class Dashboard:
             event_label=lambda e: EVENT_LABELS.get(e, e) if lang == "zh" else e,
             provisional_mark=lambda: Markup('<span class="provisional small" title="{}">{}</span>').format(
                 t("provisional_help"), t("provisional")),
-            path=request.url.path, **{"principal": None, "as_of_param": None, "as_of_date": None,
+            path=request.url.path, csrf_token=getattr(request.state, "csrf", None),
+            **{"principal": None, "as_of_param": None, "as_of_date": None,
                                       "notice": None, "hidden": {}, **context},
         )
         response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
@@ -534,7 +541,37 @@ class Dashboard:
         return rule_title
 
     def principal(self, request: Request) -> Principal | None:
-        return self.services.principals.authenticate(request.cookies.get(TOKEN_COOKIE))
+        """The principal of the request's session (its CSRF token kept on request.state for the forms)."""
+        found = self.services.sessions.resolve(request.cookies.get(SESSION_COOKIE))
+        if found is None:
+            return None
+        principal, session = found
+        request.state.csrf = session.csrf
+        return principal
+
+    @staticmethod
+    def same_origin(request: Request) -> bool:
+        """A browser's POST says where its page came from (Origin, else Referer): it must be this site."""
+        source = request.headers.get("origin") or request.headers.get("referer")
+        if not source:
+            return True  # not a browser (browsers send Origin with every POST)
+        parts = urllib.parse.urlsplit(source)
+        return (parts.scheme, parts.netloc) == (request.url.scheme, request.url.netloc)
+
+    def refused_form(self, request: Request) -> Response:
+        lang = self.language(request)
+        return self.render(request, "error.html", {"message": TEXT[lang]["csrf"], "as_of_date": self.today()},
+                           status=403)
+
+    def checked_form(self, request: Request, fields: dict[str, list[str]]) -> Principal | None:
+        """The principal of a form POST whose CSRF token matches its session's and that came from this site."""
+        principal = self.principal(request)
+        sent = (fields.get("csrf_token") or [""])[0]
+        expected = getattr(request.state, "csrf", None)
+        if principal is None or expected is None or not self.same_origin(request) or \
+                not hmac.compare_digest(sent.encode(), expected.encode()):
+            return None
+        return principal
 
     @staticmethod
     def to_login(request: Request) -> RedirectResponse:
@@ -577,8 +614,9 @@ class Dashboard:
             if date_range_problem(day):
                 raise ValueError
         except ValueError:
+            earliest, latest = plausible_dates()
             raise DashboardError(422, "bad_request", detail=f"as_of={text[:40]!r} (YYYY-MM-DD, "
-                                 f"{EARLIEST_DATE.isoformat()} – {LATEST_DATE.isoformat()})") from None
+                                 f"{earliest.isoformat()} – {latest.isoformat()})") from None
         if day >= today:
             return None, today, ("future_date" if day > today else None)
         return end_of_day(day), day, None
@@ -605,28 +643,41 @@ class Dashboard:
         return self.render(request, "login.html", {"next": safe_next(request.query_params.get("next")),
                                                    "error": None, "info": info})
 
-    async def login(self, request: Request) -> Response:
+    @staticmethod
+    async def form_fields(request: Request) -> dict[str, list[str]]:
         body = b""
-        async for chunk in request.stream():  # a login form is small: read no more than that
+        async for chunk in request.stream():  # a dashboard form is small: read no more than that
             body += chunk
             if len(body) > MAX_LOGIN_BODY:
                 break
-        fields = urllib.parse.parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace"))
+        return urllib.parse.parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace"))
+
+    async def login(self, request: Request) -> Response:
+        if not self.same_origin(request):  # login CSRF: a foreign page must not log the browser in as someone
+            return self.refused_form(request)
+        fields = await self.form_fields(request)
         token = (fields.get("token") or [""])[0].strip()
         target = safe_next((fields.get("next") or [""])[0])
-        principal = await run_in_threadpool(self.services.principals.authenticate, token) if token else None
-        if principal is None:
+        opened = await run_in_threadpool(self.services.sessions.open, token) if token else None
+        if opened is None:
             return self.render(request, "login.html", {"next": target, "error": True, "info": None}, status=401)
+        session_id, _, _ = opened
         response = RedirectResponse(target or "/", status_code=303)
         response.headers.update(SECURITY_HEADERS)
-        response.set_cookie(TOKEN_COOKIE, token, max_age=SESSION_SECONDS, path="/", httponly=True,
+        response.set_cookie(SESSION_COOKIE, session_id, max_age=SESSION_SECONDS, path="/", httponly=True,
                             samesite="strict", secure=request.url.scheme == "https")
         return response
 
-    def logout(self, request: Request) -> Response:
+    async def logout(self, request: Request) -> Response:
+        fields = await self.form_fields(request)
+        if await run_in_threadpool(self.checked_form, request, fields) is None:
+            if self.principal(request) is not None:  # a live session, but not this site's form: refused
+                return self.refused_form(request)
+        else:
+            await run_in_threadpool(self.services.sessions.close, request.cookies.get(SESSION_COOKIE) or "")
         response = RedirectResponse("/login?bye=1", status_code=303)
         response.headers.update(SECURITY_HEADERS)
-        response.delete_cookie(TOKEN_COOKIE, path="/", httponly=True, samesite="strict",
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
                                secure=request.url.scheme == "https")
         return response
 
@@ -728,11 +779,13 @@ class Dashboard:
             agency, agency_region = principal.kind, principal.region
         scoped = self.scoped_region(principal, region)
         offset = (page_no - 1) * PER_PAGE
-        items = self.services.queries.gaps(as_of=as_of, region=scoped, rule=rule, state=state,
-                                           limit=PER_PAGE + 1, offset=offset, agency=agency,
-                                           agency_region=agency_region)
+        items = self.services.queries.gaps(
+            as_of=as_of, region=scoped, rule=rule, state=state, limit=PER_PAGE + 1, offset=offset, agency=agency,
+            agency_region=agency_region,
+            agency_id=principal.agency_id if principal.role is Role.PUBLISHER else None)  # its own agency's only
         self.services.principals.record_access(
-            principal, f"dashboard gaps region={scoped} rule={rule} state={state} agency={agency}", None)
+            principal, f"dashboard gaps region={scoped} rule={rule} state={state} agency={agency}",
+            [gap["id_number"] for gap in items[:PER_PAGE]])
         moment = as_of or self.services.queries.clock()
         rows = []
         for gap in items[:PER_PAGE]:
@@ -777,7 +830,7 @@ class Dashboard:
         router = APIRouter(include_in_schema=False)
         router.add_api_route("/login", self.login_form, methods=["GET"], response_class=HTMLResponse)
         router.add_api_route("/login", self.login, methods=["POST"], response_class=HTMLResponse)
-        router.add_api_route("/logout", self.logout, methods=["GET", "POST"], response_class=HTMLResponse)
+        router.add_api_route("/logout", self.logout, methods=["POST"], response_class=HTMLResponse)
         router.add_api_route("/", self.overview, methods=["GET"], response_class=HTMLResponse)
         router.add_api_route("/gaps", self.gaps, methods=["GET"], response_class=HTMLResponse)
         router.add_api_route("/persons/{id_number}", self.person, methods=["GET"], response_class=HTMLResponse)

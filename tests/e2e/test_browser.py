@@ -138,8 +138,8 @@ def test_oversight_walks_from_the_overview_to_a_gap_and_back_in_time(request):
     page.fill("#token", server["token"])
     page.click("button[type=submit] >> text=登录")
     page.wait_for_url(base + "/")
-    cookie = next(c for c in context.cookies() if c["name"] == "handoff_token")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    cookie = next(c for c in context.cookies() if c["name"] == "handoff_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"] != server["token"]
 
     # 2. The overview: the figures and the trend chart.
     assert page.locator("#trend-chart").is_visible()

@@ -106,20 +106,52 @@ def test_login_flow_sets_a_strict_httponly_cookie_and_logout_clears_it(browser, 
     wrong = client.post("/login", data={"token": "not-a-token"})
     assert wrong.status_code == 401
     assert "令牌无效或已被撤销" in wrong.text and 'name="token"' in wrong.text
-    assert "handoff_token" not in wrong.headers.get("set-cookie", "")
+    assert "handoff_session" not in wrong.headers.get("set-cookie", "")
 
     ok = client.post("/login", data={"token": tokens["city"]}, follow_redirects=False)
     assert ok.status_code == 303 and ok.headers["location"] == "/"
-    cookie = ok.headers["set-cookie"].lower()
-    assert cookie.startswith("handoff_token=") and "httponly" in cookie and "samesite=strict" in cookie
+    cookie = ok.headers["set-cookie"]
+    assert cookie.startswith("handoff_session=") and "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+    assert tokens["city"] not in cookie  # the browser never holds the API token
+    session = client.cookies["handoff_session"]
     overview = client.get("/")
     assert overview.status_code == 200 and "市局监督员" in overview.text
 
-    out = client.post("/logout", follow_redirects=False)
+    # Logging out takes the session's CSRF token: a forged form (no token, a wrong one) is refused.
+    assert client.post("/logout", follow_redirects=False).status_code == 403
+    assert client.post("/logout", data={"csrf_token": "guess"}, follow_redirects=False).status_code == 403
+    out = client.post("/logout", data={"csrf_token": csrf_of(overview.text)}, follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"].startswith("/login")
-    assert "handoff_token=" in out.headers["set-cookie"] and "max-age=0" in out.headers["set-cookie"].lower()
+    assert "handoff_session=" in out.headers["set-cookie"] and "max-age=0" in out.headers["set-cookie"].lower()
     assert client.get("/", follow_redirects=False).status_code == 303
     assert "您已退出" in client.get("/login?bye=1").text
+    # The old cookie, replayed, opens nothing: the session is gone on the server.
+    replay = browser()
+    replay.cookies.set("handoff_session", session)
+    assert replay.get("/", follow_redirects=False).status_code == 303
+    assert replay.get("/v1/whoami").status_code == 401
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_a_revoked_principals_session_ends_at_once(browser, county):
+    services, _ = county
+    principal, token = services.principals.add("oversight", "临时监督员", region="5202")
+    client = browser()
+    client.post("/login", data={"token": token})
+    assert client.get("/").status_code == 200
+    services.principals.revoke(str(principal.id))
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_login_posted_from_another_site_is_refused(browser, county):
+    _, tokens = county
+    client = browser()
+    forged = client.post("/login", data={"token": tokens["city"]}, headers={"Origin": "https://evil.example"},
+                         follow_redirects=False)
+    assert forged.status_code == 403 and "handoff_session" not in forged.headers.get("set-cookie", "")
 
 
 def test_login_returns_to_the_page_asked_for_and_never_elsewhere(browser, county):

@@ -500,28 +500,22 @@ def _serve_docs(app: FastAPI, Me: Any, principal_of: Any) -> None:
     def openapi_document(me: Me) -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    def login_first(request: Request) -> RedirectResponse | None:
-        """A browser without a login goes to the dashboard's login, and comes back."""
-        if principal_of(request) is None:
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-        return None
+    pages = {
+        "/docs": lambda: get_swagger_ui_html(
+            openapi_url="/openapi.json", title="handoff API 接口文档", swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png"),
+        "/redoc": lambda: get_redoc_html(
+            openapi_url="/openapi.json", title="handoff API 接口文档", redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False),
+    }
+    for path, build in pages.items():
+        def page(request: Request, build: Any = build) -> Response:
+            """A browser without a login goes to the dashboard's login, and comes back."""
+            if principal_of(request) is None:
+                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            return build()
 
-    @app.get("/docs", include_in_schema=False)
-    def swagger(request: Request) -> Response:
-        if (redirect := login_first(request)) is not None:
-            return redirect
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="handoff API 接口文档",
-                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
-
-    @app.get("/redoc", include_in_schema=False)
-    def redoc(request: Request) -> Response:
-        if (redirect := login_first(request)) is not None:
-            return redirect
-        return get_redoc_html(openapi_url="/openapi.json", title="handoff API 接口文档",
-                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
+        app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
 
 
 def event_schemas() -> dict[str, Any]:

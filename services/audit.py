@@ -7,8 +7,8 @@ reports the first broken link of each chain with what is wrong:
 - `deleted_event`: a chained position has no row any more;
 - `inserted_event`: a row that is in no chain, between chained positions (or one pushed in before later rows);
 - `reordered_events`: the row at a position holds what was chained at another position (rows swapped or moved);
-- `unchained_after_head`: a row after the chain's head: inserted, or written by a writer that crashed before it
-  extended the chain (`handoff audit seal` chains it if an operator knows it is genuine);
+- `unchained_after_head`: a row after the chain's head: inserted behind the service's back, or written by a process
+  without the chain (`handoff audit seal` chains it if an operator knows it is genuine);
 - `chain_tampered`: the chain table itself disagrees with its own hashes (a link edited, removed or added);
 - `anchor_mismatch`: the chain no longer has the anchored hash at the anchored position.
 
@@ -33,8 +33,8 @@ from domain.person import EventClaim, Person
 from domain.principals import AuditDecision
 
 EXPORT_FORMAT = "handoff-audit-export/1"
-SEAL_HINT = ("if an operator knows the row is genuine (a writer crashed before extending the chain), "
-             "`handoff audit seal` chains it")
+SEAL_HINT = ("if an operator knows the row is genuine (written by a process without the chain, e.g. an older "
+             "version), `handoff audit seal` chains it")
 ACCEPT_HINT = ("the chain never links a row it did not write; if an auditor finds it genuine, `handoff audit accept "
                "POSITION --reason ...` records that decision")
 DECISION_TOPIC = f"{AuditDecision.__module__}:{AuditDecision.__qualname__}.Recorded"
@@ -205,7 +205,8 @@ class Auditor:
                     walk.finding = _finding(
                         "unchained_after_head", walk.name, row.id,
                         f"the row at position {row.id} is after the head of the chain (position {top}) and not in "
-                        f"it: an inserted row, or a writer crashed before extending the chain; {SEAL_HINT}",
+                        f"it: a row inserted behind the service's back, or written by a process without the chain; "
+                        f"{SEAL_HINT}",
                         found=_describe(row))
 
         findings = sorted((w.finding for w in walks.values() if w.finding), key=lambda f: f["position"])

@@ -228,6 +228,7 @@ def test_the_person_page_marks_provisional_due_times_and_shows_the_current_execu
     """A term ending in 2027, a year whose 调休 notice is not known, has a provisional R15 due time: 暂定 beside it,
     with the reason. A person moved to another 执行地 shows the new one as 执行地 and the decision's beside it."""
     services, _ = county
+    services.projection.catch_up()  # the read model's persons are read directly below, not through a page
     client = browser("auditor")
     provisional = next(
         (status for status in (services.queries.status(p.id_number) for p in services.read_model.persons())

@@ -258,7 +258,7 @@ def test_inserted_row_after_the_head_is_found_and_verify_does_not_chain_it(servi
     for _ in range(2):  # verify leaves the chain as it is: the same finding twice
         found = finding(verify(services))
         assert (found["kind"], found["position"]) == ("unchained_after_head", forged)
-        assert "crashed" in found["message"] and "handoff audit seal" in found["message"]
+        assert "behind the service's back" in found["message"] and "handoff audit seal" in found["message"]
     assert log_head(services) == head
 
 
@@ -404,14 +404,15 @@ def test_anchor_file_through_the_cli(services, raw, database_url, tmp_path, monk
     assert f"events position {position}: deleted_event" in capsys.readouterr().out
 
 
-def test_a_crashed_writer_is_sealed_by_the_operator(services, raw, database_url, monkeypatch, capsys):
-    # A writer that stored its batch and died before extending the chain: a store without the chain hook.
+def test_rows_of_a_process_without_the_chain_are_sealed_by_the_operator(services, raw, database_url, monkeypatch,
+                                                                       capsys):
+    # A process without the chain (an older version of the service) stored a batch: its rows are in no chain.
     from services.ingest import Ingestor
 
-    crashed_store = EventStore(database_url)
-    Ingestor(crashed_store).ingest([json.dumps(e).encode() for e in case_history(7001, random.Random(2))],
-                                   Source("crashed"))
-    crashed_store.close()
+    unchained_store = EventStore(database_url)
+    Ingestor(unchained_store).ingest([json.dumps(e).encode() for e in case_history(7001, random.Random(2))],
+                                     Source("older version"))
+    unchained_store.close()
     head = log_head(services)
     found = finding(verify(services))
     assert (found["kind"], found["position"]) == ("unchained_after_head", head + 1)

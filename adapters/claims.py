@@ -7,12 +7,15 @@ transaction, exactly like a second writer's version conflict, and a unique (`ret
 agency retract an event only once even with concurrent writers. Several agencies may hold a retraction of the same
 event id: one that arrived before its target waits for it, and only the target's own publisher's takes effect.
 
-The claims are an index over the person events, not a record of their own: they are not in the audit chain, and
-`backfill` derives them from the events (for stores written before claims existed).
+The claims are an index over the person events, not a record of their own: they are not in the audit chain;
+`audit verify` re-derives them from the chained events and reports any difference, and `backfill` derives them for
+stores written before claims existed.
 
-The recorders below are eventsourcing's process recorders with one addition: `insert_events(..., claims=[...])`
-inserts the claims in the transaction that inserts the events and the tracking position. They are selected with
-eventsourcing's PROCESS_RECORDER_TOPIC setting (adapters/eventstore.py).
+The recorders below are eventsourcing's process recorders with three additions: `insert_events(..., claims=[...])`
+inserts the claims in the transaction that inserts the events and the tracking position; the audit chain links
+the written rows in that same transaction (`link_chain`); and on SQLite every write takes the write lock when it
+begins and is tried again if the database stays locked. They are selected with eventsourcing's
+PROCESS_RECORDER_TOPIC setting (adapters/eventstore.py).
 """
 
 from __future__ import annotations

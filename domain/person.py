@@ -1,15 +1,15 @@
 """The person aggregate: one event stream per person, keyed by an id derived from the resident ID number.
 
 It records every accepted event exactly as published (with when it occurred, when the service learned it, who
-published it) and enforces the rules that need the person's own history: an event id is used once, and an event
-is retracted only by the agency that published it. A retraction may arrive before the event it retracts: it is
+published it) and decides what may join the stream (`Person.admit`): an event id is used once, and an event is
+retracted only by the agency that published it. A retraction may arrive before the event it retracts: it is
 kept, and takes effect when its target arrives (if the target's publisher sent it; see `effective_retractions`).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
@@ -43,6 +43,9 @@ class RecordedEvent:
 
 
 class Person(Aggregate):
+    """A person's stream. `admit` is the one place that decides whether an event joins it (ingest calls it for
+    every event, with the store's claims; `record` calls it with the person's own)."""
+
     @staticmethod
     def create_id(id_number: str) -> uuid.UUID:
         return person_stream_id(id_number)
@@ -51,9 +54,7 @@ class Person(Aggregate):
     def __init__(self, id_number: str):
         self.id_number = id_number
         self.events: list[RecordedEvent] = []
-        self._by_id: dict[str, RecordedEvent] = {}
-        # (retracted event_id, retracting kind, id) -> the retraction's event_id, waiting or not
-        self._retractions: dict[tuple[str, str, str], str] = {}
+        self.known = KnownClaims()  # the claims of this person's own events
 
     @property
     def retracted(self) -> dict[str, str]:
@@ -61,23 +62,43 @@ class Person(Aggregate):
         return effective_retractions(self.events)
 
     def find(self, event_id: str) -> RecordedEvent | None:
-        return self._by_id.get(event_id)
+        key = event_id.lower()
+        return next((e for e in self.events if e.event_id.lower() == key), None)
 
-    def check_retraction(self, agency: dict[str, str], retracted_event_id: str) -> None:
-        """Raise Rejected unless this agency may retract that event of this person now."""
-        target = self._by_id.get(retracted_event_id)
-        refusal = retraction_refusal(
-            agency, retracted_event_id,
-            EventClaim.of(target, self.id) if target else None, self.id,
-            self._retractions.get((retracted_event_id, agency["kind"], agency["id"])))
-        if refusal:
-            raise refusal
+    @staticmethod
+    def admit(recorded: RecordedEvent, stream_id: uuid.UUID, known: KnownClaims) -> Admission:
+        """Decide an event for the stream `stream_id`, from what is known of the event ids it names.
 
-    def record(self, recorded: RecordedEvent) -> None:
-        if recorded.event_id in self._by_id:
-            raise Rejected(RejectionCode.CONFLICT, f"event_id {recorded.event_id} is already on record for this person")
-        if recorded.event_type == "event_retracted":
-            self.check_retraction(recorded.agency, recorded.payload["retracted_event_id"])
+        The same event_id with the same content is a duplicate (accepted once, idempotently); with other content a
+        conflict. A retraction is refused unless its target's own publisher sends it (`retraction_refusal`); it waits
+        when its target is not on record yet. An event whose retractions arrived first says which of them never take
+        effect (`pending_retraction_refusal`). Raises Rejected; does not change `known` (the caller adds the claim
+        when it stores the event)."""
+        key = recorded.event_id.lower()
+        on_record = known.by_event_id.get(key)
+        if on_record is not None:
+            if on_record.content_hash != recorded.content_hash:
+                raise Rejected(RejectionCode.CONFLICT,
+                               f"event_id {recorded.event_id} is already on record with different content")
+            return Admission(duplicate=True)
+        claim = EventClaim.of(recorded, stream_id)
+        if claim.retracts is not None:
+            earlier = known.retractions.get(claim.retracts, ())
+            refusal = retraction_refusal(
+                recorded.agency, recorded.payload["retracted_event_id"], known.by_event_id.get(claim.retracts),
+                stream_id, next((r.event_id for r in earlier if r.publisher == claim.publisher), None))
+            if refusal:
+                raise refusal
+            return Admission(claim=claim)
+        refused = [(waiting, refusal) for waiting in known.retractions.get(key, ())
+                   if (refusal := pending_retraction_refusal(waiting, claim)) is not None]
+        return Admission(claim=claim, refused_retractions=tuple(refused))
+
+    def record(self, recorded: RecordedEvent) -> Admission:
+        """Record an event in this person's stream if `admit` accepts it (raises Rejected otherwise)."""
+        admission = self.admit(recorded, self.id, self.known)
+        if admission.duplicate:
+            return admission
         self._record(
             event_id=recorded.event_id,
             event_type=recorded.event_type,
@@ -92,6 +113,7 @@ class Person(Aggregate):
             source=recorded.source,
             ingested_at=recorded.ingested_at,
         )
+        return admission
 
     @classmethod
     def recorded_event(cls, stream_id: uuid.UUID, version: int, recorded: RecordedEvent) -> Any:
@@ -130,9 +152,7 @@ class Person(Aggregate):
             content_hash, source, ingested_at,
         )
         self.events.append(recorded)
-        self._by_id[recorded.event_id] = recorded
-        if recorded.event_type == "event_retracted":
-            self._retractions[(recorded.payload["retracted_event_id"], *recorded.publisher)] = recorded.event_id
+        self.known.add(EventClaim.of(recorded, self.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +179,31 @@ class EventClaim:
         retracts = recorded.payload["retracted_event_id"].lower() if recorded.event_type == "event_retracted" else None
         return EventClaim(recorded.event_id.lower(), recorded.content_hash, person_stream, kind, publisher,
                           recorded.event_type, retracts)
+
+
+@dataclass
+class KnownClaims:
+    """What deciding an event needs to know: the claims of event ids (lower case), and the retractions naming each
+    target. Event ids are unique across all persons, so ingest fills this from the store's claims of a whole batch
+    (a few indexed queries, no stream read); a Person holds the claims of its own events."""
+
+    by_event_id: dict[str, EventClaim] = field(default_factory=dict)
+    retractions: dict[str, list[EventClaim]] = field(default_factory=dict)
+
+    def add(self, claim: EventClaim) -> None:
+        self.by_event_id[claim.event_id] = claim
+        if claim.retracts is not None:
+            self.retractions.setdefault(claim.retracts, []).append(claim)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """An admitted event: a duplicate of one on record (nothing to store), or its claim, with the retractions that
+    waited for it and never take effect (each with why: kept as dead letters so their publisher sees it)."""
+
+    duplicate: bool = False
+    claim: EventClaim | None = None
+    refused_retractions: tuple[tuple[EventClaim, Rejected], ...] = ()
 
 
 def retraction_refusal(

@@ -14,11 +14,11 @@ from domain.catalog import configure_plausible_dates
 from domain.rules import RuleSet, load_rule_set
 from projections.supervision import SupervisionProjection
 
-from .auth import DashboardSessions, Principals
-from .ingest import Ingestor, utc_now
-from .query import Queries
-from .replay import Replay, record_rule_set
-from .timeline import Timelines
+from services.principals import DashboardSessions, Principals
+from services.ingest import Ingestor, utc_now
+from services.queries import Queries
+from services.replay import Replay, record_rule_set
+from services.timeline import Timelines
 
 
 @dataclass

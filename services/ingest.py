@@ -26,7 +26,7 @@ from adapters.eventstore import EventStore
 from domain.authorisation import PublisherIdentity, authorise
 from domain.envelope import ParsedEvent, best_effort_event_id, parse_event
 from domain.errors import Rejected, RejectionCode
-from domain.person import DeadLetter, EventClaim, Person, RecordedEvent, pending_retraction_refusal, retraction_refusal
+from domain.person import DeadLetter, EventClaim, KnownClaims, Person, RecordedEvent
 
 log = logging.getLogger(__name__)
 
@@ -271,48 +271,28 @@ class Ingestor:
         # claims of the batch's event ids and of the events it retracts, and the version of each person's stream.
         events = [event for event in checked if isinstance(event, CheckedEvent)]
         targets = [e.document["payload"]["retracted_event_id"] for e in events if e.event_type == "event_retracted"]
-        on_record = self.store.claims([e.event_id for e in events] + targets)
         # The retractions (by any agency) of the batch's targets, and those received before the batch's own events,
         # which waited for them.
-        retractions = self.store.retractions_of(targets + [e.event_id for e in events])
+        known = KnownClaims(self.store.claims([e.event_id for e in events] + targets),
+                            self.store.retractions_of(targets + [e.event_id for e in events]))
         stream_ids = {e.id_number: Person.create_id(e.id_number) for e in events}
         versions = self.store.stream_versions(stream_ids.values())
-        claimed: dict[str, EventClaim] = {}  # this batch's claims
 
         for index, (raw, event) in enumerate(zip(items, checked)):
             try:
                 if isinstance(event, Rejected):
                     raise event
-                key = event.event_id.lower()
-                known = claimed.get(key) or on_record.get(key)
-                if known is not None:
-                    if known.content_hash != event.content_hash:
-                        raise Rejected(
-                            RejectionCode.CONFLICT,
-                            f"event_id {event.event_id} is already on record with different content",
-                        )
-                    batch.results.append(ItemResult(index, "duplicate", event.event_id))
-                    continue
                 id_number = event.id_number
                 stream_id = stream_ids[id_number]
                 recorded = self._recorded(event, recorded_at, source)
-                claim = EventClaim.of(recorded, stream_id)
-                if claim.retracts is not None:
-                    earlier = retractions.setdefault(claim.retracts, [])
-                    refusal = retraction_refusal(
-                        recorded.agency, recorded.payload["retracted_event_id"],
-                        claimed.get(claim.retracts) or on_record.get(claim.retracts), stream_id,
-                        next((r.event_id for r in earlier if r.publisher == claim.publisher), None))
-                    if refusal:
-                        raise refusal
-                    earlier.append(claim)
-                else:
-                    for waited in retractions.get(key, ()):
-                        refusal = pending_retraction_refusal(waited, claim)
-                        if refusal:  # the event stands; a retraction that waited for it is refused, visibly
-                            batch.dead_letters.append(self._dead_letter(
-                                {"event_id": waited.event_id, "retracted_event_id": claim.event_id}, refusal,
-                                source, positions[index] if positions is not None else str(index), recorded_at))
+                admission = Person.admit(recorded, stream_id, known)
+                if admission.duplicate:
+                    batch.results.append(ItemResult(index, "duplicate", event.event_id))
+                    continue
+                for waited, refusal in admission.refused_retractions:  # the event stands; visibly refused
+                    batch.dead_letters.append(self._dead_letter(
+                        {"event_id": waited.event_id, "retracted_event_id": admission.claim.event_id}, refusal,
+                        source, positions[index] if positions is not None else str(index), recorded_at))
                 version = versions.get(stream_id)
                 if version is None:  # a new person: their stream starts with Registered
                     person = Person(id_number)
@@ -320,8 +300,8 @@ class Ingestor:
                     version = person.version
                 versions[stream_id] = version + 1
                 batch.events.append(Person.recorded_event(stream_id, version + 1, recorded))
-                batch.claims.append(claim)
-                claimed[key] = claim
+                batch.claims.append(admission.claim)
+                known.add(admission.claim)
                 batch.results.append(ItemResult(index, "accepted", event.event_id))
             except Exception as error:
                 rejection = as_rejection(error, index, source)

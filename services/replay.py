@@ -17,11 +17,12 @@ from adapters.eventstore import EventStore
 from domain.adoption import HISTORY_ID, RuleSetHistory
 from domain.person import RecordedEvent
 from domain.rules import RuleSet, default_rule_set
+from domain.statistics import StatPerson, regional_figures
 from domain.supervision import GAP_STATES, PersonView, fold
 from projections.supervision import Unfoldable, quarantining
 
-from .query import PERSON_REGISTERED_TOPIC, _aggregate, _StatPerson, gap_sort_key
-from .views import gap_record, status_record
+from services.queries import PERSON_REGISTERED_TOPIC, gap_sort_key
+from services.views import gap_record, status_record
 
 
 def rule_set_history(store: EventStore) -> RuleSetHistory | None:
@@ -99,11 +100,11 @@ class Replay:
             if region and not (view.region or "").startswith(region):
                 continue
             gaps.extend(gap_record(view, o, moment) for o in view.gaps(moment, states) if not rule or o.rule == rule)
-            people.append(_StatPerson.from_view(view, moment))
+            people.append(StatPerson.from_view(view, moment))
         gaps.sort(key=self.sort_key)
         result: dict[str, Any] = {
             "known_at": known_at.isoformat(), "as_of": moment.isoformat(), "rule_set": rule_set.version,
-            "gaps": gaps, "stats": _aggregate(people),
+            "gaps": gaps, "stats": regional_figures(people),
         }
         if id_number:
             result["status"] = self.status(id_number, known_at, as_of, rule_set)

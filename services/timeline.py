@@ -8,8 +8,8 @@ from typing import Any
 
 from domain.supervision import iso
 
-from .history import person_history
-from .query import Queries
+from services.history import person_history
+from services.queries import Queries
 
 LANES = ("court", "procuratorate", "police", "prison", "bureau")
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from adapters.eventstore import EventStore
-from adapters.kafka import EmbeddedBroker, KafkaConfig
+from adapters.kafka import KafkaConfig
+from tools.tansu import EmbeddedBroker
 
 HANDOFF = str(Path(sys.executable).parent / "handoff")
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.config import Settings
-from services.api import MAX_BATCH_ITEMS, create_app
+from services.entrypoints.http.api import MAX_BATCH_ITEMS, create_app
 from services.bootstrap import bootstrap
 from tests.builders import decision, envelope, id_number
 
@@ -148,7 +148,7 @@ def test_a_utf16_body_is_refused_as_not_utf8_and_kept(client, services):
 
 def test_a_body_over_the_limit_is_refused_while_it_streams_and_its_beginning_kept(client, services):
     """A 300 MB POST was read whole before the size check (the server grew to 608 MB)."""
-    from services.api import MAX_BODY_BYTES
+    from services.entrypoints.http.api import MAX_BODY_BYTES
 
     def chunks():  # no Content-Length: the server learns the size only by reading
         piece = b"x" * 65536
@@ -162,7 +162,7 @@ def test_a_body_over_the_limit_is_refused_while_it_streams_and_its_beginning_kep
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_reading(client, services):
-    from services.api import MAX_BODY_BYTES
+    from services.entrypoints.http.api import MAX_BODY_BYTES
 
     response = client.post("/v1/events", content=b"{}", headers={"Content-Length": str(MAX_BODY_BYTES + 1),
                                                                  "Content-Type": "application/json"})

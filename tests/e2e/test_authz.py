@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.config import Settings
-from services.api import create_app
+from services.entrypoints.http.api import create_app
 from services.bootstrap import bootstrap
 from services.ingest import Source
 from tests.builders import decision, envelope, id_number

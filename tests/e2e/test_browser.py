@@ -70,9 +70,9 @@ def server(tmp_path_factory):
     """The real app on a free loopback port, over a simulated county loaded by the CLI."""
     import uvicorn
 
-    from services.api import create_app
+    from services.entrypoints.http.api import create_app
     from services.bootstrap import bootstrap
-    from services.dashboard import create_router
+    from services.entrypoints.http.dashboard import create_router
 
     work = tmp_path_factory.mktemp("browser")
     env = {**os.environ, "HANDOFF_DATABASE_URL": f"sqlite:///{work}/handoff.sqlite3", "PYTHONWARNINGS": "ignore"}

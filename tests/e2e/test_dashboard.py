@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 
 from adapters.config import Settings
 from domain.rules import LOST_SUPERVISION_RULES
-from services import api
+from services.entrypoints.http import api
 from services.bootstrap import bootstrap
-from services.dashboard import STATUS_LABELS, Dashboard, create_router, timeline_picture
+from services.entrypoints.http.dashboard import STATUS_LABELS, Dashboard, create_router, timeline_picture
 from services.ingest import Source
-from services.simulate import SimulationConfig, run
+from tools.simulate import SimulationConfig, run
 from tests.builders import decision, id_number
 
 pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.ProvisionalCalendarWarning")

@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from adapters.config import Settings
-from services.api import create_app
+from services.entrypoints.http.api import create_app
 from services.bootstrap import bootstrap
 from services.ingest import Source
 from tests.builders import decision, id_number

@@ -18,7 +18,7 @@ from adapters.config import Settings
 from domain.identity import id_number_problem
 from services.bootstrap import bootstrap
 from services.ingest import Source
-from services.simulate import (
+from tools.simulate import (
     CATEGORY_WEIGHTS,
     KINDS,
     SimulationConfig,

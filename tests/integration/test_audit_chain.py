@@ -28,7 +28,7 @@ from adapters.chain import DEAD_LETTERS, EVENTS, AuditChain, chain_hash, event_h
 from adapters.config import Settings
 from adapters.eventstore import DEAD_LETTER_TOPIC, EventStore
 from domain.person import DeadLetter, EventClaim, Person, RecordedEvent
-from services import cli
+from services.entrypoints.cli import main as cli
 from services.audit import Auditor
 from services.bootstrap import bootstrap
 from services.ingest import Source
@@ -679,7 +679,7 @@ def test_a_forged_principal_is_never_laundered_into_the_chain_and_never_authenti
     """A Principal.Created row written behind the service's back (here by a process without the chain, which
     encodes it as the service would) was linked by the next ordinary write, verified clean even against an anchor
     taken then, and its token worked."""
-    from services.auth import Principals
+    from services.principals import Principals
 
     head = log_head(services)
     forger = EventStore(database_url)
@@ -700,7 +700,7 @@ def test_a_forged_principal_is_never_laundered_into_the_chain_and_never_authenti
     assert services.principals.authenticate(token) is None
     from fastapi.testclient import TestClient
 
-    from services.api import create_app
+    from services.entrypoints.http.api import create_app
 
     with TestClient(create_app(services)) as client:
         assert client.get("/v1/whoami", headers={"Authorization": f"Bearer {token}"}).status_code == 401

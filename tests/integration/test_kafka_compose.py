@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from adapters.kafka import KafkaConfig
-from services.cli import build_parser
-from services.cli_kafka import register
+from services.entrypoints.cli.main import build_parser
+from services.entrypoints.cli.kafka import register
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 HANDOFF_SERVICES = ("api", "ingest", "route")

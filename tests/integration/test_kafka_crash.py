@@ -23,7 +23,7 @@ import pytest
 
 from adapters.eventstore import EventStore
 from adapters.kafka import KafkaConfig, tracking_name
-from services.kafka_ingest import publish_file
+from services.entrypoints.workers.kafka_ingest import publish_file
 from tests.kafka_broker import kafka, kafka_broker, kafka_cli, kafka_env, stored_event_ids  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.clock]

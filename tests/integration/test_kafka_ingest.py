@@ -23,11 +23,11 @@ from adapters.eventstore import EventStore
 from adapters.kafka import KafkaConfig, tracking_name
 from domain.authorisation import PublisherIdentity
 from domain.catalog import AgencyKind
-from services.api import create_app
+from services.entrypoints.http.api import create_app
 from services.bootstrap import bootstrap
 from services.ingest import FUTURE_TOLERANCE, CheckedEvent, Source, check_items
-from services.kafka_fetch import FetchProcessFailed, checked_key_problem
-from services.kafka_ingest import (
+from services.entrypoints.workers.kafka_fetch import FetchProcessFailed, checked_key_problem
+from services.entrypoints.workers.kafka_ingest import (
     H_DEAD_LETTER_ID, H_EVENT_ID, H_REASON, H_REASON_CODE, H_SOURCE, IngestWorker, dead_letter_id, header_text,
     key_problem, publish_lines,
 )

@@ -17,9 +17,10 @@ from adapters.config import Settings
 from adapters.kafka import KafkaConfig
 from services.bootstrap import bootstrap
 from services.ingest import Source
-from services.routing import (
-    DEADLINE_TRACKING, ROUTE_TRACKING, H_NOTIFICATION_ID, Recipient, Router, event_notification_id,
+from services.entrypoints.workers.router import (
+    DEADLINE_TRACKING, ROUTE_TRACKING, H_NOTIFICATION_ID, Router, event_notification_id,
 )
+from domain.routing import Recipient
 from tests.builders import CST, decision, envelope, id_number
 from tests.clock import period_end
 from tests.kafka_broker import (  # noqa: F401  (fixtures)

@@ -24,7 +24,7 @@ from adapters.fastread import StateDecoder, StreamReader
 from projections.supervision import SupervisionProjection
 from services.bootstrap import bootstrap
 from services.ingest import Source
-from services.simulate import SimulationConfig, run
+from tools.simulate import SimulationConfig, run
 
 pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.ProvisionalCalendarWarning")
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from adapters.config import Settings
 from domain.person import EventClaim, Person, RecordedEvent
 from projections.supervision import Unfoldable
-from services.api import create_app
+from services.entrypoints.http.api import create_app
 from services.bootstrap import bootstrap
 from services.ingest import Source
 from tests.builders import decision, id_number

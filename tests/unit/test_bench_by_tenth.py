@@ -1,6 +1,6 @@
 """The bench's rate over each tenth of a load (how ingest slows as the store grows)."""
 
-from services.bench import by_tenth
+from tools.bench import by_tenth
 
 
 def test_a_steady_load_has_the_same_rate_in_every_tenth():

@@ -8,9 +8,8 @@ event store, exactly, bitemporally. Tests compare the two.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -19,13 +18,13 @@ from adapters.readmodel import ReadModel, micros
 from domain.authorisation import bears
 from domain.person import Person
 from domain.rules import LOST_SUPERVISION_RULES
+from domain.statistics import StatPerson, empty_figures, finish_figures, regional_figures
 from domain.supervision import GAP_STATES, Obligation, PersonView
 from projections.supervision import SupervisionProjection, Unfoldable
 
-from .views import gap_record, status_record
+from services.views import gap_record, status_record
 
 PERSON_REGISTERED_TOPIC = f"{Person.__module__}:{Person.__qualname__}.Registered"
-ENDED_BY_TERMINATION = ("committed", "deceased")
 
 
 def states_for(state: str) -> tuple[str, ...]:
@@ -173,25 +172,25 @@ class Queries:
               known_at: dt.datetime | None = None) -> list[dict[str, Any]]:
         moment = as_of or self.clock()
         if self._replay(as_of, known_at):
-            return _aggregate(
-                _StatPerson.from_view(view, moment)
+            return regional_figures(
+                StatPerson.from_view(view, moment)
                 for view in self.all_views(moment, known_at)
                 if not region or (view.region or "").startswith(region)
             )
         return self._stats_from_read_model(region, moment)
 
     def _stats_from_read_model(self, region: str | None, now: dt.datetime) -> list[dict[str, Any]]:
-        """The same figures as _aggregate, with the counts done by the database and only gap rows read."""
+        """The same figures as domain.statistics.regional_figures, with the counts done by the database and only gap rows read."""
         self._fresh()
         now_us = micros(now)
         regions: dict[str, dict[str, Any]] = {}
         for row in self.read_model.person_counts(now_us, region):
-            entry = regions[row.region or ""] = _empty_entry(row.region or "")
+            entry = regions[row.region or ""] = empty_figures(row.region or "")
             for key in ("received", "in_register", "discharged", "terminated"):
                 entry[key] = int(row._mapping[key] or 0)
         lost_persons: dict[str, set[str]] = defaultdict(set)
         for row in self.read_model.gaps(now_us, ("open",), region=region):
-            entry = regions.setdefault(row.region or "", _empty_entry(row.region or ""))
+            entry = regions.setdefault(row.region or "", empty_figures(row.region or ""))
             entry["open_gaps"][row.rule] = entry["open_gaps"].get(row.rule, 0) + 1
             if row.rule in LOST_SUPERVISION_RULES:
                 lost_persons[row.region or ""].add(row.id_number)
@@ -201,59 +200,8 @@ class Queries:
         for (person_region, _), lost in lost_by_person.items():
             view = PersonView(id_number="", name="", as_of=now, known_at=None, rule_set="", status=None,
                               responsible=None, episode=None, obligations=lost, last_occurred_at=None)
-            entry = regions.setdefault(person_region, _empty_entry(person_region))
+            entry = regions.setdefault(person_region, empty_figures(person_region))
             entry["lost_supervision_person_days"].append(view.lost_days(now))
         for person_region, ids in lost_persons.items():
             regions[person_region]["lost_supervision_persons"] = len(ids)
-        return _finish(regions)
-
-
-class _StatPerson:
-    __slots__ = ("region", "received", "ended", "open_rules", "lost_days")
-
-    def __init__(self, region: str, received: bool, ended: str | None, open_rules: list[str], lost_days: float):
-        self.region, self.received, self.ended, self.open_rules, self.lost_days = (
-            region, received, ended, open_rules, lost_days)
-
-    @classmethod
-    def from_view(cls, view: PersonView, as_of: dt.datetime) -> "_StatPerson":
-        episode = view.episode
-        return cls(
-            region=view.region or "",
-            received=bool(episode and episode.enrolled_at and episode.enrolled_at <= as_of),
-            ended=episode.ended if episode else None,
-            open_rules=[o.rule for o in view.gaps(as_of, ("open",))],
-            lost_days=view.lost_days(as_of),
-        )
-
-
-def _empty_entry(region: str) -> dict[str, Any]:
-    return {"region": region, "in_register": 0, "received": 0, "discharged": 0, "terminated": 0, "open_gaps": {},
-            "lost_supervision_persons": 0, "lost_supervision_rate_permille": None,
-            "lost_supervision_person_days": []}  # summed with fsum at the end: the same total in any order
-
-
-def _aggregate(people: Iterable[_StatPerson]) -> list[dict[str, Any]]:
-    regions: dict[str, dict[str, Any]] = {}
-    for person in people:
-        entry = regions.setdefault(person.region, _empty_entry(person.region))
-        ended = person.ended in ("discharged", *ENDED_BY_TERMINATION)
-        entry["received"] += person.received
-        entry["in_register"] += person.received and not ended
-        entry["discharged"] += person.ended == "discharged"
-        entry["terminated"] += person.ended in ENDED_BY_TERMINATION
-        for rule in person.open_rules:
-            entry["open_gaps"][rule] = entry["open_gaps"].get(rule, 0) + 1
-        entry["lost_supervision_persons"] += any(rule in LOST_SUPERVISION_RULES for rule in person.open_rules)
-        entry["lost_supervision_person_days"].append(person.lost_days)
-    return _finish(regions)
-
-
-def _finish(regions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    for entry in regions.values():
-        entry["open_gaps"] = dict(sorted(entry["open_gaps"].items()))
-        entry["lost_supervision_person_days"] = round(math.fsum(entry["lost_supervision_person_days"]), 1)
-        if entry["in_register"]:
-            entry["lost_supervision_rate_permille"] = round(
-                1000 * entry["lost_supervision_persons"] / entry["in_register"], 2)
-    return [regions[key] for key in sorted(regions)]
+        return finish_figures(regions)

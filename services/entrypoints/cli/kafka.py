@@ -12,15 +12,13 @@ import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from adapters.kafka import AGENCY_KINDS, KafkaConfig, KafkaConfigError, quiet_client_diagnostics
+from services.entrypoints.cli.output import EXIT_OK, EXIT_USAGE, fail
 
-EXIT_OK = 0
-EXIT_USAGE = 2
 
 
 def register(commands: argparse._SubParsersAction, formats: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -58,11 +56,6 @@ def _config(group: str | None = None) -> KafkaConfig:
     return config.with_(group=group) if group else config
 
 
-def _fail(message: str) -> int:
-    print(f"handoff: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def _on_signals(stop: Callable[[], Any]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop())
@@ -91,17 +84,17 @@ def _heartbeat() -> Callable[[], None] | None:
 
 
 def cmd_ingest(args: argparse.Namespace, services) -> int:
-    from .kafka_ingest import IngestWorker
+    from services.entrypoints.workers.kafka_ingest import IngestWorker
 
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     unknown = [kind for kind in kinds if kind not in AGENCY_KINDS]
     if unknown or not kinds:
-        return _fail(f"--kinds: unknown agency kind(s) {', '.join(unknown) or '(none given)'}; "
-                     f"use {', '.join(AGENCY_KINDS)}")
+        return fail(f"--kinds: unknown agency kind(s) {', '.join(unknown) or '(none given)'}; "
+                    f"use {', '.join(AGENCY_KINDS)}", EXIT_USAGE)
     try:
         config = _config(args.group)
     except KafkaConfigError as error:
-        return _fail(str(error))
+        return fail(str(error), EXIT_USAGE)
     _verbose()
     worker = IngestWorker(services.store, config, kinds=kinds, allow_recorded_at=args.import_legacy,
                           create_topics=args.create_topics)
@@ -112,12 +105,12 @@ def cmd_ingest(args: argparse.Namespace, services) -> int:
 
 
 def cmd_route(args: argparse.Namespace, services) -> int:
-    from .routing import Router
+    from services.entrypoints.workers.router import Router
 
     try:
         config = _config()
     except KafkaConfigError as error:
-        return _fail(str(error))
+        return fail(str(error), EXIT_USAGE)
     _verbose()
     router = Router(services.store, services.projection, services.read_model, config, clock=services.queries.clock,
                     deadlines=args.deadlines, create_topics=args.create_topics)

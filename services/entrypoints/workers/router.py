@@ -2,22 +2,13 @@
 
 The router follows the event store's global log from a position it keeps in the store itself (an eventsourcing
 `Tracking` named `route:log`). For every page of accepted events it works out the notifications (the routing table
-below), produces them (idempotent producer, acks=all), waits for the acknowledgements, and only then stores the
+of domain/routing.py), produces them (idempotent producer, acks=all), waits for the acknowledgements, and only then stores the
 new position. A crash between the acknowledgement and the position store re-sends that page: delivery is
 **at-least-once**, and every notification carries a stable id (`notification_id`, also the `handoff-notification-id`
 header) derived from the event id (or the gap) and the recipient, so consumers dedupe on it. True exactly-once
 would need the position inside a Kafka transaction instead of the store (docs/kafka.md says why we did not).
 
-Routing table (recipient topics are per agency kind and region):
-
-| event | recipients |
-|---|---|
-| `decision_effective` | bureau, police and procuratorate of `payload.execution_region` |
-| `contact_lost` | police of the person's current region |
-| `revocation_ruled` with `revoked: true` | police of the person's current region |
-| `discharged` | the decision organ (the court, at its region), procuratorate and police of the current region |
-| `procuratorial_notice_issued` | its addressee (`payload.addressed_to.kind`) at the issuing procuratorate's region |
-| a gap opens | the obligated agency (kind, region) and the procuratorate of that region |
+Who must be told of an event or a gap is the domain's routing table (domain/routing.py).
 
 A gap "opens" when an obligation becomes an open gap. Two ways, both with the same notification id per gap and
 recipient (so the second is a duplicate a consumer drops):
@@ -36,7 +27,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -46,11 +37,12 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from adapters.eventstore import EventStore
 from adapters.kafka import KafkaConfig
 from adapters.readmodel import ReadModel, micros
+from domain.routing import Recipient, event_recipients, gap_recipients, opened_gaps
 from domain.supervision import Obligation, PersonView
 from projections.supervision import PERSON_TOPIC, SupervisionProjection, Unfoldable, quarantining
 
-from .ingest import utc_now
-from .views import gap_record
+from services.ingest import utc_now
+from services.views import gap_record
 
 log = logging.getLogger("handoff.kafka")
 
@@ -62,12 +54,6 @@ H_NOTIFICATION_ID = "handoff-notification-id"
 H_TYPE = "handoff-notification-type"
 H_EVENT_TYPE = "handoff-event-type"
 H_RULE = "handoff-rule"
-
-
-@dataclass(frozen=True)
-class Recipient:
-    kind: str
-    region: str
 
 
 @dataclass(frozen=True)
@@ -86,60 +72,6 @@ def event_notification_id(event_id: str, recipient: Recipient) -> str:
 def gap_notification_id(rule: str, triggered_by: str, due_at: str | None, recipient: Recipient) -> str:
     return str(uuid.uuid5(NOTIFICATION_NAMESPACE,
                           f"gap|{rule}|{triggered_by}|{due_at}|{recipient.kind}|{recipient.region}"))
-
-
-def _unique(pairs: Iterable[tuple[Recipient | None, str]]) -> list[tuple[Recipient, str]]:
-    seen: dict[Recipient, str] = {}
-    for recipient, why in pairs:
-        if recipient is not None and recipient.region and recipient not in seen:
-            seen[recipient] = why
-    return list(seen.items())
-
-
-def event_recipients(event: Any, view: PersonView) -> list[tuple[Recipient, str]]:
-    """Who must learn of this accepted event (the routing table), each with why. `view` is the person folded up to
-    and including the event."""
-    kind, payload = event.event_type, event.payload
-    region = view.region or event.agency["region"]
-    if kind == "decision_effective":
-        where = payload["execution_region"]
-        return _unique([
-            (Recipient("bureau", where), "a decision takes effect: the execution region's bureau receives the person"),
-            (Recipient("police", where), "a decision takes effect in the police's region"),
-            (Recipient("procuratorate", where), "a decision takes effect: legal supervision of its execution"),
-        ])
-    if kind == "contact_lost":
-        return _unique([(Recipient("police", region), "the bureau lost contact: police help to search (Law 30)")])
-    if kind == "revocation_ruled" and payload.get("revoked"):
-        return _unique([(Recipient("police", region), "revoked: police commit the person to custody (Law 48)")])
-    if kind == "discharged":
-        episode = view.episode
-        return _unique([
-            (Recipient(episode.decision_kind, episode.decision_region) if episode else None,
-             "discharged: the decision organ is told (Law 44)"),
-            (Recipient("procuratorate", region), "discharged: the procuratorate is told (Law 44)"),
-            (Recipient("police", region), "discharged: the police are told (Law 44)"),
-        ])
-    if kind == "procuratorial_notice_issued":
-        addressee = payload["addressed_to"]
-        return _unique([(Recipient(addressee["kind"], event.agency["region"]),
-                         f"a procuratorial {payload['notice_kind']} notice addressed to {addressee['id']}")])
-    return []
-
-
-def gap_recipients(obligated_kind: str, obligated_region: str | None,
-                   person_region: str | None) -> list[tuple[Recipient, str]]:
-    region = obligated_region or person_region or ""
-    return _unique([
-        (Recipient(obligated_kind, region), "a handoff gap opened: your agency is obligated"),
-        (Recipient("procuratorate", region), "a handoff gap opened: legal supervision"),
-    ])
-
-
-def opened_gaps(before: PersonView | None, after: PersonView, now: dt.datetime) -> list[Obligation]:
-    """Open gaps of `after` that were not open in `before` (both folded at `now`)."""
-    was = {(o.rule, o.triggered_by) for o in before.gaps(now, ("open",))} if before is not None else set()
-    return [o for o in after.gaps(now, ("open",)) if (o.rule, o.triggered_by) not in was]
 
 
 def _event_body(event: Any) -> dict[str, Any]:

@@ -44,6 +44,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from adapters.kafka import KafkaConfig, quiet_client_diagnostics, tracking_name
@@ -52,7 +53,7 @@ from domain.catalog import AgencyKind
 from domain.envelope import MAX_ENVELOPE_BYTES
 from domain.errors import Rejected, RejectionCode
 
-from .ingest import Checked, CheckedEvent, Source, check_items
+from services.ingest import Checked, CheckedEvent, Source, check_items
 
 log = logging.getLogger("handoff.kafka")
 
@@ -238,9 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop.close()
 
 
-# Not `-m services.kafka_fetch`: this module would then be `__main__`, and what it pickles (CheckedRun) could not be
-# unpickled by the main process.
-_CHILD = "import sys; from services.kafka_fetch import main; sys.exit(main())"
+# Not `-m services.entrypoints.workers.kafka_fetch`: this module would then be `__main__`, and what it pickles
+# (CheckedRun) could not be unpickled by the main process.
+_CHILD = "import sys; from services.entrypoints.workers.kafka_fetch import main; sys.exit(main())"
 
 
 class _ParentGone(Exception):
@@ -433,7 +434,7 @@ class FetchProcess:
 def _child_environment() -> dict[str, str]:
     """The main process's environment, with this project first on the path: the fetch process imports `services`
     from where this file is, whatever the working directory (which stays the same: relative certificate paths)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(Path(__file__).resolve().parents[3])
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 

@@ -38,7 +38,7 @@ from domain.catalog import date_range_problem, plausible_dates
 from domain.identity import id_number_problem
 from domain.principals import AccessRecorded, OutsideScope, Principal, Role
 
-from .bootstrap import Services
+from services.bootstrap import Services
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from services.entrypoints.cli.output import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, check_id_number, fail, print_json, table
+
 EXIT_BROKEN = 4
 
 
@@ -53,7 +55,7 @@ def register(audit_commands: argparse._SubParsersAction, formats: Callable[[argp
 
 
 def _auditor(services):
-    from .audit import Auditor
+    from services.audit import Auditor
 
     return Auditor(services.chain)
 
@@ -70,8 +72,7 @@ def _progress_bar():
 
 
 def cmd_verify(args: argparse.Namespace, services) -> int:
-    from .audit import load_anchors
-    from .cli import EXIT_OK, EXIT_USAGE, _fail, _print_json, _table
+    from services.audit import load_anchors
 
     anchors: list[dict[str, Any]] = []
     if args.anchor:
@@ -80,9 +81,9 @@ def cmd_verify(args: argparse.Namespace, services) -> int:
                 anchors = [{**a, "source": f"anchor file {os.path.basename(args.anchor)}"}
                            for a in load_anchors(json.load(handle))]
         except OSError as error:
-            return _fail(f"cannot read {args.anchor}: {error.strerror}", EXIT_USAGE)
+            return fail(f"cannot read {args.anchor}: {error.strerror}", EXIT_USAGE)
         except ValueError as error:
-            return _fail(f"{args.anchor}: {error}", EXIT_USAGE)
+            return fail(f"{args.anchor}: {error}", EXIT_USAGE)
     chains = ("events", "dead_letters") if args.chain == "all" else (args.chain,)
     progress = _progress_bar()
     task = progress.add_task("verifying the chain", total=None) if progress else None
@@ -96,9 +97,9 @@ def cmd_verify(args: argparse.Namespace, services) -> int:
         if progress:
             progress.stop()
     if args.format == "json":
-        _print_json(result)
+        print_json(result)
     else:
-        _table("audit chains 审计哈希链", ["chain", "head position", "head hash", "links", "state"],
+        table("audit chains 审计哈希链", ["chain", "head position", "head hash", "links", "state"],
                [[name, c["head_position"], c["head_hash"], c["links"], "ok" if c["ok"] else "BROKEN 已被篡改"]
                 for name, c in result["chains"].items()])
         for finding in result.get("findings", []):
@@ -112,12 +113,11 @@ def cmd_verify(args: argparse.Namespace, services) -> int:
 
 
 def cmd_anchor(args: argparse.Namespace, services) -> int:
-    from .cli import EXIT_OK, EXIT_USAGE, _fail, _print_json, _table
 
     try:
         records = _auditor(services).anchor()
     except ValueError as error:
-        return _fail(str(error), EXIT_BROKEN)
+        return fail(str(error), EXIT_BROKEN)
     document = {"anchors": records}
     if args.out:
         try:
@@ -126,52 +126,49 @@ def cmd_anchor(args: argparse.Namespace, services) -> int:
                 json.dump(document, handle, ensure_ascii=False, indent=2)
                 handle.write("\n")
         except OSError as error:
-            return _fail(f"cannot write {args.out}: {error.strerror}", EXIT_USAGE)
+            return fail(f"cannot write {args.out}: {error.strerror}", EXIT_USAGE)
     if args.format == "json":
-        _print_json(document)
+        print_json(document)
     else:
-        _table("anchors 锚点", ["chain", "position", "head hash", "anchored at"],
+        table("anchors 锚点", ["chain", "position", "head hash", "anchored at"],
                [[r["chain"], r["position"], r["head_hash"], r["anchored_at"]] for r in records])
     return EXIT_OK
 
 
 def cmd_seal(args: argparse.Namespace, services) -> int:
-    from .cli import EXIT_OK, _print_json, _table
 
     auditor = _auditor(services)
     sealed = auditor.seal()
     summary = auditor.summary()
     if args.format == "json":
-        _print_json({"sealed": sealed, "chains": summary})
+        print_json({"sealed": sealed, "chains": summary})
     else:
-        _table(f"sealed {sealed} rows", ["chain", "head position", "head hash", "links"],
+        table(f"sealed {sealed} rows", ["chain", "head position", "head hash", "links"],
                [[name, c["head_position"], c["head_hash"], c["links"]] for name, c in summary.items()])
     return EXIT_OK
 
 
 def cmd_accept(args: argparse.Namespace, services) -> int:
-    from .cli import EXIT_OK, EXIT_USAGE, _fail, _print_json
 
     try:
         decision = _auditor(services).accept(args.position, args.reason, args.by)
     except ValueError as error:
-        return _fail(str(error), EXIT_USAGE)
+        return fail(str(error), EXIT_USAGE)
     if args.format == "json":
-        _print_json(decision)
+        print_json(decision)
     else:
         print(f"position {decision['position']} accepted 已认可 by {decision['by']}: {decision['reason']}")
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace, services) -> int:
-    from .cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, _check_id_number, _fail
 
-    problem = _check_id_number(args.id_number)
+    problem = check_id_number(args.id_number)
     if problem:
-        return _fail(problem, EXIT_USAGE)
+        return fail(problem, EXIT_USAGE)
     export = _auditor(services).export(args.id_number, encrypted=bool(services.settings.cipher_key))
     if export is None:
-        return _fail(f"no events on record for {args.id_number}", EXIT_NOT_FOUND)
+        return fail(f"no events on record for {args.id_number}", EXIT_NOT_FOUND)
     unchained = [e["position"] for e in export["events"] if not e["chained"]]
     if unchained:
         print(f"handoff: warning: events at positions {unchained} are not in the chain yet; the export will not "
@@ -183,7 +180,7 @@ def cmd_export(args: argparse.Namespace, services) -> int:
             with open(args.out, "w", encoding="utf-8") as handle:
                 handle.write(text)
         except OSError as error:
-            return _fail(f"cannot write {args.out}: {error.strerror}", EXIT_USAGE)
+            return fail(f"cannot write {args.out}: {error.strerror}", EXIT_USAGE)
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -27,10 +27,10 @@ from domain.messages import bilingual, english
 from domain.principals import OutsideScope, Principal, Role
 from projections.supervision import Unfoldable
 
-from . import timeparse
-from .bootstrap import Services
-from .history import person_history
-from .ingest import Source
+from services.entrypoints import timeparse
+from services.bootstrap import Services
+from services.history import person_history
+from services.ingest import Source
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("handoff.access")
@@ -193,7 +193,7 @@ AgencyParam = Annotated[AgencyKind | None, Query(description="only obligations b
 
 
 def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAPI:
-    """The API, with the oversight dashboard (`services.dashboard`, or the router given)."""
+    """The API, with the oversight dashboard (`services.entrypoints.http.dashboard`, or the router given)."""
     app = FastAPI(
         title="handoff",
         version="1.0.0",
@@ -204,7 +204,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     )
     principals = services.principals
     app.add_middleware(AccessLogMiddleware)
-    from .kafka_ingest import http_inbound  # HANDOFF_KAFKA_BOOTSTRAP: POST /v1/events produces to Kafka
+    from services.entrypoints.workers.kafka_ingest import http_inbound  # HANDOFF_KAFKA_BOOTSTRAP: POST /v1/events produces to Kafka
 
     kafka_inbound = http_inbound(services.settings, services.ingestor)
 
@@ -447,7 +447,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     @v1.delete("/principals/{principal_id}", tags=["admin"])
     def revoke_principal(me: Me, principal_id: str) -> dict[str, Any]:
         require(me, Role.ADMIN)
-        from .auth import PrincipalError
+        from services.principals import PrincipalError
 
         try:
             return principals.revoke(principal_id).summary()
@@ -456,7 +456,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
 
     app.include_router(v1)
     if dashboard is None:
-        from .dashboard import create_router  # server-rendered pages on the same app
+        from services.entrypoints.http.dashboard import create_router  # server-rendered pages on the same app
 
         dashboard = create_router(services)
     app.include_router(dashboard)

@@ -5,7 +5,7 @@ Everything runs on generated data (the county simulator) in a fresh temporary st
 - like for like, the ingest path and a naive baseline (the same parsing and validation, then one eventsourcing
   `Application.save()` per event) on the same first 20,000 events, in alternating rounds of fresh processes;
 - with --kafka, the Kafka ingest worker's events/s beside a raw kafka-python consumer reading the same messages
-  (HANDOFF_KAFKA_BOOTSTRAP, or a throwaway Tansu broker from the dev extra; services/kafka_ingest.bench);
+  (HANDOFF_KAFKA_BOOTSTRAP, or a throwaway Tansu broker from the dev extra; tools/kafka_bench.py);
 - projection rebuild events/s;
 - query latency p50/p99 for a page of gaps, a person's status and regional statistics;
 - peak memory (resident set size) of the run.
@@ -29,8 +29,9 @@ from adapters.eventstore import EventStore
 from domain.envelope import parse_event
 from domain.person import Person, RecordedEvent
 
-from .bootstrap import bootstrap
-from .ingest import BULK_BATCH, Source, utc_now
+from services.bootstrap import bootstrap
+from services.ingest import BULK_BATCH, Source, utc_now
+from tools.schema import ensure_schema
 
 # Events stored by the naive baseline, and by the ingest path into a fresh store for the like-for-like ratio: enough
 # that the ingest path's side lasts more than a second (5,000 lasted 0.4 s, and one run's ratio at 100,000 persons
@@ -157,20 +158,6 @@ def like_for_like(work: Path, data: Path, database_url: str | None, limit: int,
     return {"ingest_same_events": median_of(ingest_rounds), "naive": median_of(naive_rounds)}
 
 
-def ensure_schema(database_url: str) -> None:
-    """A PostgreSQL URL's ?schema= must exist before eventsourcing creates its tables in it."""
-    from urllib.parse import parse_qs, urlsplit
-
-    parts = urlsplit(database_url)
-    schema = parse_qs(parts.query).get("schema", [None])[0]
-    if parts.scheme.startswith("postgres") and schema:
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(database_url.split("?", 1)[0], autocommit=True) as connection:
-            connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-
-
 def measure_naive(database_url: str, path: Path, limit: int) -> dict[str, Any]:
     """The baseline: same parsing and validation, one Application.save() (one transaction) per event."""
     ensure_schema(database_url)
@@ -240,7 +227,7 @@ def simulated(persons: int, seed: int, path: Path) -> dict[str, Any]:
     import sys
 
     completed = subprocess.run(
-        [sys.executable, "-m", "services.cli", "simulate", "--persons", str(persons), "--seed", str(seed),
+        [sys.executable, "-m", "services.entrypoints.cli.main", "simulate", "--persons", str(persons), "--seed", str(seed),
          "--counties", "520222,520221", "--failure-rate", "0.05", "--out", str(path)],
         capture_output=True, text=True, check=True)
     summary = json.loads(completed.stderr.strip().splitlines()[-1])
@@ -254,7 +241,7 @@ def scaling(persons: int, args) -> dict[str, Any]:
 
     runs = []
     for count in (persons, persons * 10):
-        command = [sys.executable, "-m", "services.cli", "bench", "--persons", str(count), "--seed", str(args.seed),
+        command = [sys.executable, "-m", "services.entrypoints.cli.main", "bench", "--persons", str(count), "--seed", str(args.seed),
                    "--format", "json"] + (["--quick"] if args.quick else [])
         if args.database_url:
             command += ["--database-url", args.database_url]
@@ -300,7 +287,7 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
             services.close()
         results["kafka"] = None
         if kafka:
-            from .kafka_ingest import bench as kafka_bench
+            from tools.kafka_bench import bench as kafka_bench
 
             kafka_url = f"sqlite:///{work}/kafka.sqlite3" if backend == "sqlite" else \
                 url + ("&" if "?" in url else "?") + "schema=kafka"

@@ -15,29 +15,13 @@ from typing import Any, BinaryIO
 
 from domain.calendar import ProvisionalCalendarWarning
 from domain.rules import RuleSetError
-from domain.identity import id_number_problem, id_number_refusal
 
-from . import timeparse
-from .bootstrap import Services, bootstrap
-from .history import person_history
-from .ingest import BULK_BATCH, Source
-
-EXIT_OK = 0
-EXIT_NOT_FOUND = 1
-EXIT_USAGE = 2
-EXIT_FATAL = 3
-EXIT_DIFFERENT = 5  # rebuild --compare found a difference
-
-
-def _print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"handoff: {message}", file=sys.stderr)
-    return code
-
+from services.entrypoints import timeparse
+from services.bootstrap import Services, bootstrap
+from services.history import person_history
+from services.ingest import BULK_BATCH, Source
+from services.entrypoints.cli.output import (EXIT_DIFFERENT, EXIT_FATAL, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE,
+                                             check_id_number, fail, print_json, table)
 
 def _batches(stream: BinaryIO, size: int) -> Iterator[list[tuple[int, bytes]]]:
     """Numbered non-blank lines of a JSON Lines stream, in batches."""
@@ -72,7 +56,7 @@ def cmd_publish(args: argparse.Namespace, services: Services) -> int:
     try:
         stream: BinaryIO = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     except OSError as error:
-        return _fail(f"cannot read {args.file}: {error.strerror}", EXIT_USAGE)
+        return fail(f"cannot read {args.file}: {error.strerror}", EXIT_USAGE)
     source = Source(name=f"cli:{os.path.basename(name)}", allow_recorded_at=args.import_legacy)
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
     rejections: list[dict[str, Any]] = []
@@ -103,32 +87,27 @@ def cmd_publish(args: argparse.Namespace, services: Services) -> int:
             if progress and task is not None:
                 progress.update(task, completed=stream.tell() if args.file != "-" else None)
     except OSError as error:
-        return _fail(f"error reading {args.file}: {error}", EXIT_FATAL)
+        return fail(f"error reading {args.file}: {error}", EXIT_FATAL)
     finally:
         if progress:
             progress.stop()
         if stream is not sys.stdin.buffer:
             stream.close()
-    _print_json({**totals, "rejections": rejections})
+    print_json({**totals, "rejections": rejections})
     return EXIT_OK
 
 
-def _check_id_number(id_number: str) -> str | None:
-    problem = id_number_problem(id_number)
-    return f"{id_number!r}: {id_number_refusal(problem)}" if problem else None
-
-
 def cmd_history(args: argparse.Namespace, services: Services) -> int:
-    problem = _check_id_number(args.id_number)
+    problem = check_id_number(args.id_number)
     if problem:
-        return _fail(problem, EXIT_USAGE)
+        return fail(problem, EXIT_USAGE)
     events = person_history(services.store, args.id_number)
     if events is None:
         if args.format == "json":
-            _print_json([])
-        return _fail(f"no events on record for {args.id_number}", EXIT_NOT_FOUND)
+            print_json([])
+        return fail(f"no events on record for {args.id_number}", EXIT_NOT_FOUND)
     if args.format == "json":
-        _print_json(events)
+        print_json(events)
     else:
         _print_history_table(events)
     return EXIT_OK
@@ -167,23 +146,11 @@ def parse_duration(text: str) -> dt.timedelta:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*["" if value is None else str(value) for value in row])
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
-
-
 STATE_LABELS = {"open": "open 未履行", "late": "late 逾期履行", "upcoming": "upcoming 即将到期"}
 
 
 def _print_obligations(records: list[dict[str, Any]], title: str) -> None:
-    _table(title, ["rule 规则", "state 状态", "id_number 身份证号", "name 姓名", "region 地区", "obligated 责任机关",
+    table(title, ["rule 规则", "state 状态", "id_number 身份证号", "name 姓名", "region 地区", "obligated 责任机关",
                    "due_at 期限", "fulfilled_at 履行"],
            [[r["rule"], STATE_LABELS.get(r["state"], r["state"]), r["id_number"], r["name"], r["region"],
              f"{r['obligated']['kind']} {r['obligated']['id'] or ''} {r['obligated']['region'] or ''}".strip(),
@@ -194,7 +161,7 @@ def cmd_gaps(args: argparse.Namespace, services: Services) -> int:
     records = services.queries.gaps(as_of=args.as_of, known_at=args.known_at, region=args.region, rule=args.rule,
                                     state=args.state, limit=args.limit, offset=args.offset)
     if args.format == "json":
-        _print_json(records)
+        print_json(records)
     else:
         _print_obligations(records, f"gaps 衔接漏洞 ({len(records)})")
     return EXIT_OK
@@ -203,25 +170,25 @@ def cmd_gaps(args: argparse.Namespace, services: Services) -> int:
 def cmd_upcoming(args: argparse.Namespace, services: Services) -> int:
     records = services.queries.upcoming(args.within, region=args.region)
     if args.format == "json":
-        _print_json(records)
+        print_json(records)
     else:
         _print_obligations(records, f"due within {args.within} 即将到期 ({len(records)})")
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace, services: Services) -> int:
-    problem = _check_id_number(args.id_number)
+    problem = check_id_number(args.id_number)
     if problem:
-        return _fail(problem, EXIT_USAGE)
+        return fail(problem, EXIT_USAGE)
     record = services.queries.status(args.id_number, as_of=args.as_of, known_at=args.known_at)
     if record is None:
-        return _fail(f"no events on record for {args.id_number} (as known at that time)", EXIT_NOT_FOUND)
+        return fail(f"no events on record for {args.id_number} (as known at that time)", EXIT_NOT_FOUND)
     if args.format == "json":
-        _print_json(record)
+        print_json(record)
         return EXIT_OK
     episode = record["episode"] or {}
     responsible = record["responsible"] or {}
-    _table(f"{record['name']} {record['id_number']}", ["", ""], [
+    table(f"{record['name']} {record['id_number']}", ["", ""], [
         ["status 状态", record["status"]],
         ["responsible 责任机关", f"{responsible.get('kind', '-')} {responsible.get('region') or ''}"],
         ["category 类别", episode.get("category")],
@@ -230,7 +197,7 @@ def cmd_status(args: argparse.Namespace, services: Services) -> int:
         ["lost supervision days 脱管天数", record["lost_supervision_days"]],
     ])
     if record["open_obligations"]:
-        _table("open obligations 待履行义务", ["rule 规则", "state 状态", "due_at 期限", "obligated 责任机关"],
+        table("open obligations 待履行义务", ["rule 规则", "state 状态", "due_at 期限", "obligated 责任机关"],
                [[o["rule"], STATE_LABELS.get(o["state"], o["state"]), o["due_at"],
                  f"{o['obligated']['kind']} {o['obligated']['region'] or ''}"] for o in record["open_obligations"]])
     if record["gaps"]:
@@ -241,9 +208,9 @@ def cmd_status(args: argparse.Namespace, services: Services) -> int:
 def cmd_stats(args: argparse.Namespace, services: Services) -> int:
     records = services.queries.stats(region=args.region, as_of=args.as_of, known_at=args.known_at)
     if args.format == "json":
-        _print_json(records)
+        print_json(records)
         return EXIT_OK
-    _table("statistics 统计", ["region 地区", "in register 在册", "received 接收", "discharged 解矫", "terminated 终止",
+    table("statistics 统计", ["region 地区", "in register 在册", "received 接收", "discharged 解矫", "terminated 终止",
                               "lost 脱管漏管人数", "rate 脱管漏管率 ‰", "lost days 脱管人日", "open gaps 未履行"],
            [[r["region"], r["in_register"], r["received"], r["discharged"], r["terminated"],
              r["lost_supervision_persons"], r["lost_supervision_rate_permille"], r["lost_supervision_person_days"],
@@ -265,7 +232,7 @@ def cmd_rebuild(args: argparse.Namespace, services: Services) -> int:
     finally:
         if progress:
             progress.stop()
-    _print_json({"rebuilt": "supervision", "persons_folded": persons, "rule_set": services.rules.version,
+    print_json({"rebuilt": "supervision", "persons_folded": persons, "rule_set": services.rules.version,
                  "position": services.read_model.position("supervision")[0]})
     return EXIT_OK
 
@@ -278,14 +245,14 @@ def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
         try:
             rules = load_rule_set(rules)
         except RuleSetError as error:
-            return _fail(str(error), EXIT_USAGE)
+            return fail(str(error), EXIT_USAGE)
     try:
         result = services.replay.replay(args.known_at, as_of=args.as_of, rules=rules, region=args.region,
                                         rule=args.rule, state=args.state, id_number=args.person)
     except ValueError as error:
-        return _fail(str(error), EXIT_USAGE)
+        return fail(str(error), EXIT_USAGE)
     if args.format == "json":
-        _print_json(result)
+        print_json(result)
         return EXIT_OK
     print(f"as shown at {result['known_at']} (as of {result['as_of']}), rule set {result['rule_set']}")
     _print_obligations(result["gaps"], f"gaps 衔接漏洞 ({len(result['gaps'])})")
@@ -296,11 +263,11 @@ def cmd_audit_quarantined(args: argparse.Namespace, services: Services) -> int:
     """The persons whose events the fold cannot process: out of every figure until an operator mends the cause."""
     rows = services.queries.quarantined()
     if args.format == "json":
-        _print_json({"items": [{"id_number": r.id_number, "name": r.name, "problem": r.problem} for r in rows]})
+        print_json({"items": [{"id_number": r.id_number, "name": r.name, "problem": r.problem} for r in rows]})
     elif not rows:
         print("no person is quarantined 无隔离对象")
     else:
-        _table(f"quarantined 已隔离 ({len(rows)})", ["ID number 身份证号", "name 姓名", "problem 问题"],
+        table(f"quarantined 已隔离 ({len(rows)})", ["ID number 身份证号", "name 姓名", "problem 问题"],
                [[r.id_number, r.name, r.problem] for r in rows])
     return EXIT_OK
 
@@ -321,14 +288,14 @@ def _rebuild_compare(services: Services) -> int:
         finally:
             fresh.close()
     differences = []
-    for table in live:
-        live_rows = {json.dumps(r, sort_keys=True, ensure_ascii=False) for r in live[table]}
-        fresh_rows = {json.dumps(r, sort_keys=True, ensure_ascii=False) for r in rebuilt[table]}
-        differences += [{"table": table, "only_in": "live", "row": json.loads(r)} for r in sorted(live_rows - fresh_rows)]
-        differences += [{"table": table, "only_in": "rebuilt", "row": json.loads(r)} for r in sorted(fresh_rows - live_rows)]
-    report = {"identical": not differences, "rows": {table: len(rows) for table, rows in live.items()},
+    for name in live:
+        live_rows = {json.dumps(r, sort_keys=True, ensure_ascii=False) for r in live[name]}
+        fresh_rows = {json.dumps(r, sort_keys=True, ensure_ascii=False) for r in rebuilt[name]}
+        differences += [{"table": name, "only_in": "live", "row": json.loads(r)} for r in sorted(live_rows - fresh_rows)]
+        differences += [{"table": name, "only_in": "rebuilt", "row": json.loads(r)} for r in sorted(fresh_rows - live_rows)]
+    report = {"identical": not differences, "rows": {name: len(rows) for name, rows in live.items()},
               "differences": len(differences), "first_differences": differences[:20]}
-    _print_json(report)
+    print_json(report)
     return EXIT_OK if not differences else EXIT_DIFFERENT
 
 
@@ -337,10 +304,10 @@ def cmd_rules(args: argparse.Namespace, services: Services) -> int:
 
     calendar = services.rules.calendar.coverage()
     if args.format == "json":
-        _print_json({"version": services.rules.version, "rules": services.rules.describe(), "calendar": calendar,
+        print_json({"version": services.rules.version, "rules": services.rules.describe(), "calendar": calendar,
                      "jurisdiction": jurisdiction.describe()})
         return EXIT_OK
-    _table(f"rule set {services.rules.version}", ["rule", "title 名称", "deadline 期限", "obligated 责任机关", "basis 依据"],
+    table(f"rule set {services.rules.version}", ["rule", "title 名称", "deadline 期限", "obligated 责任机关", "basis 依据"],
            [[r["rule"], r["title"], f"{r['deadline']['amount']} {r['deadline']['unit']}" if r["deadline"] else "-",
              r["obligated"], f"{r['basis']} ({r['confidence']})"] for r in services.rules.describe()])
     first, last = calendar["package_years"]
@@ -348,19 +315,19 @@ def cmd_rules(args: argparse.Namespace, services: Services) -> int:
     rows.append([f"{first}–{last}", f"{calendar['package']}", "published notices 已发布的放假安排"])
     rows.append([f"{calendar['provisional_from']}–", "provisional 暂定",
                  "statutory holidays and 补假 only 按法定节假日推算，调休安排未发布"])
-    _table("holiday calendar 节假日安排", ["years 年份", "from 来源", "note 说明"], rows)
+    table("holiday calendar 节假日安排", ["years 年份", "from 来源", "note 说明"], rows)
     acts: dict[str, tuple[list[str], dict[str, None]]] = {}
     for row in jurisdiction.describe():
         types, bases = acts.setdefault(row["title"], ([], {}))
         types.append(row["event_type"])
         bases.update(dict.fromkeys(row["basis"].removeprefix("Law ").split(", ")))
-    _table("jurisdiction 管辖 (A10_outside_jurisdiction otherwise)", ["who may act 有权机关", "acts 行为", "basis 依据"],
+    table("jurisdiction 管辖 (A10_outside_jurisdiction otherwise)", ["who may act 有权机关", "acts 行为", "basis 依据"],
            [[title, ", ".join(types), "Law " + ", ".join(sorted(bases, key=int))] for title, (types, bases) in acts.items()])
     return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
-    from .simulate import SimulationConfig, SimulationError, run, validate
+    from tools.simulate import SimulationConfig, SimulationError, run, validate
 
     try:
         config = validate(SimulationConfig(
@@ -368,7 +335,7 @@ def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
             failure_rate=args.failure_rate, rates=dict(args.rate or []), until=args.until, late_share=args.late_share,
         ))
     except SimulationError as error:
-        return _fail(str(error), EXIT_USAGE)
+        return fail(str(error), EXIT_USAGE)
     progress = None
     if sys.stderr.isatty():
         from rich.console import Console
@@ -389,14 +356,14 @@ def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
     except OSError as error:
         if out is not sys.stdout:
             out.close()
-        return _fail(f"cannot write {error.filename}: {error.strerror}", EXIT_USAGE)
+        return fail(f"cannot write {error.filename}: {error.strerror}", EXIT_USAGE)
     try:
         if progress:
             progress.start()
         summary = run(config, out, truth,
                       progress=(lambda done: progress.update(task, completed=done)) if progress else None)
     except SimulationError as error:
-        return _fail(str(error), EXIT_USAGE)
+        return fail(str(error), EXIT_USAGE)
     finally:
         if progress:
             progress.stop()
@@ -411,16 +378,16 @@ def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, services: None) -> int:
-    from . import bench
+    from tools import bench
 
     persons = args.persons or (3_000 if args.quick else 100_000)
     if args.scaling:
         results = bench.scaling(persons, args)
         if args.format == "json":
-            _print_json(results)
+            print_json(results)
         else:
             base, large = results["runs"]
-            _table(f"scaling: {base['data']['persons']:,} vs {large['data']['persons']:,} persons",
+            table(f"scaling: {base['data']['persons']:,} vs {large['data']['persons']:,} persons",
                    ["measure", f"{base['data']['persons']:,} persons", f"{large['data']['persons']:,} persons", "ratio"],
                    [[name, a, b, ratio] for name, a, b, ratio in results["rows"]])
         return EXIT_OK
@@ -434,56 +401,56 @@ def cmd_bench(args: argparse.Namespace, services: None) -> int:
         generate=bench.simulated, kafka=args.kafka, say=say,
     )
     if args.format == "json":
-        _print_json(results)
+        print_json(results)
     else:
-        _table(f"handoff bench — {results['data']['persons']:,} persons, {results['data']['events']:,} events, "
+        table(f"handoff bench — {results['data']['persons']:,} persons, {results['data']['events']:,} events, "
                f"{results['store']}", ["measure", "result", "note"], bench.table_rows(results))
     return EXIT_OK
 
 
 def cmd_principal_add(args: argparse.Namespace, services: Services) -> int:
-    from .auth import PrincipalError
+    from services.principals import PrincipalError
 
     try:
         principal, token = services.principals.add(args.role, args.name, kind=args.kind, agency_id=args.agency_id,
                                                    region=args.region)
     except PrincipalError as error:
-        return _fail(str(error), EXIT_USAGE)
-    _print_json({"token": token, **principal.summary()})
+        return fail(str(error), EXIT_USAGE)
+    print_json({"token": token, **principal.summary()})
     return EXIT_OK
 
 
 def cmd_principal_list(args: argparse.Namespace, services: Services) -> int:
     items = [p.summary() for p in services.principals.all()]
     if args.format == "json":
-        _print_json(items)
+        print_json(items)
     else:
-        _table("principals", ["id", "role", "name", "agency", "region", "created", "revoked"],
+        table("principals", ["id", "role", "name", "agency", "region", "created", "revoked"],
                [[p["id"], p["role"], p["name"], f"{p['kind'] or ''} {p['agency_id'] or ''}".strip(), p["region"],
                  p["created_at"][:19], (p["revoked_at"] or "")[:19]] for p in items])
     return EXIT_OK
 
 
 def cmd_principal_revoke(args: argparse.Namespace, services: Services) -> int:
-    from .auth import PrincipalError
+    from services.principals import PrincipalError
 
     try:
-        _print_json(services.principals.revoke(args.principal_id, args.reason).summary())
+        print_json(services.principals.revoke(args.principal_id, args.reason).summary())
     except PrincipalError as error:
-        return _fail(str(error), EXIT_NOT_FOUND)
+        return fail(str(error), EXIT_NOT_FOUND)
     return EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace, services: None) -> int:
-    from .api import event_schemas
+    from services.entrypoints.http.api import event_schemas
 
     schemas = event_schemas()
     if args.event_type:
         if args.event_type not in schemas["event_types"]:
-            return _fail(f"unknown event type {args.event_type!r}", EXIT_USAGE)
-        _print_json(schemas["event_types"][args.event_type])
+            return fail(f"unknown event type {args.event_type!r}", EXIT_USAGE)
+        print_json(schemas["event_types"][args.event_type])
     else:
-        _print_json(schemas)
+        print_json(schemas)
     return EXIT_OK
 
 
@@ -497,7 +464,7 @@ def cmd_keygen(args: argparse.Namespace, services: None) -> int:
 def cmd_serve(args: argparse.Namespace, services: Services) -> int:
     import uvicorn
 
-    from .api import create_app
+    from services.entrypoints.http.api import create_app
 
     # Our own access log (services.api.AccessLogMiddleware) masks ID numbers in paths; uvicorn's would not.
     uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="info", access_log=False)
@@ -584,10 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
         "quarantined", help="persons whose events the fold cannot process (kept out of every figure, alerted)")
     formats(quarantined)
     quarantined.set_defaults(handler=cmd_audit_quarantined)
-    from .cli_audit import register as register_chain_commands
+    from services.entrypoints.cli.audit import register as register_chain_commands
 
     register_chain_commands(audit_commands, formats)
-    from .cli_kafka import register as register_kafka_commands  # handoff ingest, handoff route
+    from services.entrypoints.cli.kafka import register as register_kafka_commands  # handoff ingest, handoff route
 
     register_kafka_commands(commands, formats)
 
@@ -595,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     formats(rules)
     rules.set_defaults(handler=cmd_rules)
 
-    from .simulate import parse_rate
+    from tools.simulate import parse_rate
 
     simulate = commands.add_parser(
         "simulate", help="generate realistic county event histories with injected handoff failures (JSON Lines)")
@@ -671,9 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         services = bootstrap()
     except RuleSetError as error:  # HANDOFF_RULES_FILE names a file that is not a valid rule set
-        return _fail(f"invalid rules file 规则文件有误: {error}", EXIT_USAGE)
+        return fail(f"invalid rules file 规则文件有误: {error}", EXIT_USAGE)
     except Exception as error:  # an unreachable or unreadable store is fatal, reported in one line
-        return _fail(f"cannot open the event store: {error}", EXIT_FATAL)
+        return fail(f"cannot open the event store: {error}", EXIT_FATAL)
     try:
         return args.handler(args, services)
     finally:

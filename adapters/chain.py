@@ -33,7 +33,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from .config import sqlalchemy_url
+from .config import create_engine
 from .eventstore import DEAD_LETTER_TOPIC, EventStore
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class EventLog:
     def __init__(self, store: EventStore):
         self.store = store
         self.recorder = store.recorder
-        self.sqlite = store.factory.__module__ == "eventsourcing.sqlite"
+        self.sqlite = store.recorder.dialect == "sqlite"
         table = self.recorder.events_table_name
         if self.sqlite:
             self._columns = "rowid AS id, originator_id, originator_version, topic, state"
@@ -276,7 +276,7 @@ class AuditChain:
         self.store = store
         self.log = EventLog(store)
         self.page_size = page_size
-        self.engine = sa.create_engine(sqlalchemy_url(database_url or store.database_url), future=True)
+        self.engine = create_engine(database_url or store.database_url)
         if self.engine.dialect.name == "sqlite":
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(connection, _record):  # wait for the event store's writer instead of failing at once

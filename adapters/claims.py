@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import OperationalError, StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
+from eventsourcing.popo import POPOFactory, POPOProcessRecorder
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder, SQLiteTransaction
 
@@ -79,7 +80,20 @@ def _claim(row: Any) -> EventClaim:
                       row["publisher_kind"], row["publisher_id"], row["event_type"], row["retracts"])
 
 
+def _streams(rows: Iterable[Any]) -> dict[UUID, list[StoredEvent]]:
+    streams: dict[UUID, list[StoredEvent]] = {}
+    for row in rows:
+        originator_id = row["originator_id"]
+        stream_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+        streams.setdefault(stream_id, []).append(StoredEvent(
+            originator_id=stream_id, originator_version=row["originator_version"], topic=row["topic"],
+            state=bytes(row["state"])))
+    return streams
+
+
 class SQLiteClaimingRecorder(SQLiteProcessRecorder):
+    dialect = "sqlite"
+
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events"):
         self.claims_table_name = claims_table_name(events_table_name)
         super().__init__(datastore, events_table_name=events_table_name)
@@ -180,6 +194,14 @@ class SQLiteClaimingRecorder(SQLiteProcessRecorder):
                 versions.update((UUID(row["originator_id"]), row["version"]) for row in c.fetchall())
         return versions
 
+    def select_streams(self, stream_ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        statement = (f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name} "
+                     f"WHERE originator_id IN ({','.join('?' * len(stream_ids))}) "
+                     "ORDER BY originator_id, originator_version")
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, [stream_id.hex for stream_id in stream_ids])
+            return _streams(cursor.fetchall())
+
     def select_all_claims(self) -> list[EventClaim]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT {COLUMNS} FROM {self.claims_table_name}")
@@ -197,6 +219,8 @@ class SQLiteClaimingRecorder(SQLiteProcessRecorder):
 
 
 class PostgresClaimingRecorder(PostgresProcessRecorder):
+    dialect = "postgres"
+
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events",
                  tracking_table_name: str = "notification_tracking"):
         super().__init__(datastore, events_table_name=events_table_name, tracking_table_name=tracking_table_name)
@@ -271,6 +295,15 @@ class PostgresClaimingRecorder(PostgresProcessRecorder):
                 versions.update((row["originator_id"], row["version"]) for row in curs.fetchall())
         return versions
 
+    def select_streams(self, stream_ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        from psycopg.sql import SQL
+
+        statement = SQL("SELECT originator_id, originator_version, topic, state FROM {} "
+                        "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version").format(self._events)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, [list(stream_ids)])
+            return _streams(curs.fetchall())
+
     def select_all_claims(self) -> list[EventClaim]:
         from psycopg.sql import SQL
 
@@ -293,7 +326,69 @@ class PostgresClaimingRecorder(PostgresProcessRecorder):
             return curs.fetchone() is not None
 
 
-ClaimingRecorder = SQLiteClaimingRecorder | PostgresClaimingRecorder
+class POPOClaimingRecorder(POPOProcessRecorder):
+    """eventsourcing's in-memory process recorder with the claims: the service tests' store (`memory:`)."""
+
+    dialect = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._claims: dict[str, EventClaim] = {}
+        self._retracted_by: set[tuple[str, str, str]] = set()
+
+    def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        super()._assert_uniqueness(stored_events, **kwargs)
+        claims: Sequence[EventClaim] = kwargs.get("claims") or ()
+        ids = [claim.event_id for claim in claims]
+        retracting = [(claim.retracts, *claim.publisher) for claim in claims if claim.retracts is not None]
+        if len(set(ids)) < len(ids) or any(event_id in self._claims for event_id in ids):
+            raise IntegrityError("event_id already claimed")
+        if len(set(retracting)) < len(retracting) or self._retracted_by.intersection(retracting):
+            raise IntegrityError("event already retracted by this agency")
+
+    def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        notification_ids = super()._update_table(stored_events, **kwargs)
+        for claim in kwargs.get("claims") or ():
+            self._claims[claim.event_id] = claim
+            if claim.retracts is not None:
+                self._retracted_by.add((claim.retracts, *claim.publisher))
+        return notification_ids
+
+    def select_claims(self, column: str, values: list[str]) -> list[EventClaim]:
+        wanted = set(values)
+        with self._database_lock:
+            return [claim for claim in self._claims.values() if getattr(claim, column) in wanted]
+
+    def stream_versions(self, stream_ids: list[UUID]) -> dict[UUID, int]:
+        versions = {}
+        for stream_id in stream_ids:
+            latest = self.select_events(stream_id, desc=True, limit=1)
+            if latest:
+                versions[stream_id] = latest[0].originator_version
+        return versions
+
+    def select_streams(self, stream_ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        return {stream_id: list(events) for stream_id in stream_ids if (events := self.select_events(stream_id))}
+
+    def select_all_claims(self) -> list[EventClaim]:
+        with self._database_lock:
+            return list(self._claims.values())
+
+    def count_claims(self) -> int:
+        return len(self._claims)
+
+    def has_claims(self) -> bool:
+        return bool(self._claims)
+
+
+class POPOClaimingFactory(POPOFactory):
+    """PERSISTENCE_MODULE of a `memory:` store (eventsourcing resolves a factory class by its topic)."""
+
+    def process_recorder(self) -> POPOClaimingRecorder:
+        return POPOClaimingRecorder()
+
+
+ClaimingRecorder = SQLiteClaimingRecorder | PostgresClaimingRecorder | POPOClaimingRecorder
 
 
 def claims_by_event_id(recorder: ClaimingRecorder, event_ids: Iterable[str]) -> dict[str, EventClaim]:

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
+
 DEFAULT_DATABASE_URL = "sqlite:///var/handoff.sqlite3"
 
 
@@ -74,6 +77,8 @@ TRANSCODER_TOPIC = "adapters.transcoder:OrjsonTranscoder"
 def persistence_env(database_url: str) -> dict[str, str]:
     """The eventsourcing environment variables for a `sqlite:///path` or `postgresql://...` URL."""
     parts = urlsplit(database_url)
+    if parts.scheme == "memory":  # the service tests' store: eventsourcing's in-memory recorders, read models in memory
+        return {"PERSISTENCE_MODULE": "adapters.claims:POPOClaimingFactory", "TRANSCODER_TOPIC": TRANSCODER_TOPIC}
     if parts.scheme == "sqlite":
         # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy.
         path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
@@ -109,7 +114,8 @@ def persistence_env(database_url: str) -> dict[str, str]:
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"][0]
         return env
-    raise ConfigError(f"unsupported HANDOFF_DATABASE_URL scheme {parts.scheme!r}; use sqlite:/// or postgresql://")
+    raise ConfigError(f"unsupported HANDOFF_DATABASE_URL scheme {parts.scheme!r}; use sqlite:/// or postgresql:// "
+                      "(or memory: for tests)")
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -120,4 +126,14 @@ def sqlalchemy_url(database_url: str) -> str:
     if scheme == "sqlite":
         persistence_env(database_url)  # creates the directory
         return database_url
+    if scheme == "memory":
+        return "sqlite://"
     raise ConfigError(f"unsupported database URL scheme {scheme!r}")
+
+
+def create_engine(database_url: str) -> sa.Engine:
+    """A SQLAlchemy engine on the same database (read models, sessions, the audit chain's tables). A `memory:` store's
+    tables live in one in-memory SQLite connection shared by every thread."""
+    if database_url.split(":", 1)[0] == "memory":
+        return sa.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    return sa.create_engine(sqlalchemy_url(database_url), future=True)

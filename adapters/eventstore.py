@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 
@@ -42,14 +42,13 @@ class EventStore(Application[UUID]):
         self.after_write: list[Callable[[list[Any]], Any]] = []
         self._backfill_claims()
 
-    def _record(self, processing_event):  # type: ignore[override]
-        recordings = super()._record(processing_event)
+    def _notify(self, recordings: list[Any]) -> None:
+        # eventsourcing's hook "called after new aggregate events have been saved" (by `save`; `append` calls it too).
         for listener in self.after_write:
             try:
                 listener(recordings)
             except Exception:  # the write stands; the next write (or `handoff audit seal`) catches up
                 log.exception("stored, but a follower of the log failed (audit chain); it catches up on the next write")
-        return recordings
 
     def construct_recorder(self):  # type: ignore[override]
         return self.factory.process_recorder()
@@ -106,33 +105,8 @@ class EventStore(Application[UUID]):
         """
         ids = list(dict.fromkeys(stream_ids))
         streams: dict[UUID, list[StoredEvent]] = {}
-        recorder = self.recorder
-        table = recorder.events_table_name
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            if self.factory.__module__ == "eventsourcing.sqlite":
-                statement = (f"SELECT originator_id, originator_version, topic, state FROM {table} "
-                             f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
-                             "ORDER BY originator_id, originator_version")
-                with recorder.datastore.transaction(commit=False) as cursor:
-                    cursor.execute(statement, [stream_id.hex for stream_id in chunk])
-                    rows = cursor.fetchall()
-            else:
-                from psycopg.sql import SQL, Identifier
-
-                statement = SQL(
-                    "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
-                    "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-                ).format(schema=Identifier(recorder.datastore.schema), table=Identifier(table))
-                with recorder.datastore.transaction(commit=False) as cursor:
-                    cursor.execute(statement, [chunk])
-                    rows = cursor.fetchall()
-            for row in rows:
-                originator_id = row["originator_id"]
-                stream_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
-                streams.setdefault(stream_id, []).append(StoredEvent(
-                    originator_id=stream_id, originator_version=row["originator_version"], topic=row["topic"],
-                    state=bytes(row["state"])))
+            streams.update(self.claiming_recorder.select_streams(ids[start:start + 500]))
         return streams
 
     def aggregates(self, stream_ids: Iterable[UUID]) -> dict[UUID, Any]:
@@ -149,17 +123,20 @@ class EventStore(Application[UUID]):
                events: Iterable[Any] = (), claims: Iterable[EventClaim] = ()) -> None:
         """Store in one transaction: the pending events of all aggregates, further new `events` (made without an
         aggregate, e.g. Person.recorded_event), the event `claims` and the source position if given."""
-        processing = ProcessingEvent[UUID](tracking)
-        # Collected directly: ProcessingEvent.collect_events checks each object against runtime-checkable
-        # protocols, which costs more than the rest of a batch's bookkeeping together.
-        for aggregate in aggregates:
-            processing.events.extend(aggregate.collect_events())
-            processing.aggregates[aggregate.id] = aggregate
-        processing.events.extend(events)
+        # Collected directly: Application.save's ProcessingEvent.collect_events checks each object against
+        # runtime-checkable protocols, which costs more than the rest of a batch's bookkeeping together.
+        pending = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        pending.extend(events)
         claims = list(claims)
-        if claims:
-            processing.saved_kwargs["claims"] = claims
-        self._record(processing)
+        recordings = self.events.put(pending, tracking=tracking, **({"claims": claims} if claims else {}))
+        self._notify(recordings)
+
+    def events_of_topic(self, topic: str, page_size: int = 1000) -> Iterator[Any]:
+        """The stored domain events of one topic (e.g. every principal's creation), in the log's order."""
+        start = 1
+        while page := self.recorder.select_notifications(start, page_size, topics=[topic]):
+            yield from map(self.mapper.to_domain_event, page)
+            start = page[-1].id + 1
 
     def source_position(self, source: str) -> int | None:
         """The last stored position of a tracked source (e.g. one Kafka topic partition)."""

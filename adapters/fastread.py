@@ -92,10 +92,12 @@ class StreamReader:
         self._cursor = cursor
 
     @classmethod
-    def of_store(cls, store: Any) -> StreamReader:
-        """A reader over the store's own connections."""
+    def of_store(cls, store: Any) -> StreamReader | RecordedStreamReader:
+        """A reader over the store's own connections (the recorder's own reads for an in-memory store)."""
         recorder = store.recorder
-        sqlite = store.factory.__module__ == "eventsourcing.sqlite"
+        if recorder.dialect == "memory":
+            return RecordedStreamReader(recorder)
+        sqlite = recorder.dialect == "sqlite"
         return cls(sqlite, recorder.events_table_name, None if sqlite else recorder.datastore.schema,
                    lambda: recorder.datastore.transaction(commit=False))
 
@@ -139,8 +141,10 @@ class StreamReader:
     def source(store: Any) -> StreamSource | None:
         """How another process opens this store's streams; None when it cannot (an in-memory SQLite database)."""
         recorder = store.recorder
+        if recorder.dialect == "memory":
+            return None
         datastore = recorder.datastore
-        if store.factory.__module__ == "eventsourcing.sqlite":
+        if recorder.dialect == "sqlite":
             db_name = datastore.pool.db_name
             if datastore.pool.is_sqlite_memory_mode:
                 return None
@@ -150,6 +154,21 @@ class StreamReader:
         connect = {"conninfo": pool.conninfo, **{key: value for key, value in (kwargs or {}).items()
                                                  if key != "row_factory"}}
         return StreamSource(False, recorder.events_table_name, datastore.schema, connect)
+
+
+class RecordedStreamReader:
+    """StreamReader's interface over a recorder's `select_streams` (the in-memory store of the service tests)."""
+
+    def __init__(self, recorder: Any):
+        self.recorder = recorder
+
+    @staticmethod
+    def key(stream_id: UUID) -> UUID:
+        return stream_id
+
+    def states(self, keys: Iterable[UUID]) -> dict[UUID, list[bytes]]:
+        return {key: [event.state for event in stored]
+                for key, stored in self.recorder.select_streams(list(dict.fromkeys(keys))).items()}
 
 
 @dataclass(frozen=True)

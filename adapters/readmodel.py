@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from .config import sqlalchemy_url
+from .config import create_engine
 
 metadata = sa.MetaData()
 
@@ -153,7 +153,7 @@ class PersonRows(NamedTuple):
 class ReadModel:
     def __init__(self, database_url: str, sealer: Sealer | None = None):
         self.sealer = sealer or Sealer()
-        self.engine = sa.create_engine(sqlalchemy_url(database_url), future=True)
+        self.engine = create_engine(database_url)
         if self.engine.dialect.name == "sqlite":
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(connection, _record):  # wait for the event store's writer instead of failing at once

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .config import sqlalchemy_url
+from .config import create_engine
 
 metadata = sa.MetaData()
 
@@ -37,7 +37,7 @@ def _hash(session_id: str) -> str:
 class SessionStore:
     def __init__(self, database_url: str, idle_seconds: int = 8 * 3600, absolute_seconds: int = 12 * 3600):
         self.idle_seconds, self.absolute_seconds = idle_seconds, absolute_seconds
-        self.engine = sa.create_engine(sqlalchemy_url(database_url), future=True)
+        self.engine = create_engine(database_url)
         if self.engine.dialect.name == "sqlite":
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(connection, _record):  # wait for the event store's writer instead of failing at once

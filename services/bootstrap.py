@@ -57,11 +57,13 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     rules = load_rule_set(settings.rules_file)
     read_model = ReadModel(settings.database_url, Sealer(settings.cipher_key))
     projection = SupervisionProjection(store, read_model, rules)
-    chain = AuditChain(store)
-    store.after_write.append(chain.link_written)  # every write is chained at once; `audit verify` itself never extends
+    # The chain reads and writes the store's tables, which an in-memory store (the service tests') does not have.
+    chain = AuditChain(store) if store.recorder.dialect != "memory" else None
+    if chain is not None:
+        store.after_write.append(chain.link_written)  # every write chained at once; `audit verify` never extends
     record_rule_set(store, rules, clock())
     queries = Queries(store, read_model, projection, clock)
-    principals = Principals(store, clock, chained=chain.stream_is_chained)
+    principals = Principals(store, clock, chained=chain.stream_is_chained if chain is not None else None)
     # Everything alive now (modules, pydantic's validators, the rule set) lives as long as the process: exempt it
     # from the cyclic garbage collector, which otherwise rescans it for every few hundred objects that ingest
     # allocates (about a sixth of ingest's time).

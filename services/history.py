@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from adapters.eventstore import EventStore
 from domain.supervision import fold_order
 
+from services.ports import PersonStore
 
-def person_history(store: EventStore, id_number: str) -> list[dict[str, Any]] | None:
+
+def person_history(store: PersonStore, id_number: str) -> list[dict[str, Any]] | None:
     """The person's events in the order the fold takes them (occurred_at, then the causal order of their types), or
     None when nobody is on record."""
     person = store.person(id_number)

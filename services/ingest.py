@@ -22,11 +22,12 @@ from typing import Any, Literal
 
 from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
-from adapters.eventstore import EventStore
 from domain.authorisation import PublisherIdentity, authorise
 from domain.envelope import ParsedEvent, best_effort_event_id, parse_event
 from domain.errors import Rejected, RejectionCode
 from domain.person import DeadLetter, EventClaim, KnownClaims, Person, RecordedEvent
+
+from services.ports import IngestStore
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class _Batch:
 
 
 class Ingestor:
-    def __init__(self, store: EventStore, clock: Callable[[], dt.datetime] = utc_now):
+    def __init__(self, store: IngestStore, clock: Callable[[], dt.datetime] = utc_now):
         self.store = store
         self.clock = clock
 

@@ -8,11 +8,11 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from adapters.eventstore import EventStore
-from adapters.sessions import Session, SessionStore
 from domain.catalog import AgencyKind
 from domain.identity import normalise_id_number, region_problem
 from domain.principals import AccessRecorded, Principal, Role, token_hash
+
+from services.ports import AggregateStore, Session, SessionStore
 
 log = logging.getLogger(__name__)
 PRINCIPAL_TOPIC = f"{Principal.__module__}:{Principal.__qualname__}.Created"
@@ -40,7 +40,7 @@ class PrincipalError(ValueError):
 
 
 class Principals:
-    def __init__(self, store: EventStore, clock: Callable[[], dt.datetime],
+    def __init__(self, store: AggregateStore, clock: Callable[[], dt.datetime],
                  chained: Callable[[Any], bool] | None = None):
         """`chained(stream_id)`: whether the stream's rows are in the audit chain. A principal whose rows are not (a
         row inserted into the events table behind the service's back) does not authenticate."""
@@ -116,13 +116,7 @@ class Principals:
         return principal
 
     def all(self) -> list[Principal]:
-        found, start = [], 1
-        while True:
-            page = self.store.recorder.select_notifications(start, 500, topics=[PRINCIPAL_TOPIC])
-            if not page:
-                return found
-            found.extend(self.store.repository.get(n.originator_id) for n in page)
-            start = page[-1].id + 1
+        return [self.store.get_aggregate(created.originator_id) for created in self.store.events_of_topic(PRINCIPAL_TOPIC)]
 
     # -- the access log -----------------------------------------------------------------------------------------
 
@@ -132,19 +126,13 @@ class Principals:
                                        subjects_field(subjects), self.clock().isoformat()))
 
     def access_log(self, limit: int = 100, offset: int = 0, subject: str | None = None) -> list[dict[str, Any]]:
-        records, start = [], 1
-        while True:
-            page = self.store.recorder.select_notifications(start, 1000, topics=[ACCESS_TOPIC])
-            if not page:
-                break
-            for notification in page:
-                access = self.store.mapper.to_domain_event(notification)
-                subjects = access.subject.split(SUBJECT_SEPARATOR) if access.subject else []
-                if subject is None or normalised_subject(subject) in map(normalised_subject, subjects):
-                    records.append({"principal": access.principal, "role": access.role, "name": access.name,
-                                    "action": access.action, "subject": subjects[0] if len(subjects) == 1 else None,
-                                    "subjects": subjects, "at": access.at})
-            start = page[-1].id + 1
+        records = []
+        for access in self.store.events_of_topic(ACCESS_TOPIC):
+            subjects = access.subject.split(SUBJECT_SEPARATOR) if access.subject else []
+            if subject is None or normalised_subject(subject) in map(normalised_subject, subjects):
+                records.append({"principal": access.principal, "role": access.role, "name": access.name,
+                                "action": access.action, "subject": subjects[0] if len(subjects) == 1 else None,
+                                "subjects": subjects, "at": access.at})
         records.reverse()  # newest first
         return records[offset:offset + limit]
 

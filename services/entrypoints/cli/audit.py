@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from services.entrypoints.cli.output import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, check_id_number, fail, print_json, table
+from services.entrypoints.cli.output import (EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, check_id_number, fail, print_json,
+                                             table)
 
 EXIT_BROKEN = 4
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +17,7 @@ from .rules import LOST_SUPERVISION_RULES
 from .supervision import PersonView
 
 ENDED_BY_TERMINATION = ("committed", "deceased")
+ENDED = ("discharged", *ENDED_BY_TERMINATION)
 
 
 class StatPerson:
@@ -70,3 +72,20 @@ def finish_figures(regions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             entry["lost_supervision_rate_permille"] = round(
                 1000 * entry["lost_supervision_persons"] / entry["in_register"], 2)
     return [regions[key] for key in sorted(regions)]
+
+
+def combined_figures(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of several regions together; the rate from the summed counts."""
+    in_register = sum(entry["in_register"] for entry in stats)
+    lost = sum(entry["lost_supervision_persons"] for entry in stats)
+    open_gaps: Counter[str] = Counter()
+    for entry in stats:
+        open_gaps.update(entry["open_gaps"])
+    return {
+        "in_register": in_register, "received": sum(entry["received"] for entry in stats),
+        "discharged": sum(entry["discharged"] for entry in stats),
+        "terminated": sum(entry["terminated"] for entry in stats), "lost_persons": lost,
+        "rate": round(1000 * lost / in_register, 2) if in_register else None,
+        "lost_days": round(math.fsum(entry["lost_supervision_person_days"] for entry in stats), 1),
+        "open_gaps": dict(sorted(open_gaps.items())),
+    }

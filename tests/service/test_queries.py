@@ -66,3 +66,23 @@ def test_a_principal_authenticates_until_revoked(services):
     assert services.principals.authenticate(token + "x") is None
     services.principals.revoke(str(principal.id))
     assert services.principals.authenticate(token) is None
+
+
+def test_the_overview_has_the_figures_the_register_and_a_point_per_month_end(services, now):
+    from services.overview import TREND_MONTHS, Overview
+
+    for n in range(1, 4):
+        services.ingestor.ingest([decision(id_number(n), start=days_ago(now, 400)),
+                                  envelope("subject_enrolled", {"region": "520222"}, kind="bureau",
+                                           person=id_number(n),
+                                           occurred_at=dt.datetime.combine(days_ago(now, 395), dt.time(9), CST))],
+                                 OPERATOR)
+    overview = Overview(services.queries, services.projection, services.read_model, services.store)
+    figures = overview.figures("5202", None, now.date())
+    assert figures.summary["in_register"] == 3 and figures.stats == services.queries.stats(region="5202")
+    assert sorted(figures.register) == [("under_supervision", "probation", True)] * 3
+    assert len(figures.trend) == TREND_MONTHS + 1 and figures.trend[-1]["current"]
+    assert [point["in_register"] for point in figures.trend[:-1]] == [3] * TREND_MONTHS  # enrolled 13 months ago
+    assert overview.trends.computed == TREND_MONTHS
+    overview.figures("5202", None, now.date())
+    assert overview.trends.computed == TREND_MONTHS  # the month ends come from the cache while the store is unchanged

@@ -1,5 +1,5 @@
 """The oversight dashboard: server-rendered HTML pages (Jinja2, inline SVG pictures, no JavaScript, nothing loaded
-from elsewhere) over the same queries and the same scoping rules as the JSON API (`services/api.py`).
+from elsewhere) over the same queries and the same scoping rules as the JSON API (`services/entrypoints/http/api.py`).
 
 Pages: `/login` (paste a token once; the browser then holds only a server-side session's id, in an HttpOnly,
 SameSite=Strict cookie `handoff_session`), `/logout` (a POST with the session's CSRF token, as every form), `/` (overview:
@@ -15,12 +15,10 @@ an administrator no personal data at all. Every page showing personal data write
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import hmac
 import logging
 import math
-import threading
 import urllib.parse
 from collections import Counter
 from pathlib import Path
@@ -32,13 +30,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from adapters.readmodel import micros
-from domain.calendar import SHANGHAI, end_of_day
+from domain.calendar import SHANGHAI, add_months, end_of_day
 from domain.catalog import date_range_problem, plausible_dates
 from domain.identity import id_number_problem
-from domain.principals import AccessRecorded, OutsideScope, Principal, Role
+from domain.principals import OutsideScope, Principal, Role
 
 from services.bootstrap import Services
+from services.overview import TREND_MONTHS, Overview
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +46,9 @@ LANG_COOKIE = "handoff_lang"
 SESSION_SECONDS = 12 * 3600  # the cookie's life; the session itself ends sooner when idle
 PER_PAGE = 50
 MAX_LOGIN_BODY = 4096
-TREND_MONTHS = 12
 TEMPLATES = Path(__file__).parent / "templates"
 AGENCY_KINDS = ("court", "procuratorate", "police", "prison", "bureau")
 STATES = ("open", "late", "all")
-ENDED = ("discharged", "committed", "deceased")
-# Access records and principals do not change any figure: writing them must not invalidate the trend cache.
-NEUTRAL_TOPICS = (f"{AccessRecorded.__module__}:{AccessRecorded.__qualname__}.",
-                  f"{Principal.__module__}:{Principal.__qualname__}.")
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
@@ -233,93 +226,6 @@ def fmt_due(moment: dt.datetime | str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-def month_ends_before(day: dt.date, count: int) -> list[dt.date]:
-    """The last `count` month ends strictly before `day`, oldest first."""
-    ends = []
-    current = day.replace(day=1) - dt.timedelta(days=1)
-    while len(ends) < count:
-        ends.append(current)
-        current = current.replace(day=1) - dt.timedelta(days=1)
-    return ends[::-1]
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    month = day.month - 1 + months
-    year = day.year + month // 12
-    month = month % 12 + 1
-    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
-    """The figures of several regions together; the rate from the summed counts."""
-    in_register = sum(entry["in_register"] for entry in stats)
-    lost = sum(entry["lost_supervision_persons"] for entry in stats)
-    open_gaps: Counter[str] = Counter()
-    for entry in stats:
-        open_gaps.update(entry["open_gaps"])
-    return {
-        "in_register": in_register, "received": sum(entry["received"] for entry in stats),
-        "discharged": sum(entry["discharged"] for entry in stats),
-        "terminated": sum(entry["terminated"] for entry in stats), "lost_persons": lost,
-        "rate": round(1000 * lost / in_register, 2) if in_register else None,
-        "lost_days": round(math.fsum(entry["lost_supervision_person_days"] for entry in stats), 1),
-        "open_gaps": dict(sorted(open_gaps.items())),
-    }
-
-
-# -- the trend cache --------------------------------------------------------------------------------------------------
-
-
-class TrendCache:
-    """Statistics at past month ends, kept in memory keyed by (region, month end, store head).
-
-    The head is the event store's `max_notification_id()`, except that notifications which cannot change any figure
-    (access records, principals: every page view writes one) do not move it, so reading does not empty the cache.
-    Anything else recorded (a late event changes the past, a rule-set change) moves it and the months are computed
-    again from the store."""
-
-    def __init__(self, services: Services, max_entries: int = 2000):
-        self.services = services
-        self.max_entries = max_entries
-        self._lock = threading.Lock()
-        self._seen = -1  # the store head last looked at
-        self._head = -1  # the head that counts (the last relevant change seen)
-        self._entries: dict[tuple[str, dt.date, int], list[dict[str, Any]]] = {}
-        self.computed = 0  # how many month ends were computed from the store (for tests)
-
-    def head(self) -> int:
-        recorder = self.services.store.recorder
-        current = recorder.max_notification_id() or 0
-        if current == self._seen:
-            return self._head
-        start = self._seen + 1 if self._seen >= 0 else None
-        relevant = start is None
-        while not relevant and start is not None and start <= current:
-            page = recorder.select_notifications(start, 500, stop=current)
-            if not page:
-                break
-            relevant = any(not n.topic.startswith(NEUTRAL_TOPICS) for n in page)
-            start = page[-1].id + 1
-        if relevant:
-            self._head = current
-        self._seen = current
-        return self._head
-
-    def stats(self, region: str | None, month_end: dt.date) -> list[dict[str, Any]]:
-        with self._lock:
-            key = (region or "", month_end, self.head())
-            cached = self._entries.get(key)
-            if cached is None:
-                if len(self._entries) >= self.max_entries or any(k[2] != key[2] for k in self._entries):
-                    self._entries = {k: v for k, v in self._entries.items() if k[2] == key[2]}
-                    if len(self._entries) >= self.max_entries:
-                        self._entries.clear()
-                cached = self.services.queries.stats(region=region, as_of=end_of_day(month_end))
-                self._entries[key] = cached
-                self.computed += 1
-            return cached
-
-
 # -- the timeline picture ---------------------------------------------------------------------------------------------
 
 SVG_WIDTH, SVG_LEFT, SVG_RIGHT = 1000, 92, 18
@@ -474,7 +380,8 @@ class Dashboard:
             trim_blocks=True, lstrip_blocks=True,
         )
         self.env.filters.update(time=fmt_time, date=fmt_date, due=fmt_due)
-        self.trends = TrendCache(services)
+        self.overview_figures = Overview(services.queries, services.projection, services.read_model, services.store)
+        self.trends = self.overview_figures.trends
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
@@ -697,45 +604,21 @@ class Dashboard:
             return "overview.html", {"mode": "publisher", "by_rule": bar_rows(sorted(by_rule.items())),
                                      "total_gaps": len(gaps)}
         region = principal.region if principal.role is Role.OVERSIGHT else None
-        stats = queries.stats(region=region, as_of=as_of)
-        summary = totals(stats)
-        by_category, by_status = self.register_breakdown(region, as_of)
-        points = []
-        for month_end in month_ends_before(as_of_date, TREND_MONTHS):
-            figures = totals(self.trends.stats(region, month_end))
-            points.append({"label": month_end.strftime("%Y-%m"), "date": month_end.isoformat(),
-                           "rate": figures["rate"], "lost": figures["lost_persons"],
-                           "in_register": figures["in_register"], "current": False})
-        points.append({"label": as_of_date.strftime("%m-%d"), "date": as_of_date.isoformat(), "rate": summary["rate"],
-                       "lost": summary["lost_persons"], "in_register": summary["in_register"], "current": True})
+        figures = self.overview_figures.figures(region, as_of, as_of_date)
+        by_category, by_status = self.register_rows(figures.register)
         return "overview.html", {
-            "mode": "figures", "scope": region, "stats": stats, "summary": summary,
-            "by_rule": bar_rows(summary["open_gaps"].items()),
+            "mode": "figures", "scope": region, "stats": figures.stats, "summary": figures.summary,
+            "by_rule": bar_rows(figures.summary["open_gaps"].items()),
             "by_category": by_category, "by_status": by_status,
-            "trend": trend_picture(points), "trend_months": TREND_MONTHS,
+            "trend": trend_picture(figures.trend), "trend_months": TREND_MONTHS,
         }
 
-    def register_breakdown(self, region: str | None, as_of: dt.datetime | None) -> tuple[list, list]:
-        """(status, category, in register) of every person on record in the region, counted by category and
-        status. Now: the read model; in the past: every person refolded as of then."""
-        people: list[tuple[str | None, str | None, bool]] = []
-        if as_of is None:
-            self.services.projection.catch_up()
-            now_us = micros(self.services.queries.clock())
-            for row in self.services.read_model.persons(region):
-                received = row.received_us is not None and row.received_us <= now_us
-                people.append((row.status, row.category, received and row.ended not in ENDED))
-        else:
-            for view in self.services.queries.all_views(as_of, None):
-                if region and not (view.region or "").startswith(region):
-                    continue
-                episode = view.episode
-                received = bool(episode and episode.enrolled_at and episode.enrolled_at <= as_of)
-                people.append((view.status, episode.category if episode else None,
-                               received and (episode.ended if episode else None) not in ENDED))
+    @staticmethod
+    def register_rows(register: list[tuple[str | None, str | None, bool]]) -> tuple[list, list]:
+        """The register (services/overview.py) counted by category and by status, in the labels' order."""
         categories: dict[str, list[int]] = {c: [0, 0] for c in CATEGORY_LABELS["zh"]}
         statuses: dict[str, list[int]] = {}
-        for status, category, in_register in people:
+        for status, category, in_register in register:
             for table, key in ((categories, category or "—"), (statuses, status or "—")):
                 counts = table.setdefault(key, [0, 0])
                 counts[0] += in_register

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .calendar import WorkingCalendar, YearNotice
+from .catalog import EVENT_TYPES
 
 DEFAULT_RULE_SET_VERSION = "2026.2"
 
@@ -117,6 +118,15 @@ DEFAULT_RULES: tuple[Rule, ...] = (
           ["event_retracted"], "the acting agency", None, "days", "domain/jurisdiction.py", "P"),
 )
 
+# Triggers that are a moment rather than an event: the event that sets the moment opens the obligation (R15 counts
+# from the term's end, which the decision sets and a term change moves).
+TRIGGER_EVENTS: dict[str, tuple[str, ...]] = {"term_end": ("decision_effective",)}
+# Entries of `trigger` and `fulfilled_by` that describe rather than name an event: an anomaly the fold derives from
+# the history as a whole, or an obligation met by the record reaching the service. Kept as the table says them.
+DESCRIPTIVE = frozenset({"term_end", "(recorded_at)", "event_retracted", "bureau or police event",
+                         "supervision event after the episode ended",
+                         "an act by an agency without jurisdiction over the person"})
+
 # The rules whose open gaps make a person 漏管 or 脱管: the numerator of the 脱管漏管率.
 LOST_SUPERVISION_RULES = ("R04_not_reported", "R05_not_transferred", "R08_transfer_not_received",
                           "R13_missing_unresolved")
@@ -148,6 +158,28 @@ class RuleSet:
     def enabled(self, rule_id: str) -> bool:
         return self.rules[rule_id].enabled
 
+    @functools.cached_property
+    def opened_on(self) -> dict[str, tuple[str, ...]]:
+        """Event type -> the rules it triggers, in table order (a trigger that is a moment, not an event, counts
+        from the event that sets it: `TRIGGER_EVENTS`)."""
+        index: dict[str, list[str]] = {}
+        for rule in self.rules.values():
+            for trigger in rule.trigger:
+                for event_type in TRIGGER_EVENTS.get(trigger, (trigger,)):
+                    if event_type in EVENT_TYPES and rule.id not in index.setdefault(event_type, []):
+                        index[event_type].append(rule.id)
+        return {event_type: tuple(ids) for event_type, ids in index.items()}
+
+    @functools.cached_property
+    def fulfilled_on(self) -> dict[str, frozenset[str]]:
+        """Event type -> the rules whose open obligations it fulfils."""
+        index: dict[str, set[str]] = {}
+        for rule in self.rules.values():
+            for event_type in rule.fulfilled_by:
+                if event_type in EVENT_TYPES:
+                    index.setdefault(event_type, set()).add(rule.id)
+        return {event_type: frozenset(ids) for event_type, ids in index.items()}
+
     def describe(self) -> list[dict[str, Any]]:
         return [
             {"rule": rule.id, "title": rule.title, "trigger": list(rule.trigger),
@@ -162,7 +194,19 @@ def default_rule_set() -> RuleSet:
     return RuleSet(DEFAULT_RULE_SET_VERSION, {rule.id: rule for rule in DEFAULT_RULES})
 
 
-_OVERRIDABLE = {"deadline", "basis", "confidence", "enabled", "params", "title"}
+_OVERRIDABLE = {"deadline", "basis", "confidence", "enabled", "params", "title", "trigger", "fulfilled_by"}
+
+
+def _event_list(value: Any, rule: Rule, key: str) -> tuple[str, ...]:
+    """A TOML list of event types for `trigger` or `fulfilled_by`: catalogue event types, or the rule's own
+    descriptive entries."""
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{key} must be a non-empty list of event types")
+    own = set(getattr(rule, key)) & DESCRIPTIVE
+    unknown = [item for item in value if item not in EVENT_TYPES and item not in own]
+    if unknown:
+        raise ValueError(f"{key}: unknown event type {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
+    return tuple(dict.fromkeys(value))
 
 
 def load_rule_set(path: str | Path | None) -> RuleSet:
@@ -176,6 +220,9 @@ def load_rule_set(path: str | Path | None) -> RuleSet:
     confidence = "P"
     [rules.R16_notice_reply_overdue.params]
     correction_default_days = 20
+    [rules.R06_not_enrolled]            # the events that open or fulfil a rule (catalogue event types)
+    trigger = ["subject_reported", "subject_transferred"]
+    fulfilled_by = ["subject_enrolled"]
     [calendar."2027"]                   # the State Council's notice of a year (国务院办公厅关于部分节假日安排的通知)
     holidays = ["2027-01-01", "2027-02-05", ...]  # days off that are not Saturdays or Sundays
     workdays = ["2027-01-31", ...]      # Saturdays and Sundays made working days (调休)
@@ -218,6 +265,9 @@ def load_rule_set(path: str | Path | None) -> RuleSet:
             for key in ("basis", "title"):
                 if key in changes:
                     updates[key] = str(changes[key])
+            for key in ("trigger", "fulfilled_by"):
+                if key in changes:
+                    updates[key] = _event_list(changes[key], rule, key)
         except (KeyError, TypeError, ValueError) as error:
             raise RuleSetError(f"{path}: rule {rule_id}: {error}") from None
         rules[rule_id] = replace(rule, **updates)

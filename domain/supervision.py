@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -368,12 +368,15 @@ class _Folder:
         self.obligations.append(obligation)
         return obligation
 
-    def fulfil(self, rules: Collection[str], event: _Event, match: str | None = None) -> None:
+    def fulfil_matching(self, rules: Collection[str], event: _Event) -> None:
+        """Fulfil the open obligations of these rules that this event meets: all of them, or for a rule whose
+        obligations name what must answer them (`_MATCHES`), those that name what this event refers to."""
         for obligation in self.obligations:
-            if obligation.rule in rules and obligation.fulfilled_at is None and (
-                match is None or obligation.match == match
-            ):
-                obligation.fulfil(event.event_id, event.occurred_at)
+            if obligation.fulfilled_at is None and obligation.rule in rules:
+                matches = _MATCHES.get(obligation.rule)
+                key = matches(event) if matches is not None else None
+                if key is None or obligation.match == key:
+                    obligation.fulfil(event.event_id, event.occurred_at)
 
     def _in_custody(self, moment: dt.datetime) -> bool:
         for start, end in self.custody:
@@ -417,23 +420,26 @@ class _Folder:
         ):
             self.open("A04_activity_after_end", e, e.kind, e.agency_id, e.region, due_at=e.occurred_at)
 
+        fulfilled = self.rules.fulfilled_on.get(e.event_type)
+        if fulfilled:
+            self.fulfil_matching(fulfilled, e)
         handler = _HANDLERS.get(e.event_type)
         if handler is not None:
             handler(self, e, p, episode)
+        for rule in self.rules.opened_on.get(e.event_type, ()):
+            opening = _OPENERS.get(rule, _at_the_bureau)(self, e, p, episode)
+            if opening is not None:
+                kind, agency_id, region, fields = opening
+                obligation = self.open(rule, e, kind, agency_id, region, **fields)
+                if "(recorded_at)" in self.rules[rule].fulfilled_by:  # met when the record reaches the service
+                    obligation.fulfil(e.event_id, e.recorded_at)
 
     def on_assessment_requested(self, e, p, episode):
-        days = self.rules["R17_assessment_overdue"].params["expedited_days"] if p["expedited"] else None
-        self.open("R17_assessment_overdue", e, "bureau", None, p["bureau_region"], amount=days)
         self.assessment_region = p["bureau_region"]
-
-    def on_assessment_reported(self, e, p, episode):
-        self.fulfil(["R17_assessment_overdue"], e)
 
     def on_decision_effective(self, e, p, episode):
         if episode is not None:
             self.end_episode("superseded", e)
-        if self.orphan is not None and self.orphan.is_open:
-            self.orphan.fulfil(e.event_id, e.occurred_at)
         self.decided = True
         self.episodes += 1
         self.episode = Episode(
@@ -445,27 +451,6 @@ class _Folder:
         )
         if p["in_custody"]:
             self.custody.append([e.occurred_at, None])
-        organ = (e.kind, e.agency_id, e.region)
-        self.open("R01_bureau_not_notified", e, *organ)
-        self.open("R02_documents_not_delivered", e, *organ)
-        if p["category"] == "temporary_release":
-            custodian = (e.kind, e.agency_id, e.region) if e.kind in ("police", "prison") else ("police", None, p["execution_region"])
-            self.open("R05_not_transferred", e, *custodian)
-        else:
-            # Counted from the release when the person is in custody (and not before that release is on record).
-            self.open("R04_not_reported", e, "bureau", None, p["execution_region"],
-                      start=None if p["in_custody"] else e.occurred_at)
-        self.open("R15_not_discharged", e, "bureau", None, p["execution_region"], start=self.episode.term_end)
-
-    def on_bureau_notified(self, e, p, episode):
-        self.fulfil(["R01_bureau_not_notified"], e)
-
-    def on_documents_delivered(self, e, p, episode):
-        self.fulfil(["R01_bureau_not_notified", "R02_documents_not_delivered"], e)
-        self.open("R03_receipt_not_returned", e, "bureau", None, p["execution_region"])
-
-    def on_documents_receipted(self, e, p, episode):
-        self.fulfil(["R03_receipt_not_returned"], e)
 
     def on_prisoner_released(self, e, p, episode):
         self._end_custody(e.occurred_at)
@@ -477,29 +462,20 @@ class _Folder:
 
     def on_subject_transferred(self, e, p, episode):
         self._end_custody(e.occurred_at)
-        self.fulfil(["R05_not_transferred"], e)
-        self.open("R06_not_enrolled", e, "bureau", None, p["to_region"])
         if episode:
             episode.transferred = True
 
     def on_subject_reported(self, e, p, episode):
         if episode is None and self.episode is None:
             self.unlinked_region = p["region"]
-        self.fulfil(["R04_not_reported"], e)
-        self.open("R06_not_enrolled", e, "bureau", e.agency_id, p["region"])
         if episode:
             episode.reported = True
 
     def on_subject_enrolled(self, e, p, episode):
-        self.fulfil(["R04_not_reported", "R05_not_transferred", "R06_not_enrolled"], e)
-        self.fulfil(["R08_transfer_not_received"], e, match=p["region"])
         if episode is None:
             if self.episode is None:
                 self.unlinked_region = p["region"]
             return
-        if p["region"] not in episode.allowed_regions:
-            self.open("A02_region_mismatch", e, "bureau", e.agency_id, p["region"], due_at=e.occurred_at,
-                      match=p["region"])
         episode.enrolled_at = episode.enrolled_at or e.occurred_at
         if p["region"] in episode.allowed_regions:  # an enrolment elsewhere without a transfer is A02, not a move
             episode.current_region = p["region"]
@@ -512,18 +488,12 @@ class _Folder:
             episode.transferring_to = None
 
     def on_contact_lost(self, e, p, episode):
-        self.open("R12_missing_not_escalated", e, "bureau", e.agency_id, e.region)
-        self.open("R13_missing_unresolved", e, "bureau", e.agency_id, e.region)
         if not any(interval[1] is None for interval in self.contact_lost):
             self.contact_lost.append([e.occurred_at, None, e.event_id])
         if episode:
             episode.missing = True
 
-    def on_police_assistance_requested(self, e, p, episode):
-        self.fulfil(["R12_missing_not_escalated"], e)
-
     def on_contact_restored(self, e, p, episode):
-        self.fulfil(["R12_missing_not_escalated", "R13_missing_unresolved"], e)
         for interval in self.contact_lost:
             if interval[1] is None:
                 interval[1] = e.occurred_at
@@ -531,8 +501,6 @@ class _Folder:
             episode.missing = False
 
     def on_detention_started(self, e, p, episode):
-        notice = self.open("R14_detention_notice_late", e, "police", e.agency_id, e.region)
-        notice.fulfil(e.event_id, e.recorded_at)  # the notice is the record reaching the shared system
         self.custody.append([e.occurred_at, None])
         self.detentions.append([e.occurred_at, None, e.event_id, e.region])
         if episode:
@@ -549,55 +517,26 @@ class _Folder:
             episode.detained = False
 
     def on_revocation_proposed(self, e, p, episode):
-        self.fulfil(["R13_missing_unresolved"], e)
-        court = self._court(episode)
-        self.open("R09_ruling_overdue", e, *court, match="revocation")
-        if p["arrest_requested"]:
-            self.open("R10_arrest_decision_overdue", e, *court)
         if episode:
             episode.revocation_pending = "court"
 
     def on_commitment_proposed(self, e, p, episode):
-        self.fulfil(["R13_missing_unresolved"], e)
-        organ = (episode.decision_kind, episode.decision_id, episode.decision_region) if episode and \
-            episode.decision_kind == p["to_kind"] else (p["to_kind"], None, e.region)
-        self.open("R09_ruling_overdue", e, *organ, match="commitment")
         if episode:
             episode.revocation_pending = p["to_kind"]
 
-    @staticmethod
-    def _court(episode: Episode | None) -> tuple[str, str | None, str | None]:
-        if episode and episode.decision_kind == "court":
-            return "court", episode.decision_id, episode.decision_region
-        return "court", None, episode.execution_region if episode else None
-
-    def on_arrest_decided(self, e, p, episode):
-        self.fulfil(["R10_arrest_decision_overdue"], e)
-
     def on_revocation_ruled(self, e, p, episode):
-        self.fulfil(["R09_ruling_overdue"], e, match="revocation")
         if episode:
             episode.revocation_pending = None
-        if p["revoked"]:
-            region = episode.current_region if episode else e.region
-            self.open("R11_commitment_not_executed", e, "police", None, region)
-            if episode:
+            if p["revoked"]:
                 episode.awaiting_commitment = "police"
 
     def on_commitment_decided(self, e, p, episode):
-        self.fulfil(["R09_ruling_overdue"], e, match="commitment")
         if episode:
             episode.revocation_pending = None
-        if p["commit"]:
-            kind = "prison" if e.kind == "prison" else "police"
-            # A prison that decided takes the person back itself; otherwise the police where the person is.
-            region = e.region if kind == "prison" else (episode.current_region if episode else e.region)
-            self.open("R11_commitment_not_executed", e, kind, e.agency_id if kind == "prison" else None, region)
-            if episode:
-                episode.awaiting_commitment = kind
+            if p["commit"]:
+                episode.awaiting_commitment = "prison" if e.kind == "prison" else "police"
 
     def on_committed_to_custody(self, e, p, episode):
-        self.fulfil(["R11_commitment_not_executed"], e)
         self.custody.append([e.occurred_at, None])
         self.end_episode("committed", e)
 
@@ -610,17 +549,9 @@ class _Folder:
             episode.fugitive = False
 
     def on_transfer_decided(self, e, p, episode):
-        self.open("R07_transfer_file_not_sent", e, "bureau", e.agency_id, e.region)
-        self.open("R08_transfer_not_received", e, "bureau", None, p["new_region"], match=p["new_region"])
-        for obligation in self.obligations:  # an enrolment elsewhere explained after the fact
-            if obligation.rule == "A02_region_mismatch" and obligation.is_open and obligation.match == p["new_region"]:
-                obligation.fulfil(e.event_id, e.occurred_at)
         if episode:
             episode.allowed_regions.add(p["new_region"])
             episode.transferring_to = p["new_region"]
-
-    def on_transfer_file_sent(self, e, p, episode):
-        self.fulfil(["R07_transfer_file_not_sent"], e)
 
     def on_term_changed(self, e, p, episode):
         if episode is None:
@@ -630,36 +561,12 @@ class _Folder:
             if obligation.rule == "R15_not_discharged" and obligation.is_open and obligation.episode == episode.number:
                 obligation.start, obligation.triggered_by, obligation.trigger_at = episode.term_end, e.event_id, e.occurred_at
 
-    def on_monitoring_started(self, e, p, episode):
-        self.open("R19_monitoring_overdue", e, "bureau", e.agency_id, e.region)
-
-    def on_monitoring_extended(self, e, p, episode):
-        self.fulfil(["R19_monitoring_overdue"], e)
-        self.open("R19_monitoring_overdue", e, "bureau", e.agency_id, e.region)
-
-    def on_monitoring_ended(self, e, p, episode):
-        self.fulfil(["R19_monitoring_overdue"], e)
-
     def on_discharged(self, e, p, episode):
-        self.fulfil(["R15_not_discharged"], e)
         self.end_episode("discharged", e)
 
     def on_death_recorded(self, e, p, episode):
-        notice = self.open("R18_death_notice_late", e, e.kind, e.agency_id, e.region,
-                           start=dt.date.fromisoformat(p["date_of_death"]))
-        notice.fulfil(e.event_id, e.recorded_at)
         self.deceased = True  # even after an earlier end (a death in prison after commitment): the person is dead
         self.end_episode("deceased", e)
-
-    def on_procuratorial_notice_issued(self, e, p, episode):
-        params = self.rules["R16_notice_reply_overdue"].params
-        days = p.get("reply_within_days") or params[f"{p['notice_kind']}_default_days"]
-        addressee = p["addressed_to"]
-        self.open("R16_notice_reply_overdue", e, addressee["kind"], addressee["id"], e.region, amount=days,
-                  match=f"{e.event_id}|{addressee['kind']}|{addressee['id']}")
-
-    def on_notice_replied(self, e, p, episode):
-        self.fulfil(["R16_notice_reply_overdue"], e, match=f"{p['notice_event_id']}|{e.kind}|{e.agency_id}")
 
     # -- at the end -------------------------------------------------------------------------------------------
 
@@ -772,3 +679,174 @@ class _Folder:
 
 # The handler of each event type (`_Folder.on_<event_type>`), looked up once instead of by name for every event.
 _HANDLERS = {name[len("on_"):]: handler for name, handler in vars(_Folder).items() if name.startswith("on_")}
+
+
+# -- which agency each rule obligates -----------------------------------------------------------------------------------
+# The rule table (domain/rules.py) says which events open a rule (`trigger`), which fulfil it (`fulfilled_by`) and its
+# period; the fold reads them. What the table cannot say is worked out here, per rule, from the event that opens it:
+# the agency obligated (kind, id, region), where the period starts, what a fulfilling event must refer to, or that
+# the rule does not apply to this event after all (R04 and R05 split decisions by category). An event a rule's
+# opener does not know (a province added it to the trigger) obligates the bureau where the person is supervised.
+# A01, A03, A04 and A10 are derived from the history as a whole (`_Folder.apply`, `finish`), not opened here.
+
+Opening = tuple[str, str | None, str | None, dict[str, Any]] | None  # kind, agency id, region, Obligation fields
+
+
+def _where(folder: _Folder, e: _Event) -> str | None:
+    episode = folder.episode
+    return episode.current_region if episode is not None else (folder.unlinked_region or e.region)
+
+
+def _at_the_bureau(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    return "bureau", None, _where(folder, e), {}
+
+
+def _by_the_actor(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    return "bureau", e.agency_id, e.region, {}
+
+
+def _decision_organ(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type == "decision_effective":
+        return e.kind, e.agency_id, e.region, {}
+    return _at_the_bureau(folder, e, p, episode)
+
+
+def _not_reported(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type == "prisoner_released":
+        return None  # the release moves the start of the open R04 (`on_prisoner_released`)
+    if e.event_type == "decision_effective":
+        if p["category"] == "temporary_release":
+            return None  # R05 instead
+        # Counted from the release when the person is in custody (and not before that release is on record).
+        return "bureau", None, p["execution_region"], {"start": None if p["in_custody"] else e.occurred_at}
+    return _at_the_bureau(folder, e, p, episode)
+
+
+def _not_transferred(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type == "decision_effective":
+        if p["category"] != "temporary_release":
+            return None  # R04 instead
+        if e.kind in ("police", "prison"):
+            return e.kind, e.agency_id, e.region, {}
+        return "police", None, p["execution_region"], {}
+    return _at_the_bureau(folder, e, p, episode)
+
+
+def _receipt(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    return "bureau", None, p.get("execution_region") or _where(folder, e), {}
+
+
+def _not_enrolled(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type == "subject_transferred":
+        return "bureau", None, p["to_region"], {}
+    if e.event_type == "subject_reported":
+        return "bureau", e.agency_id, p["region"], {}
+    return _at_the_bureau(folder, e, p, episode)
+
+
+def _transfer_received(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type == "transfer_decided":
+        return "bureau", None, p["new_region"], {"match": p["new_region"]}
+    return _at_the_bureau(folder, e, p, episode)
+
+
+def _court(episode: Episode | None) -> tuple[str, str | None, str | None]:
+    if episode and episode.decision_kind == "court":
+        return "court", episode.decision_id, episode.decision_region
+    return "court", None, episode.execution_region if episode else None
+
+
+def _ruling(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type == "commitment_proposed":
+        if episode and episode.decision_kind == p["to_kind"]:
+            return episode.decision_kind, episode.decision_id, episode.decision_region, {"match": "commitment"}
+        return p["to_kind"], None, e.region, {"match": "commitment"}
+    return (*_court(episode), {"match": "revocation"})
+
+
+def _arrest(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type == "revocation_proposed" and not p["arrest_requested"]:
+        return None
+    return (*_court(episode), {})
+
+
+def _commitment(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    region = episode.current_region if episode else e.region
+    if e.event_type == "revocation_ruled":
+        return ("police", None, region, {}) if p["revoked"] else None
+    if e.event_type == "commitment_decided":
+        if not p["commit"]:
+            return None
+        # A prison that decided takes the person back itself; otherwise the police where the person is.
+        return ("prison", e.agency_id, e.region, {}) if e.kind == "prison" else ("police", None, region, {})
+    return "police", None, _where(folder, e), {}
+
+
+def _police_told(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    return "police", e.agency_id, e.region, {}
+
+
+def _term_end(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type == "decision_effective":
+        return "bureau", None, p["execution_region"], {"start": folder.episode.term_end}
+    return _at_the_bureau(folder, e, p, episode)
+
+
+def _notice_reply(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type != "procuratorial_notice_issued":
+        return _at_the_bureau(folder, e, p, episode)
+    params = folder.rules["R16_notice_reply_overdue"].params
+    days = p.get("reply_within_days") or params[f"{p['notice_kind']}_default_days"]
+    addressee = p["addressed_to"]
+    return addressee["kind"], addressee["id"], e.region, {
+        "amount": days, "match": f"{e.event_id}|{addressee['kind']}|{addressee['id']}"}
+
+
+def _assessment(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    if e.event_type != "assessment_requested":
+        return _at_the_bureau(folder, e, p, episode)
+    days = folder.rules["R17_assessment_overdue"].params["expedited_days"] if p["expedited"] else None
+    return "bureau", None, p["bureau_region"], {"amount": days}
+
+
+def _death_notice(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    fields = {"start": dt.date.fromisoformat(p["date_of_death"])} if "date_of_death" in p else {}
+    return e.kind, e.agency_id, e.region, fields
+
+
+def _region_mismatch(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    region = p.get("region")
+    if episode is None or region is None or region in episode.allowed_regions:
+        return None
+    return "bureau", e.agency_id, region, {"due_at": e.occurred_at, "match": region}
+
+
+def _derived(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+    return None
+
+
+_OPENERS: dict[str, Callable[[_Folder, _Event, Mapping[str, Any], Episode | None], Opening]] = {
+    "R01_bureau_not_notified": _decision_organ, "R02_documents_not_delivered": _decision_organ,
+    "R03_receipt_not_returned": _receipt, "R04_not_reported": _not_reported, "R05_not_transferred": _not_transferred,
+    "R06_not_enrolled": _not_enrolled, "R07_transfer_file_not_sent": _by_the_actor,
+    "R08_transfer_not_received": _transfer_received, "R09_ruling_overdue": _ruling,
+    "R10_arrest_decision_overdue": _arrest, "R11_commitment_not_executed": _commitment,
+    "R12_missing_not_escalated": _by_the_actor, "R13_missing_unresolved": _by_the_actor,
+    "R14_detention_notice_late": _police_told, "R15_not_discharged": _term_end,
+    "R16_notice_reply_overdue": _notice_reply,
+    "R17_assessment_overdue": _assessment, "R18_death_notice_late": _death_notice,
+    "R19_monitoring_overdue": _by_the_actor, "A02_region_mismatch": _region_mismatch,
+    "A01_no_decision_on_record": _derived, "A03_missing_while_detained": _derived,
+    "A04_activity_after_end": _derived, "A10_outside_jurisdiction": _derived,
+}
+# Rules whose obligations say what must answer them (`Obligation.match`): what a fulfilling event refers to.
+_MATCHES: dict[str, Callable[[_Event], str | None]] = {
+    "R08_transfer_not_received": lambda e: e.payload.get("region") if e.event_type == "subject_enrolled" else None,
+    "R09_ruling_overdue": lambda e: {"revocation_ruled": "revocation", "commitment_decided": "commitment"}.get(
+        e.event_type),
+    "R16_notice_reply_overdue": lambda e: f"{e.payload['notice_event_id']}|{e.kind}|{e.agency_id}"
+    if e.event_type == "notice_replied" else None,
+    "A02_region_mismatch": lambda e: e.payload.get("new_region") if e.event_type == "transfer_decided" else None,
+}
+# Rules the fold derives from the whole history rather than opening them at a trigger (see above).
+DERIVED_RULES = frozenset(rule for rule, opener in _OPENERS.items() if opener is _derived)

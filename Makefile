@@ -2,30 +2,37 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The demo: a simulated county (the size of the one in shared/seeds that received 1,297 people) in its own store.
-DEMO_DB ?= var/demo.sqlite3
-DEMO := HANDOFF_DATABASE_URL=sqlite:///$(DEMO_DB)
+# The demo: a simulated county (the size of the county in the seed reports that received 1,297 people) in a store of
+# its own, with its files in DEMO_DIR.
+DEMO_DIR ?= var
+DEMO_DB := $(DEMO_DIR)/demo.sqlite3
+DEMO := HANDOFF_DATABASE_URL=sqlite:///$(abspath $(DEMO_DB))
 
 .PHONY: install run test clean
 
+# pip's and setuptools' chatter goes to var/install.log, shown only if the installation fails.
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@
+	@mkdir -p var
+	@echo "Installing into $(VENV) (log: var/install.log) ..."
+	@( $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]' ) \
+		> var/install.log 2>&1 || { tail -50 var/install.log; exit 1; }
+	@touch $@
 
 install: $(BIN)/.installed
 
 run: install
-	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
-	$(BIN)/handoff simulate --persons 1297 --counties 520222,520221 --seed 2026 \
-		--out var/demo-events.jsonl --truth var/demo-truth.json
-	$(DEMO) $(BIN)/handoff publish --import var/demo-events.jsonl > var/demo-publish.json
-	$(DEMO) $(BIN)/handoff stats
-	$(DEMO) $(BIN)/handoff gaps --limit 15
-	$(DEMO) $(BIN)/handoff principal add --role oversight --region 5202 --name 演示监督 > var/demo-token.json
-	@echo "Dashboard and API on http://127.0.0.1:8000/ (API docs /docs); log in with the token in var/demo-token.json"
-	$(DEMO) $(BIN)/handoff serve
+	@mkdir -p $(DEMO_DIR)
+	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	@echo "Simulating a county of 1,297 people ($(DEMO_DIR)/demo-events.jsonl; injected failures: $(DEMO_DIR)/demo-truth.json) ..."
+	@$(BIN)/handoff simulate --persons 1297 --counties 520222,520221 --seed 2026 \
+		--out $(DEMO_DIR)/demo-events.jsonl --truth $(DEMO_DIR)/demo-truth.json 2> $(DEMO_DIR)/demo-simulate.log
+	@echo "Loading it into $(DEMO_DB) ..."
+	@$(DEMO) $(BIN)/handoff publish --import $(DEMO_DIR)/demo-events.jsonl > $(DEMO_DIR)/demo-publish.json
+	@$(DEMO) $(BIN)/handoff stats --format table
+	@$(DEMO) $(BIN)/handoff gaps --limit 15 --format table
+	@$(DEMO) $(BIN)/handoff principal add --role oversight --region 5202 --name 演示监督 > $(DEMO_DIR)/demo-token.json
+	@$(BIN)/python -m tools.demo_banner $(DEMO_DIR)/demo-token.json
+	@$(DEMO) $(BIN)/handoff serve
 
 test: install
 	$(BIN)/pytest -n 2 -q

@@ -200,3 +200,52 @@ def test_reconstructed_person_still_enforces_retraction_rules(person):
     with pytest.raises(Rejected) as info:
         copy.record(retraction(warning))
     assert info.value.code == RejectionCode.RETRACTION_REFUSED
+
+
+# -- Person.admit: the decision ingest takes with the store's claims ------------------------------------------------
+
+
+def test_the_same_event_again_is_a_duplicate_and_records_nothing(person):
+    warning = recorded()
+    person.record(warning)
+    person.collect_events()
+    again = person.record(recorded(event_id=warning.event_id.upper()))  # event ids compare case-insensitively
+    assert again.duplicate and again.claim is None
+    assert person.collect_events() == [] and len(person.events) == 1
+
+
+def test_the_same_event_id_with_other_content_is_a_conflict(person):
+    warning = recorded()
+    person.record(warning)
+    changed = RecordedEvent(**{**warning.__dict__, "content_hash": "1" * 64})
+    with pytest.raises(Rejected) as info:
+        person.record(changed)
+    assert info.value.code == RejectionCode.CONFLICT
+
+
+def test_admit_decides_from_claims_alone_across_persons():
+    """Ingest does not load persons: it hands admit the claims of the batch's event ids, of any person."""
+    from domain.person import EventClaim, KnownClaims
+
+    someone_else = person_stream_id("110101199003074514")
+    warning = recorded()
+    known = KnownClaims()
+    known.add(EventClaim.of(warning, someone_else))
+    mine = Person.create_id(ID_NUMBER)
+    with pytest.raises(Rejected) as info:
+        Person.admit(retraction(warning), mine, known)
+    assert "another person" in info.value.reason
+    assert Person.admit(recorded(event_id=warning.event_id), mine, known).duplicate  # same content, any stream
+
+
+def test_a_retraction_that_waited_for_the_wrong_publishers_event_is_named_when_it_arrives():
+    from domain.person import KnownClaims
+
+    detention = recorded("detention_started", agency=AGENCIES["police"])
+    by_bureau = retraction(detention, BUREAU)
+    known = KnownClaims()
+    stream = Person.create_id(ID_NUMBER)
+    known.add(Person.admit(by_bureau, stream, known).claim)  # waits: its target is not on record
+    admitted = Person.admit(detention, stream, known)
+    [(waiting, refusal)] = admitted.refused_retractions
+    assert waiting.event_id == by_bureau.event_id.lower() and refusal.code == RejectionCode.RETRACTION_REFUSED

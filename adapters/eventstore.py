@@ -138,6 +138,24 @@ class EventStore(Application[UUID]):
             yield from map(self.mapper.to_domain_event, page)
             start = page[-1].id + 1
 
+    def originators_of_topic(self, topic: str, page_size: int = 1000) -> Iterator[list[UUID]]:
+        """The aggregate ids of the stored events of one topic (every person's registration: every person), a page
+        at a time, in the log's order."""
+        start = 1
+        while page := self.recorder.select_notifications(start, page_size, topics=[topic]):
+            yield [notification.originator_id for notification in page]
+            start = page[-1].id + 1
+
+    def head(self) -> int:
+        """The position of the last stored event in the log (0 when empty)."""
+        return self.recorder.max_notification_id() or 0
+
+    def topics_between(self, start: int, stop: int, page_size: int = 500) -> Iterator[str]:
+        """The topics of the stored events at positions start..stop, in order."""
+        while start <= stop and (page := self.recorder.select_notifications(start, page_size, stop=stop)):
+            yield from (notification.topic for notification in page)
+            start = page[-1].id + 1
+
     def source_position(self, source: str) -> int | None:
         """The last stored position of a tracked source (e.g. one Kafka topic partition)."""
         return self.recorder.max_tracking_id(source)

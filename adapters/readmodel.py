@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
 import os
@@ -15,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+
 
 from .config import create_engine
 
@@ -78,15 +78,6 @@ positions = sa.Table(
 )
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_MICROSECOND = dt.timedelta(microseconds=1)
-
-
-def micros(moment: dt.datetime | None) -> int | None:
-    """A moment as integer microseconds since the epoch: compares identically in SQLite and PostgreSQL."""
-    if moment is None:
-        return None
-    return (moment - _EPOCH) // _MICROSECOND  # exact: timedelta floor division is integer arithmetic
 
 
 class Sealer:

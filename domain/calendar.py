@@ -240,3 +240,15 @@ def _require_aware(moment: datetime) -> None:
 def _require_non_negative(amount: int | float) -> None:
     if amount < 0:
         raise ValueError(f"a period cannot be negative, got {amount}")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(moment: datetime | None) -> int | None:
+    """A moment as integer microseconds since the epoch: how the read models store and compare instants (the same
+    order in SQLite and PostgreSQL, whatever the offset a moment was written with)."""
+    if moment is None:
+        return None
+    return (moment - _EPOCH) // _ONE_MICROSECOND  # exact: timedelta floor division is integer arithmetic

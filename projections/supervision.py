@@ -27,8 +27,8 @@ from typing import Any
 
 from adapters.eventstore import EventStore
 from adapters.fastread import StateDecoder, StreamReader, StreamSource
-from adapters.readmodel import QUARANTINED, PersonRows, PositionMoved, ReadModel, micros
-from domain.calendar import WorkingCalendar
+from adapters.readmodel import QUARANTINED, PersonRows, PositionMoved, ReadModel
+from domain.calendar import WorkingCalendar, micros
 from domain.person import Person
 from domain.rules import RuleSet
 from domain.supervision import PersonView, fold, fold_records, iso

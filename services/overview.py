@@ -9,12 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.readmodel import ReadModel, micros
-from domain.calendar import end_of_day
+from domain.calendar import end_of_day, micros
 from domain.principals import AccessRecorded, Principal
 from domain.statistics import ENDED, combined_figures
-from projections.supervision import SupervisionProjection
 
+from services.ports import EventLog, Projection, SupervisionReadModel
 from services.queries import Queries
 
 TREND_MONTHS = 12
@@ -42,7 +41,7 @@ def month_ends_before(day: dt.date, count: int) -> list[dt.date]:
 
 
 class Overview:
-    def __init__(self, queries: Queries, projection: SupervisionProjection, read_model: ReadModel, store: Any):
+    def __init__(self, queries: Queries, projection: Projection, read_model: SupervisionReadModel, store: EventLog):
         self.queries, self.projection, self.read_model = queries, projection, read_model
         self.trends = TrendCache(store, lambda region, moment: queries.stats(region=region, as_of=moment))
 
@@ -89,7 +88,7 @@ class TrendCache:
     Anything else recorded (a late event changes the past, a rule-set change) moves it and the months are computed
     again from the store."""
 
-    def __init__(self, store: Any, stats: Callable[[str | None, dt.datetime], list[dict[str, Any]]],
+    def __init__(self, store: EventLog, stats: Callable[[str | None, dt.datetime], list[dict[str, Any]]],
                  max_entries: int = 2000):
         self.store = store
         self._stats = stats
@@ -101,18 +100,11 @@ class TrendCache:
         self.computed = 0  # how many month ends were computed from the store (for tests)
 
     def head(self) -> int:
-        recorder = self.store.recorder
-        current = recorder.max_notification_id() or 0
+        current = self.store.head()
         if current == self._seen:
             return self._head
-        start = self._seen + 1 if self._seen >= 0 else None
-        relevant = start is None
-        while not relevant and start is not None and start <= current:
-            page = recorder.select_notifications(start, 500, stop=current)
-            if not page:
-                break
-            relevant = any(not n.topic.startswith(NEUTRAL_TOPICS) for n in page)
-            start = page[-1].id + 1
+        relevant = self._seen < 0 or any(not topic.startswith(NEUTRAL_TOPICS)
+                                         for topic in self.store.topics_between(self._seen + 1, current))
         if relevant:
             self._head = current
         self._seen = current

@@ -2,19 +2,20 @@
 (adapters/eventstore.py over eventsourcing's SQLite, PostgreSQL or in-memory recorders; adapters/sessions.py), and
 the composition root (services/bootstrap.py) wires them, so a use case never names a database.
 
-The read side's use cases (queries, replay, audit) work on the read model's and the audit chain's own queries
-(adapters/readmodel.py, adapters/chain.py): those are the ports there, indexed SQL that a protocol would only repeat.
+Times cross the read model's port as integer microseconds since the epoch (`domain.calendar.micros`). The audit use
+case works on the audit chain itself (adapters/chain.py): verifying it is reading those very tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
 from domain.person import EventClaim, Person
+from domain.supervision import PersonView
 
 
 class IngestStore(Protocol):
@@ -34,8 +35,61 @@ class PersonStore(Protocol):
     def person(self, id_number: str) -> Person | None: ...
 
 
+class EventLog(Protocol):
+    """The event store as the read side's use cases see it: persons, aggregates, and the log's positions."""
+
+    def person(self, id_number: str) -> Person | None: ...
+
+    def get_aggregate(self, aggregate_id: UUID) -> Any | None: ...
+
+    def aggregates(self, stream_ids: Iterable[UUID]) -> dict[UUID, Any]: ...
+
+    def save(self, *aggregates: Any) -> Any: ...
+
+    def originators_of_topic(self, topic: str, page_size: int = 1000) -> Iterator[list[UUID]]: ...
+
+    def head(self) -> int: ...
+
+    def topics_between(self, start: int, stop: int) -> Iterator[str]: ...
+
+
+class Sealer(Protocol):
+    def token(self, id_number: str) -> str: ...
+
+
+class SupervisionReadModel(Protocol):
+    """The projection's tables of persons and obligations, queried by region first; rows carry their times as
+    microseconds (`*_us`)."""
+
+    sealer: Sealer
+
+    def gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
+             limit: int | None = None, offset: int = 0, agency: str | None = None,
+             agency_region: str | None = None, agency_id: str | None = None) -> list[Any]: ...
+
+    def upcoming(self, from_us: int, until_us: int, region: str | None = None, agency: str | None = None,
+                 agency_region: str | None = None, agency_id: str | None = None) -> list[Any]: ...
+
+    def persons(self, region: str | None = None, limit: int | None = None) -> list[Any]: ...
+
+    def quarantined(self) -> list[Any]: ...
+
+    def person_counts(self, as_of_us: int, region: str | None = None) -> list[Any]: ...
+
+    def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None) -> list[Any]: ...
+
+
+class Projection(Protocol):
+    """Keeps the read model current, and folds one person exactly (Unfoldable when their events cannot be)."""
+
+    def catch_up(self) -> int: ...
+
+    def fold(self, person: Person, **bitemporal: Any) -> PersonView: ...
+
+
 class AggregateStore(Protocol):
-    """Aggregates by id, and the domain events of one kind in the order they were stored (principals, the access log)."""
+    """Aggregates by id, and the domain events of one kind in the order they were stored (principals, the access
+    log)."""
 
     def get_aggregate(self, aggregate_id: UUID) -> Any | None: ...
 

@@ -116,7 +116,8 @@ class Principals:
         return principal
 
     def all(self) -> list[Principal]:
-        return [self.store.get_aggregate(created.originator_id) for created in self.store.events_of_topic(PRINCIPAL_TOPIC)]
+        return [self.store.get_aggregate(created.originator_id)
+                for created in self.store.events_of_topic(PRINCIPAL_TOPIC)]
 
     # -- the access log -----------------------------------------------------------------------------------------
 

@@ -13,15 +13,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
-from adapters.eventstore import EventStore
-from adapters.readmodel import ReadModel, micros
 from domain.authorisation import bears
+from domain.calendar import micros
 from domain.person import Person
 from domain.rules import LOST_SUPERVISION_RULES
 from domain.statistics import StatPerson, empty_figures, finish_figures, regional_figures
 from domain.supervision import GAP_STATES, Obligation, PersonView
-from projections.supervision import SupervisionProjection, Unfoldable
+from projections.supervision import Unfoldable
 
+from services.ports import EventLog, Projection, SupervisionReadModel
 from services.views import gap_record, status_record
 
 PERSON_REGISTERED_TOPIC = f"{Person.__module__}:{Person.__qualname__}.Registered"
@@ -49,7 +49,7 @@ def _borne_by(obligation: Obligation, agency: str | None, agency_region: str | N
 
 
 class Queries:
-    def __init__(self, store: EventStore, read_model: ReadModel, projection: SupervisionProjection,
+    def __init__(self, store: EventLog, read_model: SupervisionReadModel, projection: Projection,
                  clock: Callable[[], dt.datetime]):
         self.store = store
         self.read_model = read_model
@@ -66,18 +66,13 @@ class Queries:
         return self.projection.fold(person, as_of=as_of or self.clock(), known_at=known_at)
 
     def person_ids(self) -> Iterator[UUID]:
-        start = 1
-        while True:
-            page = self.store.recorder.select_notifications(start, 1000, topics=[PERSON_REGISTERED_TOPIC])
-            if not page:
-                return
-            yield from (n.originator_id for n in page)
-            start = page[-1].id + 1
+        for page in self.store.originators_of_topic(PERSON_REGISTERED_TOPIC):
+            yield from page
 
     def all_views(self, as_of: dt.datetime, known_at: dt.datetime | None) -> Iterator[PersonView]:
         for stream_id in self.person_ids():
             try:
-                view = self.projection.fold(self.store.repository.get(stream_id), as_of=as_of, known_at=known_at)
+                view = self.projection.fold(self.store.get_aggregate(stream_id), as_of=as_of, known_at=known_at)
             except Unfoldable:  # quarantined (and alerted): kept out of the figures, as the read model does
                 continue
             if view.last_occurred_at is not None:  # nothing of this person was known yet
@@ -180,7 +175,8 @@ class Queries:
         return self._stats_from_read_model(region, moment)
 
     def _stats_from_read_model(self, region: str | None, now: dt.datetime) -> list[dict[str, Any]]:
-        """The same figures as domain.statistics.regional_figures, with the counts done by the database and only gap rows read."""
+        """The same figures as domain.statistics.regional_figures, with the counts done by the database and only gap
+        rows read."""
         self._fresh()
         now_us = micros(now)
         regions: dict[str, dict[str, Any]] = {}

@@ -13,7 +13,6 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from adapters.eventstore import EventStore
 from domain.adoption import HISTORY_ID, RuleSetHistory
 from domain.person import RecordedEvent
 from domain.rules import RuleSet, default_rule_set
@@ -21,15 +20,16 @@ from domain.statistics import StatPerson, regional_figures
 from domain.supervision import GAP_STATES, PersonView, fold
 from projections.supervision import Unfoldable, quarantining
 
+from services.ports import EventLog
 from services.queries import PERSON_REGISTERED_TOPIC, gap_sort_key
 from services.views import gap_record, status_record
 
 
-def rule_set_history(store: EventStore) -> RuleSetHistory | None:
+def rule_set_history(store: EventLog) -> RuleSetHistory | None:
     return store.get_aggregate(HISTORY_ID)
 
 
-def record_rule_set(store: EventStore, rules: RuleSet, now: dt.datetime) -> None:
+def record_rule_set(store: EventLog, rules: RuleSet, now: dt.datetime) -> None:
     """Add the rule set to the history if it is not the one in force (at start-up of every process)."""
     from eventsourcing.persistence import IntegrityError
 
@@ -50,7 +50,7 @@ def ingested_by(events: list[RecordedEvent], moment: dt.datetime) -> list[Record
 
 
 class Replay:
-    def __init__(self, store: EventStore, token: Callable[[str], str] = lambda x: x):
+    def __init__(self, store: EventLog, token: Callable[[str], str] = lambda x: x):
         self.store = store
         self.sort_key = gap_sort_key(token)  # the order the service's answers had
 
@@ -73,12 +73,8 @@ class Replay:
         return self.rules_at(moment)
 
     def views(self, known_at: dt.datetime, as_of: dt.datetime | None, rules: RuleSet) -> Iterator[PersonView]:
-        start = 1
-        while True:
-            page = self.store.recorder.select_notifications(start, 500, topics=[PERSON_REGISTERED_TOPIC])
-            if not page:
-                return
-            for stream_id, person in self.store.aggregates(n.originator_id for n in page).items():
+        for page in self.store.originators_of_topic(PERSON_REGISTERED_TOPIC, 500):
+            for stream_id, person in self.store.aggregates(page).items():
                 events = ingested_by(person.events, known_at)
                 if events:
                     try:
@@ -87,7 +83,6 @@ class Replay:
                     except Unfoldable:  # alerted; left out of the replay as the read model leaves it out
                         continue
                     yield view
-            start = page[-1].id + 1
 
     def replay(self, known_at: dt.datetime, as_of: dt.datetime | None = None, rules: RuleSet | str | None = None,
                region: str | None = None, rule: str | None = None, state: str = "open",

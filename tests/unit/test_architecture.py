@@ -192,3 +192,14 @@ def test_the_domain_needs_no_infrastructure():
     found = [f"{i.importer}:{i.line} imports {i.module}" for i in ALL_IMPORTS
              if layer(i.importer) == "domain" and i.module.startswith(infrastructure)]
     assert found == []
+
+
+# The composition root builds the adapters; the audit use case verifies the audit chain's own tables.
+ADAPTER_USERS = {"services.bootstrap", "services.audit"}
+
+
+def test_use_cases_reach_the_store_through_ports():
+    direct = [f"{i.importer}:{i.line} imports {target(i)}" for i in ALL_IMPORTS
+              if layer(i.importer) == "services" and i.importer not in ADAPTER_USERS
+              and (target(i) or "").startswith("adapters")]
+    assert direct == []

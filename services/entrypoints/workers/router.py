@@ -36,7 +36,8 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from adapters.eventstore import EventStore
 from adapters.kafka import KafkaConfig
-from adapters.readmodel import ReadModel, micros
+from adapters.readmodel import ReadModel
+from domain.calendar import micros
 from domain.routing import Recipient, event_recipients, gap_recipients, opened_gaps
 from domain.supervision import Obligation, PersonView
 from projections.supervision import PERSON_TOPIC, SupervisionProjection, Unfoldable, quarantining

@@ -118,5 +118,5 @@ def stored_event_ids(store: EventStore) -> list[str]:
 
 
 def kafka_cli() -> list[str]:
-    """The `handoff` console script, which registers `ingest` and `route` (services/cli_kafka.register)."""
+    """The `handoff` console script, which registers `ingest` and `route` (services/entrypoints/cli/kafka.register)."""
     return [HANDOFF]

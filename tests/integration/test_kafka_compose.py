@@ -79,7 +79,7 @@ def test_api_workers_and_router(services):
     for name in ("ingest", "route"):
         assert services[name]["stop_signal"] == "SIGTERM"  # graceful: the batch in hand is stored
         assert services[name]["depends_on"]["api"]["condition"] == "service_healthy"  # tables exist first
-    # The commands exist (cli.py's own, and the two registered from services/cli_kafka.py).
+    # The commands exist (cli/main.py's own, and the two registered from cli/kafka.py).
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
     if "ingest" not in commands:

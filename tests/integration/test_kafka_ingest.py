@@ -377,7 +377,7 @@ def test_the_fetch_process_exits_when_the_worker_is_killed(database_url, kafka):
 
 
 def test_the_handoff_command_has_ingest_and_route():
-    """cli.py registers services/cli_kafka.py (one line in build_parser)."""
+    """cli/main.py registers cli/kafka.py (one line in build_parser)."""
     completed = subprocess.run([HANDOFF, "--help"], capture_output=True, text=True, timeout=60)
     assert "ingest" in completed.stdout and "route" in completed.stdout
 

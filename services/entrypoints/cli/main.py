@@ -466,7 +466,7 @@ def cmd_serve(args: argparse.Namespace, services: Services) -> int:
 
     from services.entrypoints.http.api import create_app
 
-    # Our own access log (services.api.AccessLogMiddleware) masks ID numbers in paths; uvicorn's would not.
+    # Our own access log (services.entrypoints.http.api.AccessLogMiddleware) masks ID numbers in paths; uvicorn's would not.
     uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="info", access_log=False)
     return EXIT_OK
 

@@ -38,7 +38,7 @@ access_log = logging.getLogger("handoff.access")
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_BATCH_ITEMS = 1000
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
-SESSION_COOKIE = "handoff_session"  # the dashboard's (services/dashboard.py)
+SESSION_COOKIE = "handoff_session"  # the dashboard's (services/entrypoints/http/dashboard.py)
 # Rejections that mean "you may not", answered 403 when a single event is refused for them.
 NOT_ALLOWED = {RejectionCode.NOT_AS_ITSELF, RejectionCode.FORBIDDEN_EVENT_TYPE, RejectionCode.RETRACTION_REFUSED}
 

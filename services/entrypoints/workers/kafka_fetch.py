@@ -1,5 +1,5 @@
 """The Kafka ingest worker's second process: it fetches the inbound messages and checks them, while the worker's
-main process (services/kafka_ingest.IngestWorker) decides and stores the previous batch, so two cores work at once.
+main process (kafka_ingest.IngestWorker beside it) decides and stores the previous batch, so two cores work at once.
 
 Why this split: kafka-python's fetch (decoding, and the CRC32C of every record batch) and the check of an envelope
 (parse, validate, authorise: `services.ingest.check_items`) need no store; with a pure-Python CRC32C they took about

@@ -1,7 +1,7 @@
 """`handoff ingest`: the Kafka ingest worker, and the HTTP API's way onto the inbound topics.
 
 The worker is a member of a kafka-python consumer group over the inbound topics (`handoff.in.<kind>`, one per agency
-kind), working in two processes so that two cores work at once (services/kafka_fetch.py says why and how):
+kind), working in two processes so that two cores work at once (kafka_fetch.py beside it says why and how):
 - a fetch process reads the partitions the group gave this member and checks each message (parse, validate,
   authorise, key) without any store, sending back "runs": consecutive messages of one partition with the same header
   identity, checked;
@@ -171,7 +171,7 @@ class IngestWorker:
         self.producer = None
         self.fetcher: FetchProcess | None = None
         # Share of each poll this process checks itself: None balances the two processes by feedback
-        # (services/kafka_fetch.MAX_MAIN_SHARE); tests fix it to take each checking path.
+        # (kafka_fetch.MAX_MAIN_SHARE); tests fix it to take each checking path.
         self.main_check_share: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------------

@@ -317,6 +317,11 @@ def effective_retractions(events: Iterable[Any]) -> dict[str, str]:
     return effective
 
 
+def parse_events(events: Sequence[EventLike]) -> list[Any]:
+    """Events (RecordedEvent or alike), in the form `effective_events` and `FoldRun` take."""
+    return _parse(events)
+
+
 def parse_records(records: Sequence[Mapping[str, Any]]) -> list[Any]:
     """Events given as mappings (decoded stored state), in the form `effective_events` and `FoldRun` take."""
     return _parse_records(records)

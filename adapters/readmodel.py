@@ -61,6 +61,11 @@ persons = sa.Table(
     *_versioned(),
     sa.Index("ix_rm_persons_region_valid", "region", "valid_from_us"),
 )
+p_ = persons.c
+# The counts of a region as known now read this index alone (it holds every column they need): the current rows
+# are about half of all, and the database does not visit the table.
+sa.Index("ix_rm_persons_current", p_.region, p_.valid_to_us, p_.valid_from_us, p_.rule_set, p_.status, p_.received_us,
+         p_.ended, p_.category, sqlite_where=p_.known_to_us.is_(None), postgresql_where=p_.known_to_us.is_(None))
 
 obligations = sa.Table(
     "rm_obligations", metadata,
@@ -78,8 +83,8 @@ obligations = sa.Table(
     sa.Column("due_us", sa.BigInteger),
     sa.Column("fulfilled_at", sa.Text),
     sa.Column("fulfilled_us", sa.BigInteger),
-    # When this obligation is (or will be) a gap: due_us unless it was met in time, then NULL. Only these rows can
-    # ever be open or late, so the gap queries read a small index instead of every obligation.
+    # When this row is (or will be) a gap: due_us, or NULL when it is a gap at no moment (met in time, or no longer
+    # holding by its due time). Only these rows can ever be open or late.
     sa.Column("gap_us", sa.BigInteger),
     sa.Column("rule_set", sa.Text, nullable=False),
     # The due time was counted over a year whose 调休 notice is not known yet (domain/calendar.py): it may move.
@@ -87,11 +92,21 @@ obligations = sa.Table(
     # Why an anomaly was raised when its rule alone does not say (A10: whose jurisdiction it was), else NULL.
     sa.Column("reason", sa.Text),
     *_versioned(),
-    # The gap queue of a region (most overdue first), of a rule, or of everyone.
-    sa.Index("ix_rm_obligations_region_gap", "region", "gap_us"),
-    sa.Index("ix_rm_obligations_rule_gap", "rule", "gap_us"),
-    sa.Index("ix_rm_obligations_gap_us", "gap_us"),
 )
+o_ = obligations.c
+# The rows that were gaps while they were believed: a row superseded (known_to) before its due time is a gap only
+# to a question about a moment later than what it asks to be known (known_at < as_of). Most superseded rows are
+# such (an obligation met in time, recorded after its trigger), so the gap queues read indexes of these rows only,
+# whose size follows the gaps, not the persons.
+BELIEVED_GAP = sa.or_(o_.known_to_us.is_(None), o_.known_to_us > o_.gap_us)
+for name, columns in (("region", (o_.region,)), ("rule", (o_.rule,)), ("all", ())):
+    # The gap queue of a region (most overdue first), of a rule, or of everyone.
+    where = sa.and_(o_.gap_us.is_not(None), BELIEVED_GAP)
+    sa.Index(f"ix_rm_obligations_gaps_{name}", *columns, o_.gap_us, sqlite_where=where, postgresql_where=where)
+# Every row that may be a gap, for the rare question known_at < as_of; and what falls due soon (known now).
+sa.Index("ix_rm_obligations_gap_us", o_.region, o_.gap_us)
+CURRENT = o_.known_to_us.is_(None)
+sa.Index("ix_rm_obligations_due", o_.due_us, sqlite_where=CURRENT, postgresql_where=CURRENT)
 
 # Where each projector stands in the event log, per rule set: the rule set served is the newest complete one, so a
 # new rule set is built beside the old, which serves until the new one has caught up (`complete`).
@@ -192,14 +207,22 @@ class ReadModel:
                 existing = {column["name"] for column in inspector.get_columns(table.name)}
                 if existing != set(table.columns.keys()):
                     return False
+                if {index["name"] for index in inspector.get_indexes(table.name)} != {i.name for i in table.indexes}:
+                    return False  # rows of a shape these indexes assume, perhaps not the stored ones
         return True
 
     def close(self) -> None:
         self.engine.dispose()
 
     def drop(self) -> None:
-        metadata.drop_all(self.engine)
-        metadata.create_all(self.engine)
+        """Empty every table in one transaction: a reader meanwhile sees the old rows or none, never a missing
+        table (PostgreSQL's TRUNCATE is transactional; SQLite empties a table deleted without WHERE at once)."""
+        with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(sa.text("TRUNCATE " + ", ".join(t.name for t in metadata.sorted_tables)))
+            else:
+                for table in metadata.sorted_tables:
+                    connection.execute(table.delete())
 
     @contextlib.contextmanager
     def bulk_load(self) -> Iterator[None]:
@@ -323,6 +346,8 @@ class ReadModel:
         # A fulfilment after as_of is not yet one (domain.bitemporal.ObligationFacts.visible_at).
         open_ = sa.and_(o.gap_us < as_of_us, sa.or_(o.fulfilled_us.is_(None), o.fulfilled_us > as_of_us))
         late = sa.and_(o.gap_us.is_not(None), o.fulfilled_us <= as_of_us)
+        if known_at_us is None or known_at_us >= as_of_us:
+            conditions.append(BELIEVED_GAP)  # implied here; it lets the database read the gaps' small indexes
         if wanted == {"open"}:
             conditions.append(open_)
         elif wanted == {"late"}:
@@ -360,14 +385,14 @@ class ReadModel:
                  agency_region: str | None = None, agency_id: str | None = None,
                  rule_set: str | None = None) -> list[SimpleNamespace]:
         o = obligations.c
-        conditions = [*self._holding(obligations, from_us, None, rule_set), o.gap_us >= from_us,
-                      o.gap_us <= until_us, sa.or_(o.fulfilled_us.is_(None), o.fulfilled_us > from_us),
+        conditions = [*self._holding(obligations, from_us, None, rule_set), o.due_us >= from_us,
+                      o.due_us <= until_us, sa.or_(o.fulfilled_us.is_(None), o.fulfilled_us > from_us),
                       *self._agency_conditions(agency, agency_region, agency_id)]
         if region:
             conditions.append(_in_region(o.region, region))
         with self.engine.connect() as connection:
             return self._opened(connection.execute(
-                sa.select(obligations).where(*conditions).order_by(o.gap_us, o.person_key, o.rule, o.triggered_by)))
+                sa.select(obligations).where(*conditions).order_by(o.due_us, o.person_key, o.rule, o.triggered_by)))
 
     def persons(self, region: str | None = None, limit: int | None = None, as_of_us: int | None = None,
                 known_at_us: int | None = None, rule_set: str | None = None) -> list[SimpleNamespace]:
@@ -467,6 +492,8 @@ class ReadModel:
         o = obligations.c
         query = sa.select(obligations).where(*self._holding(obligations, as_of_us, known_at_us, rule_set),
                                              o.rule.in_(rules), o.gap_us.is_not(None), o.gap_us < as_of_us)
+        if known_at_us is None or known_at_us >= as_of_us:
+            query = query.where(BELIEVED_GAP)
         if region:
             query = query.where(_in_region(o.region, region))
         with self.engine.connect() as connection:

@@ -71,10 +71,12 @@ def history_rows(id_number: str, parsed: Sequence[Any], rules: RuleSet, calendar
         due_at, fulfilled_at = f.due_at, f.fulfilled_at
         due_iso, due_us = _iso_and_micros(due_at)
         fulfilled_iso, fulfilled_us = _iso_and_micros(fulfilled_at) if fulfilled_at is not None else (None, None)
+        # gap_us: NULL when this row is a gap at no moment: met in time, or no longer holding by its due time.
+        never_a_gap = ((fulfilled_at is not None and fulfilled_at <= due_at)
+                       or (version.valid_to is not None and version.valid_to <= due_at))
         obligation_versions.append((
             f.region, f.rule, f.triggered_by, f.obligated_kind, f.obligated_id, f.obligated_region,
-            due_iso, due_us, fulfilled_iso, fulfilled_us,
-            None if fulfilled_at is not None and fulfilled_at <= due_at else due_us,
+            due_iso, due_us, fulfilled_iso, fulfilled_us, None if never_a_gap else due_us,
             rule_set, f.provisional, f.reason, *times))
     return PersonRows(id_number, latest_name(parsed), person_versions, obligation_versions)
 

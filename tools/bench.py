@@ -7,6 +7,8 @@ Everything runs on generated data (the county simulator) in a fresh temporary st
 - with --kafka, the Kafka ingest worker's events/s beside a raw kafka-python consumer reading the same messages
   (HANDOFF_KAFKA_BOOTSTRAP, or a throwaway Tansu broker from the dev extra; tools/kafka_bench.py);
 - projection rebuild events/s;
+- the projector (`handoff project`) beside the ingest path running at full speed: its rate, how far behind it falls,
+  how soon after ingest stops it is at the head;
 - query latency p50/p99 for a page of gaps, a person's status and regional statistics;
 - peak memory (resident set size) of the run.
 """
@@ -194,6 +196,51 @@ def measure_rebuild(services) -> dict[str, Any]:
             "events_per_s": round(events / seconds, 1)}
 
 
+def measure_live_projector(database_url: str, path: Path, interval: float = 0.2) -> dict[str, Any]:
+    """The projector as deployed (`handoff project`, a process of its own) while the ingest path loads the whole
+    county into a fresh store at full speed beside it: how far behind it falls (sampled from its freshness every
+    `interval` s), how long after ingest stops it reaches the head, and its rate over the whole run."""
+    import subprocess
+    import sys
+    import threading
+
+    ensure_schema(database_url)
+    services = bootstrap(Settings(database_url=database_url), projector="none")
+    projector = subprocess.Popen(
+        [sys.executable, "-m", "services.entrypoints.cli.main", "project", "--interval", str(interval)],
+        env={**os.environ, "HANDOFF_DATABASE_URL": database_url}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    behind: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            behind.append(services.projection.freshness()["events_behind"])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        start = time.perf_counter()
+        sampler.start()
+        ingest = measure_ingest(services, path)
+        ingest_ended = time.perf_counter()
+        while services.projection.freshness()["events_behind"] and projector.poll() is None:
+            time.sleep(interval / 4)
+        caught_up = time.perf_counter()
+        stop.set()
+        sampler.join()
+        if projector.poll() is not None:
+            raise RuntimeError(f"handoff project exited with {projector.returncode} during the live bench")
+    finally:
+        stop.set()
+        projector.terminate()
+        projector.wait(30)
+        services.close()
+    return {"events": ingest["events"], "ingest_events_per_s": ingest["events_per_s"],
+            "projector_events_per_s": round(ingest["events"] / (caught_up - start), 1),
+            "max_events_behind": max(behind, default=0),
+            "seconds_to_head_after_ingest": round(caught_up - ingest_ended, 2), "samples": len(behind)}
+
+
 def _count_person_events(store: EventStore) -> Iterator[int]:
     from projections.supervision import PERSON_TOPIC
 
@@ -347,6 +394,10 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
             results["queries"] = measure_queries(services, query_repeat)
         finally:
             services.close()
+        say("the projector (handoff project) beside the ingest path at full speed, into a fresh store")
+        results["live_projector"] = measure_live_projector(
+            f"sqlite:///{work}/live.sqlite3" if backend == "sqlite"
+            else url + ("&" if "?" in url else "?") + "schema=live", data)
         results["kafka"] = None
         if kafka:
             from tools.kafka_bench import bench as kafka_bench
@@ -369,12 +420,14 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
         "past_gap_page_p99_under_100ms": results["queries"]["gaps_page_known_at"]["p99_ms"] < 100,
         "past_stats_p99_under_200ms": results["queries"]["stats_region_as_of"]["p99_ms"] < 200,
         "overview_cold_under_1s": results["queries"]["overview_cold"]["p50_ms"] < 1000,
+        "projector_at_least_as_fast_as_ingest":
+            results["live_projector"]["projector_events_per_s"] >= results["live_projector"]["ingest_events_per_s"],
     }
     return results
 
 
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
-    q = results["queries"]
+    q, live = results["queries"], results["live_projector"]
     return [
         [f"ingest (ingest path, batches of {BULK_BATCH:,})", f"{results['ingest']['events_per_s']:,} events/s",
          f"{results['ingest']['events']:,} events"],
@@ -405,6 +458,10 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
          "target p99 < 200 ms at 100,000 persons"],
         ["overview with its 12-month trend, cold", f"p50 {q['overview_cold']['p50_ms']} ms",
          "target < 1 s at 100,000 persons"],
+        ["projector (handoff project) beside ingest",
+         f"{live['projector_events_per_s']:,} events/s · ingest {live['ingest_events_per_s']:,} events/s",
+         f"at most {live['max_events_behind']:,} events behind; at the head {live['seconds_to_head_after_ingest']} s "
+         "after ingest stopped"],
         ["peak memory", f"{results['peak_rss_mib']} MiB", f"after ingest {results['peak_rss_mib_after_ingest']} MiB"],
         *_kafka_rows(results),
     ]

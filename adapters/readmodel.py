@@ -58,6 +58,9 @@ persons = sa.Table(
     # Why the fold could not process this person's events (status `quarantined`), else NULL: the person is kept
     # out of every figure until the cause is mended, and everyone else is projected as usual.
     sa.Column("problem", sa.Text),
+    # Some of this person's events were stored later than their recorded_at (imported legacy records): what the
+    # service showed at a past moment then differs from what it knew by that moment, so audit replay refolds them.
+    sa.Column("imported", sa.Boolean, nullable=False, default=False),
     *_versioned(),
     sa.Index("ix_rm_persons_region_valid", "region", "valid_from_us"),
 )
@@ -91,6 +94,7 @@ obligations = sa.Table(
     sa.Column("provisional", sa.Boolean, nullable=False),
     # Why an anomaly was raised when its rule alone does not say (A10: whose jurisdiction it was), else NULL.
     sa.Column("reason", sa.Text),
+    sa.Column("imported", sa.Boolean, nullable=False, default=False),  # as in rm_persons
     *_versioned(),
 )
 o_ = obligations.c
@@ -169,10 +173,10 @@ class PositionMoved(Exception):
 PERSONAL_COLUMNS = ("person_key", "id_number", "name")
 VERSION_COLUMNS = ("valid_from_us", "valid_to_us", "known_from_us", "known_to_us")
 PERSON_COLUMNS = ("region", "status", "responsible_kind", "responsible_region", "received_us", "ended", "ended_us",
-                  "category", "rule_set", "problem", *VERSION_COLUMNS)
+                  "category", "rule_set", "problem", "imported", *VERSION_COLUMNS)
 OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "obligated_id", "obligated_region",
                       "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set", "provisional", "reason",
-                      *VERSION_COLUMNS)
+                      "imported", *VERSION_COLUMNS)
 
 
 class PersonRows(NamedTuple):
@@ -324,9 +328,12 @@ class ReadModel:
     # one rule set (`rule_set`; None: whatever rows there are), filtered by region first.
 
     @staticmethod
-    def _holding(table: sa.Table, as_of_us: int, known_at_us: int | None, rule_set: str | None) -> list[Any]:
+    def _holding(table: sa.Table, as_of_us: int, known_at_us: int | None, rule_set: str | None,
+                 exclude_imported: bool = False) -> list[Any]:
         c = table.c
         conditions = [c.valid_from_us <= as_of_us, sa.or_(c.valid_to_us.is_(None), c.valid_to_us > as_of_us)]
+        if exclude_imported:
+            conditions.append(c.imported.is_(False))
         if known_at_us is None:
             conditions.append(c.known_to_us.is_(None))
         else:
@@ -339,9 +346,9 @@ class ReadModel:
     def gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
              limit: int | None = None, offset: int = 0, agency: str | None = None,
              agency_region: str | None = None, agency_id: str | None = None, known_at_us: int | None = None,
-             rule_set: str | None = None) -> list[SimpleNamespace]:
+             rule_set: str | None = None, exclude_imported: bool = False) -> list[SimpleNamespace]:
         o = obligations.c
-        conditions = self._holding(obligations, as_of_us, known_at_us, rule_set)
+        conditions = self._holding(obligations, as_of_us, known_at_us, rule_set, exclude_imported)
         wanted = set(states)
         # A fulfilment after as_of is not yet one (domain.bitemporal.ObligationFacts.visible_at).
         open_ = sa.and_(o.gap_us < as_of_us, sa.or_(o.fulfilled_us.is_(None), o.fulfilled_us > as_of_us))
@@ -428,6 +435,15 @@ class ReadModel:
         with self.engine.connect() as connection:
             return list(connection.execute(query))
 
+    def imported_persons(self, rule_set: str | None = None) -> list[str]:
+        """The ID numbers of the persons with events stored later than their recorded_at (imported records)."""
+        p = persons.c
+        query = sa.select(p.id_number).where(p.imported.is_(True), p.known_to_us.is_(None), p.valid_to_us.is_(None))
+        if rule_set is not None:
+            query = query.where(p.rule_set == rule_set)
+        with self.engine.connect() as connection:
+            return sorted({self.sealer.open(id_number) for (id_number,) in connection.execute(query)})
+
     def quarantined(self) -> list[SimpleNamespace]:
         """The persons whose events the fold could not process, with the problem."""
         p = persons.c
@@ -468,7 +484,7 @@ class ReadModel:
         return dumped
 
     def person_counts(self, as_of_us: int, region: str | None = None, known_at_us: int | None = None,
-                      rule_set: str | None = None) -> list[sa.Row]:
+                      rule_set: str | None = None, exclude_imported: bool = False) -> list[sa.Row]:
         """Per region: received (enrolled by as_of), in register (received, not ended), discharged, terminated."""
         p = persons.c
         received = sa.and_(p.received_us.is_not(None), p.received_us <= as_of_us)
@@ -479,7 +495,7 @@ class ReadModel:
             sa.func.sum(sa.case((sa.and_(received, not_ended), 1), else_=0)).label("in_register"),
             sa.func.sum(sa.case((p.ended == "discharged", 1), else_=0)).label("discharged"),
             sa.func.sum(sa.case((p.ended.in_(("committed", "deceased")), 1), else_=0)).label("terminated"),
-        ).where(*self._holding(persons, as_of_us, known_at_us, rule_set),
+        ).where(*self._holding(persons, as_of_us, known_at_us, rule_set, exclude_imported),
                 sa.or_(p.status.is_(None), p.status != QUARANTINED)).group_by(p.region)
         if region:
             query = query.where(_in_region(p.region, region))
@@ -487,10 +503,12 @@ class ReadModel:
             return list(connection.execute(query))
 
     def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None,
-                             known_at_us: int | None = None, rule_set: str | None = None) -> list[SimpleNamespace]:
+                             known_at_us: int | None = None, rule_set: str | None = None,
+                             exclude_imported: bool = False) -> list[SimpleNamespace]:
         """Obligations of these rules that had become gaps by as_of (open or closed late): the lost time."""
         o = obligations.c
-        query = sa.select(obligations).where(*self._holding(obligations, as_of_us, known_at_us, rule_set),
+        query = sa.select(obligations).where(*self._holding(obligations, as_of_us, known_at_us, rule_set,
+                                                            exclude_imported),
                                              o.rule.in_(rules), o.gap_us.is_not(None), o.gap_us < as_of_us)
         if known_at_us is None or known_at_us >= as_of_us:
             query = query.where(BELIEVED_GAP)

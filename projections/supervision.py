@@ -53,7 +53,8 @@ PERSONS_PER_TASK = 200
 PAGES_AHEAD = 2
 
 
-def history_rows(id_number: str, parsed: Sequence[Any], rules: RuleSet, calendar: WorkingCalendar) -> PersonRows:
+def history_rows(id_number: str, parsed: Sequence[Any], rules: RuleSet, calendar: WorkingCalendar,
+                 imported: bool = False) -> PersonRows:
     """The read-model rows of one person: every version of their facts in valid and transaction time
     (domain/bitemporal.py), as values of every column after the personal ones (person_key, id_number, name), in
     the read model's column order (adapters/readmodel.py, PERSON_COLUMNS and OBLIGATION_COLUMNS)."""
@@ -66,7 +67,7 @@ def history_rows(id_number: str, parsed: Sequence[Any], rules: RuleSet, calendar
         if isinstance(f, PersonFacts):
             person_versions.append((
                 f.region, f.status, f.responsible_kind, f.responsible_region, _micros(f.enrolled_at), f.ended,
-                _micros(f.ended_at), f.category, rule_set, None, *times))
+                _micros(f.ended_at), f.category, rule_set, None, imported, *times))
             continue
         due_at, fulfilled_at = f.due_at, f.fulfilled_at
         due_iso, due_us = _iso_and_micros(due_at)
@@ -77,8 +78,14 @@ def history_rows(id_number: str, parsed: Sequence[Any], rules: RuleSet, calendar
         obligation_versions.append((
             f.region, f.rule, f.triggered_by, f.obligated_kind, f.obligated_id, f.obligated_region,
             due_iso, due_us, fulfilled_iso, fulfilled_us, None if never_a_gap else due_us,
-            rule_set, f.provisional, f.reason, *times))
+            rule_set, f.provisional, f.reason, imported, *times))
     return PersonRows(id_number, latest_name(parsed), person_versions, obligation_versions)
+
+
+def stored_later_than_recorded(ingested_at: str | None, recorded_at: str) -> bool:
+    """Stored at another moment than its recorded_at (a legacy record imported with its original time)."""
+    return ingested_at is not None and dt.datetime.fromisoformat(ingested_at) != dt.datetime.fromisoformat(
+        recorded_at)
 
 
 def _micros(moment: dt.datetime | None) -> int | None:
@@ -128,7 +135,7 @@ def quarantining(stream: Any) -> Iterator[None]:
 def quarantine_rows(id_number: str, name: str, rule_set: str, problem: str) -> PersonRows:
     """A quarantined person's rows: in no region, no status figure and no obligation until the cause is mended."""
     return PersonRows(id_number, name, [(None, QUARANTINED, None, None, None, None, None, None, rule_set, problem,
-                                         0, None, 0, None)], [])
+                                         False, 0, None, 0, None)], [])
 
 
 def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
@@ -138,7 +145,9 @@ def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
     try:
         with quarantining(stream):
             records += [decoder.decode(state) for state in states[1:]]
-            return history_rows(records[0]["id_number"], parse_records(records[1:]), rules, calendar)
+            events = records[1:]
+            return history_rows(records[0]["id_number"], parse_records(events), rules, calendar, imported=any(
+                stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in events))
     except Unfoldable as unfoldable:
         return quarantine_rows(records[0]["id_number"], records[0].get("name") or "", rules.version,
                                unfoldable.problem)
@@ -289,7 +298,9 @@ class SupervisionProjection:
             with quarantining(stream_id):
                 domain_events = [self.store.mapper.to_domain_event(item) for item in stored]
                 registered, recorded = domain_events[0], domain_events[1:]
-                return history_rows(registered.id_number, parse_events(recorded), self.rules, self.calendar)
+                return history_rows(registered.id_number, parse_events(recorded), self.rules, self.calendar,
+                                    imported=any(stored_later_than_recorded(e.ingested_at, e.recorded_at)
+                                                 for e in recorded))
         except Unfoldable as unfoldable:
             registered = self.store.mapper.to_domain_event(stored[0])
             return quarantine_rows(registered.id_number, "", self.rules.version, unfoldable.problem)

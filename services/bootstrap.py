@@ -80,7 +80,7 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
     return Services(
         settings=settings, store=store, ingestor=ingestor, rules=rules, projector=runner,
         read_model=read_model, projection=projection, queries=queries,
-        replay=Replay(store, token=read_model.sealer.token), chain=chain,
+        replay=Replay(store, token=read_model.sealer.token, queries=queries), chain=chain,
         principals=principals, timelines=Timelines(queries),
         sessions=DashboardSessions(SessionStore(settings.database_url), principals, clock),
     )

@@ -81,7 +81,7 @@ class Queries:
     def gaps(self, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None, region: str | None = None,
              rule: str | None = None, state: str = "open", limit: int | None = None, offset: int = 0,
              agency: str | None = None, agency_region: str | None = None,
-             agency_id: str | None = None) -> list[dict[str, Any]]:
+             agency_id: str | None = None, exclude_imported: bool = False) -> list[dict[str, Any]]:
         """Gaps ordered by due time (most overdue first), then person, rule and trigger; a page if limit is set.
 
         `agency` / `agency_region` keep the gaps borne by an agency kind / by agencies of a region prefix; with
@@ -90,7 +90,8 @@ class Queries:
         moment = as_of or self.clock()
         rows = self.read_model.gaps(micros(moment), states_for(state), region=region, rule=rule, limit=limit,
                                     offset=offset, agency=agency, agency_region=agency_region, agency_id=agency_id,
-                                    known_at_us=_micros(known_at), rule_set=self._serving())
+                                    known_at_us=_micros(known_at), rule_set=self._serving(),
+                                    exclude_imported=exclude_imported)
         return [self._gap_from_row(row, moment, known_at) for row in rows]
 
     @staticmethod
@@ -145,22 +146,27 @@ class Queries:
               known_at: dt.datetime | None = None) -> list[dict[str, Any]]:
         """The figures of domain.statistics.regional_figures at (as_of, known_at) (None: now, as known now), with the
         counts done by the database from the versions that held then, and only gap rows read."""
-        now = as_of or self.clock()
+        return finish_figures(self.unfinished_figures(as_of or self.clock(), region, known_at))
+
+    def unfinished_figures(self, now: dt.datetime, region: str | None = None, known_at: dt.datetime | None = None,
+                           exclude_imported: bool = False) -> dict[str, dict[str, Any]]:
+        """The figures per region before `finish_figures`: more persons may still be counted in
+        (domain.statistics.count_person)."""
         now_us, known_us, rule_set = micros(now), _micros(known_at), self._serving()
+        scope = {"known_at_us": known_us, "rule_set": rule_set, "exclude_imported": exclude_imported}
         regions: dict[str, dict[str, Any]] = {}
-        for row in self.read_model.person_counts(now_us, region, known_at_us=known_us, rule_set=rule_set):
+        for row in self.read_model.person_counts(now_us, region, **scope):
             entry = regions[row.region or ""] = empty_figures(row.region or "")
             for key in ("received", "in_register", "discharged", "terminated"):
                 entry[key] = int(row._mapping[key] or 0)
         lost_persons: dict[str, set[str]] = defaultdict(set)
-        for row in self.read_model.gaps(now_us, ("open",), region=region, known_at_us=known_us, rule_set=rule_set):
+        for row in self.read_model.gaps(now_us, ("open",), region=region, **scope):
             entry = regions.setdefault(row.region or "", empty_figures(row.region or ""))
             entry["open_gaps"][row.rule] = entry["open_gaps"].get(row.rule, 0) + 1
             if row.rule in LOST_SUPERVISION_RULES:
                 lost_persons[row.region or ""].add(row.id_number)
         lost_by_person: dict[tuple[str, str], list[Obligation]] = defaultdict(list)
-        for row in self.read_model.gaps_of_rules_before(LOST_SUPERVISION_RULES, now_us, region=region,
-                                                        known_at_us=known_us, rule_set=rule_set):
+        for row in self.read_model.gaps_of_rules_before(LOST_SUPERVISION_RULES, now_us, region=region, **scope):
             lost_by_person[(row.region or "", row.id_number)].append(self._row_obligation(row))
         for (person_region, _), lost in lost_by_person.items():
             view = PersonView(id_number="", name="", as_of=now, known_at=None, rule_set="", status=None,
@@ -169,7 +175,7 @@ class Queries:
             entry["lost_supervision_person_days"].append(view.lost_days(now))
         for person_region, ids in lost_persons.items():
             regions[person_region]["lost_supervision_persons"] = len(ids)
-        return finish_figures(regions)
+        return regions
 
     def exact_stats(self, region: str | None = None, as_of: dt.datetime | None = None,
                     known_at: dt.datetime | None = None) -> list[dict[str, Any]]:

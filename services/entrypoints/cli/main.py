@@ -261,6 +261,7 @@ def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
             rules = load_rule_set(rules)
         except RuleSetError as error:
             return fail(str(error), EXIT_USAGE)
+    caught_up(services)  # so that the read model can answer (else every person is refolded)
     try:
         result = services.replay.replay(args.known_at, as_of=args.as_of, rules=rules, region=args.region,
                                         rule=args.rule, state=args.state, id_number=args.person)
@@ -269,7 +270,10 @@ def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
     if args.format == "json":
         print_json(result)
         return EXIT_OK
-    print(f"as shown at {result['known_at']} (as of {result['as_of']}), rule set {result['rule_set']}")
+    source = ("read model" + (f", {result['refolded_persons']} persons with imported records refolded"
+                              if result["refolded_persons"] else "")
+              if result["answered_from"] == "read_model" else "every person refolded")
+    print(f"as shown at {result['known_at']} (as of {result['as_of']}), rule set {result['rule_set']} ({source})")
     _print_obligations(result["gaps"], f"gaps 衔接漏洞 ({len(result['gaps'])})")
     return EXIT_OK
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -261,8 +262,15 @@ def test_reads_answer_at_once_while_the_projector_is_far_behind_and_say_so(datab
             stats = client.get("/v1/stats").json()
             assert stats["freshness"]["events_behind"] >= 2000
             assert services.projection.lag() >= 2000  # nothing read caught up
+        with TestClient(create_app(services)) as browser:
+            assert browser.post("/login", data={"token": auditor}, follow_redirects=False).status_code == 303
+            page = browser.get("/gaps").text
+            assert re.search(r'class="behind" role="status">数据更新中：还有 [1-9][0-9]?,[0-9]{3} 条事件未计入', page)
+            assert services.projection.lag() >= 2000
+        with TestClient(create_app(services), headers={"Authorization": f"Bearer {auditor}"}) as client:
             services.projection.catch_up()
             caught = client.get("/v1/gaps", params={"rule": "R04_not_reported", "limit": 1000}).json()
             assert len(caught["items"]) == 1000 and caught["freshness"]["events_behind"] == 0
+            assert 'class="behind"' not in client.get("/gaps").text
     finally:
         services.close()

@@ -48,6 +48,9 @@ MAX_WORKERS = 8
 # Persons per task sent to a worker: large enough that pickling and scheduling are small beside the fold, small
 # enough that the workers start early and the last task does not leave a core idle for long.
 PERSONS_PER_TASK = 200
+# Persons a catch-up folds and writes in one transaction: the events of a backlog are gathered until this many
+# persons are touched, so that each is folded once for all of their events in it.
+PERSONS_PER_CATCH_UP = 5_000
 # Pages of persons handed to the workers beyond the one being written: the workers never wait for the writes, and
 # memory stays bounded (rows of at most this many pages) whatever the store's size.
 PAGES_AHEAD = 2
@@ -254,25 +257,34 @@ class SupervisionProjection:
             position, complete = self.read_model.position(NAME, version)
         head = self.head()
         while True:
-            notifications = self.store.recorder.select_notifications(
-                position + 1, self.page_size, stop=head, topics=[PERSON_TOPIC]
-            )
-            if not notifications:
+            stream_ids, new_position = self._touched(position, head)
+            if not stream_ids:
                 # At the head (other topics, such as receipts and access records, change no row).
                 if not self._apply(position, head, [], caught_up_us=micros(self.clock())):
                     return refolded
                 if not complete:
                     self.read_model.complete(NAME, version)
                 return refolded
-            stream_ids = list(dict.fromkeys(n.originator_id for n in notifications))
-            rows = self.fold_streams(stream_ids)  # one read for the page's persons
-            new_position = notifications[-1].id
+            rows = self.fold_streams(stream_ids)  # one read for the batch's persons
             if not self._apply(position, new_position, rows):
                 return refolded
             refolded += len(rows)
             position = new_position
             if progress:
                 progress(position, head)
+
+    def _touched(self, position: int, head: int) -> tuple[list[Any], int]:
+        """The persons with events beyond `position` (up to `head`), at most PERSONS_PER_CATCH_UP of them, and the
+        position that folding them reaches: a backlog folds each person once per batch, not once per event."""
+        touched: dict[Any, None] = {}
+        while len(touched) < PERSONS_PER_CATCH_UP:
+            notifications = self.store.recorder.select_notifications(
+                position + 1, self.page_size, stop=head, topics=[PERSON_TOPIC])
+            if not notifications:
+                break
+            touched.update(dict.fromkeys(n.originator_id for n in notifications))
+            position = notifications[-1].id
+        return list(touched), position
 
     def _apply(self, position: int, new_position: int, rows: list[PersonRows], caught_up_us: int | None = None,
                replace: bool = True) -> bool:

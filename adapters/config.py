@@ -33,6 +33,10 @@ class Settings:
     plausible_dates: str | None = None
     # Requests per principal (the `limits` notation: "600/minute", "20/second"), over a moving window.
     rate_limit: str = "600/minute"
+    # Who keeps the read model current in this process (services/projector.py): "inline" after
+    # each write, "background" (a thread), or "none" (another process: `handoff project`). None: the entrypoint's
+    # default (inline for a process built in code, background for `handoff serve`, none for other commands).
+    projector: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -45,6 +49,7 @@ class Settings:
             kafka_prefix=environ.get("HANDOFF_KAFKA_PREFIX") or "handoff",
             plausible_dates=environ.get("HANDOFF_PLAUSIBLE_DATES") or None,
             rate_limit=environ.get("HANDOFF_RATE_LIMIT") or "600/minute",
+            projector=environ.get("HANDOFF_PROJECTOR") or None,
         )
 
 

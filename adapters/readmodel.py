@@ -23,12 +23,30 @@ metadata = sa.MetaData()
 # Personal data at rest: `person_key` is the ID number itself, or with a key (HANDOFF_CIPHER_KEY) a keyed token;
 # `id_number` and `name` are then AES-GCM ciphertext (see Sealer). Regions, rules and times stay in clear: they
 # are what oversight counts and filters on, and identify nobody.
+# The region columns compare byte by byte (PostgreSQL's "C" collation; SQLite's default), so that a region prefix
+# is a range of an index (`_in_region`), not a LIKE no index serves.
+REGION = sa.String(6).with_variant(sa.String(6, collation="C"), "postgresql")
+
+
+def _versioned() -> list[sa.Column]:
+    """Both times of a row (domain/bitemporal.py), as microseconds since the epoch; NULL is an open end. A row
+    answers for (as_of T, known_at K) when valid_from <= T < valid_to and known_from <= K < known_to; rows known
+    now have known_to NULL."""
+    return [sa.Column("valid_from_us", sa.BigInteger, nullable=False), sa.Column("valid_to_us", sa.BigInteger),
+            sa.Column("known_from_us", sa.BigInteger, nullable=False), sa.Column("known_to_us", sa.BigInteger)]
+
+
+# Personal data at rest: `person_key` is the ID number itself, or with a key (HANDOFF_CIPHER_KEY) a keyed token;
+# `id_number` and `name` are then AES-GCM ciphertext (see Sealer). Regions, rules and times stay in clear: they
+# are what oversight counts and filters on, and identify nobody. Each table holds every version of a person's
+# rows, and the rows of each rule set being served or built (`rule_set`).
 persons = sa.Table(
     "rm_persons", metadata,
-    sa.Column("person_key", sa.String(64), primary_key=True),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("person_key", sa.String(64), nullable=False, index=True),
     sa.Column("id_number", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
-    sa.Column("region", sa.String(6)),
+    sa.Column("region", REGION),
     sa.Column("status", sa.String(32)),
     sa.Column("responsible_kind", sa.String(16)),
     sa.Column("responsible_region", sa.String(6)),
@@ -40,7 +58,17 @@ persons = sa.Table(
     # Why the fold could not process this person's events (status `quarantined`), else NULL: the person is kept
     # out of every figure until the cause is mended, and everyone else is projected as usual.
     sa.Column("problem", sa.Text),
+    # Some of this person's events were stored later than their recorded_at (imported legacy records): what the
+    # service showed at a past moment then differs from what it knew by that moment, so audit replay refolds them.
+    sa.Column("imported", sa.Boolean, nullable=False, default=False),
+    *_versioned(),
+    sa.Index("ix_rm_persons_region_valid", "region", "valid_from_us"),
 )
+p_ = persons.c
+# The counts of a region as known now read this index alone (it holds every column they need): the current rows
+# are about half of all, and the database does not visit the table.
+sa.Index("ix_rm_persons_current", p_.region, p_.valid_to_us, p_.valid_from_us, p_.rule_set, p_.status, p_.received_us,
+         p_.ended, p_.category, sqlite_where=p_.known_to_us.is_(None), postgresql_where=p_.known_to_us.is_(None))
 
 obligations = sa.Table(
     "rm_obligations", metadata,
@@ -48,8 +76,8 @@ obligations = sa.Table(
     sa.Column("person_key", sa.String(64), nullable=False, index=True),
     sa.Column("id_number", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
-    sa.Column("region", sa.String(6), index=True),
-    sa.Column("rule", sa.String(40), nullable=False, index=True),
+    sa.Column("region", REGION),
+    sa.Column("rule", sa.String(40), nullable=False),
     sa.Column("triggered_by", sa.String(64), nullable=False),
     sa.Column("obligated_kind", sa.String(16), nullable=False),
     sa.Column("obligated_id", sa.Text),
@@ -58,26 +86,43 @@ obligations = sa.Table(
     sa.Column("due_us", sa.BigInteger),
     sa.Column("fulfilled_at", sa.Text),
     sa.Column("fulfilled_us", sa.BigInteger),
-    # When this obligation is (or will be) a gap: due_us unless it was met in time, then NULL. Only these rows can
-    # ever be open or late, so the gap queries read a small index instead of every obligation.
-    sa.Column("gap_us", sa.BigInteger, index=True),
+    # When this row is (or will be) a gap: due_us, or NULL when it is a gap at no moment (met in time, or no longer
+    # holding by its due time). Only these rows can ever be open or late.
+    sa.Column("gap_us", sa.BigInteger),
     sa.Column("rule_set", sa.Text, nullable=False),
     # The due time was counted over a year whose 调休 notice is not known yet (domain/calendar.py): it may move.
     sa.Column("provisional", sa.Boolean, nullable=False),
     # Why an anomaly was raised when its rule alone does not say (A10: whose jurisdiction it was), else NULL.
     sa.Column("reason", sa.Text),
-    # The gap queue filtered by rule, most overdue first, without scanning every gap of other rules.
-    sa.Index("ix_rm_obligations_rule_gap", "rule", "gap_us"),
+    sa.Column("imported", sa.Boolean, nullable=False, default=False),  # as in rm_persons
+    *_versioned(),
 )
+o_ = obligations.c
+# The rows that were gaps while they were believed: a row superseded (known_to) before its due time is a gap only
+# to a question about a moment later than what it asks to be known (known_at < as_of). Most superseded rows are
+# such (an obligation met in time, recorded after its trigger), so the gap queues read indexes of these rows only,
+# whose size follows the gaps, not the persons.
+BELIEVED_GAP = sa.or_(o_.known_to_us.is_(None), o_.known_to_us > o_.gap_us)
+for name, columns in (("region", (o_.region,)), ("rule", (o_.rule,)), ("all", ())):
+    # The gap queue of a region (most overdue first), of a rule, or of everyone.
+    where = sa.and_(o_.gap_us.is_not(None), BELIEVED_GAP)
+    sa.Index(f"ix_rm_obligations_gaps_{name}", *columns, o_.gap_us, sqlite_where=where, postgresql_where=where)
+# Every row that may be a gap, for the rare question known_at < as_of; and what falls due soon (known now).
+sa.Index("ix_rm_obligations_gap_us", o_.region, o_.gap_us)
+CURRENT = o_.known_to_us.is_(None)
+sa.Index("ix_rm_obligations_due", o_.due_us, sqlite_where=CURRENT, postgresql_where=CURRENT)
 
+# Where each projector stands in the event log, per rule set: the rule set served is the newest complete one, so a
+# new rule set is built beside the old, which serves until the new one has caught up (`complete`).
 positions = sa.Table(
     "rm_positions", metadata,
     sa.Column("projection", sa.String(64), primary_key=True),
+    sa.Column("rule_set", sa.Text, primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
-    sa.Column("rule_set", sa.Text, nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False, default=False),
+    # When the projector last stood at the log's head (microseconds): how stale the answers may be while behind.
+    sa.Column("caught_up_us", sa.BigInteger),
 )
-
-
 
 
 class Sealer:
@@ -126,10 +171,12 @@ class PositionMoved(Exception):
 # The columns a projection supplies for a person and for each obligation, after the personal ones (person_key,
 # id_number, name), which `ReadModel.apply` fills in (sealed when a key is set).
 PERSONAL_COLUMNS = ("person_key", "id_number", "name")
+VERSION_COLUMNS = ("valid_from_us", "valid_to_us", "known_from_us", "known_to_us")
 PERSON_COLUMNS = ("region", "status", "responsible_kind", "responsible_region", "received_us", "ended", "ended_us",
-                  "category", "rule_set", "problem")
+                  "category", "rule_set", "problem", "imported", *VERSION_COLUMNS)
 OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "obligated_id", "obligated_region",
-                      "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set", "provisional", "reason")
+                      "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set", "provisional", "reason",
+                      "imported", *VERSION_COLUMNS)
 
 
 class PersonRows(NamedTuple):
@@ -137,8 +184,8 @@ class PersonRows(NamedTuple):
 
     id_number: str
     name: str
-    person: tuple  # values of PERSON_COLUMNS
-    obligations: list[tuple]  # values of OBLIGATION_COLUMNS, one tuple per obligation
+    persons: list[tuple]  # values of PERSON_COLUMNS, one tuple per version
+    obligations: list[tuple]  # values of OBLIGATION_COLUMNS, one tuple per version of an obligation
 
 
 class ReadModel:
@@ -164,14 +211,22 @@ class ReadModel:
                 existing = {column["name"] for column in inspector.get_columns(table.name)}
                 if existing != set(table.columns.keys()):
                     return False
+                if {index["name"] for index in inspector.get_indexes(table.name)} != {i.name for i in table.indexes}:
+                    return False  # rows of a shape these indexes assume, perhaps not the stored ones
         return True
 
     def close(self) -> None:
         self.engine.dispose()
 
     def drop(self) -> None:
-        metadata.drop_all(self.engine)
-        metadata.create_all(self.engine)
+        """Empty every table in one transaction: a reader meanwhile sees the old rows or none, never a missing
+        table (PostgreSQL's TRUNCATE is transactional; SQLite empties a table deleted without WHERE at once)."""
+        with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(sa.text("TRUNCATE " + ", ".join(t.name for t in metadata.sorted_tables)))
+            else:
+                for table in metadata.sorted_tables:
+                    connection.execute(table.delete())
 
     @contextlib.contextmanager
     def bulk_load(self) -> Iterator[None]:
@@ -189,32 +244,48 @@ class ReadModel:
                 for index in secondary:
                     index.create(connection, checkfirst=True)
 
-    def position(self, projection: str) -> tuple[int, str | None]:
+    # -- positions ---------------------------------------------------------------------------------------------
+
+    def position(self, projection: str, rule_set: str) -> tuple[int, bool]:
+        """Where the projector of this rule set stands in the log (0: not started), and whether it completed."""
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(positions.c.position, positions.c.rule_set).where(positions.c.projection == projection)
-            ).first()
-        return (row.position, row.rule_set) if row else (0, None)
+                sa.select(positions.c.position, positions.c.complete)
+                .where(positions.c.projection == projection, positions.c.rule_set == rule_set)).first()
+        return (row.position, bool(row.complete)) if row else (0, False)
 
-    def apply(self, projection: str, expected: int, new: int, rule_set: str, rows: Sequence[PersonRows],
-              replace: bool = True) -> None:
-        """Replace the rows of these persons and move the position from `expected` to `new`, atomically.
+    def serving(self, projection: str) -> tuple[str | None, int, int | None]:
+        """The rule set whose rows answer (the complete one; before any completed, the one being built), its
+        position and when it last stood at the log's head (microseconds, None if never)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(positions.c.rule_set, positions.c.position, positions.c.complete, positions.c.caught_up_us)
+                .where(positions.c.projection == projection)).all()
+        if not rows:
+            return None, 0, None
+        row = max(rows, key=lambda r: (bool(r.complete), r.position))
+        return row.rule_set, row.position, row.caught_up_us
+
+    def apply(self, projection: str, rule_set: str, expected: int, new: int, rows: Sequence[PersonRows],
+              replace: bool = True, caught_up_us: int | None = None) -> None:
+        """Replace the rows of these persons (of this rule set) and move the position from `expected` to `new`,
+        atomically; `caught_up_us`: the position is the log's head, reached at that moment.
 
         `replace=False`: the persons have no rows yet (a rebuild into freshly dropped tables, each person once), so
         nothing is deleted first. During `bulk_load` the obligations' person_key index is gone, and each delete
         would scan every obligation loaded so far: quadratic in the store's size."""
         with self.engine.begin() as connection:
+            where = (positions.c.projection == projection, positions.c.rule_set == rule_set)
+            values: dict[str, Any] = {"position": new}
+            if caught_up_us is not None:
+                values["caught_up_us"] = caught_up_us
             moved = connection.execute(
-                positions.update()
-                .where(positions.c.projection == projection, positions.c.position == expected)
-                .values(position=new, rule_set=rule_set)
-            ).rowcount
+                positions.update().where(*where, positions.c.position == expected).values(**values)).rowcount
             if moved == 0:
-                if expected != 0 or connection.execute(
-                    sa.select(positions.c.position).where(positions.c.projection == projection)
-                ).first():
+                if expected != 0 or connection.execute(sa.select(positions.c.position).where(*where)).first():
                     raise PositionMoved(projection)
-                connection.execute(positions.insert().values(projection=projection, position=new, rule_set=rule_set))
+                connection.execute(positions.insert().values(projection=projection, rule_set=rule_set,
+                                                             complete=False, **values))
             if not rows:
                 return
             sealer = self.sealer
@@ -222,13 +293,25 @@ class ReadModel:
             # ciphertext across them tells nothing more.
             personal = [(sealer.token(r.id_number), sealer.seal(r.id_number), sealer.seal(r.name)) for r in rows]
             for chunk in _chunks([key for key, _, _ in personal], 500) if replace else ():
-                connection.execute(obligations.delete().where(obligations.c.person_key.in_(chunk)))
-                connection.execute(persons.delete().where(persons.c.person_key.in_(chunk)))
-            person_rows = [sealed + r.person for sealed, r in zip(personal, rows)]
+                for table in (obligations, persons):
+                    connection.execute(table.delete().where(table.c.person_key.in_(chunk),
+                                                            table.c.rule_set == rule_set))
+            person_rows = [sealed + p for sealed, r in zip(personal, rows) for p in r.persons]
             obligation_rows = [sealed + o for sealed, r in zip(personal, rows) for o in r.obligations]
-            self._insert_persons(connection, person_rows)
+            if person_rows:
+                self._insert_persons(connection, person_rows)
             if obligation_rows:
                 self._insert_obligations(connection, obligation_rows)
+
+    def complete(self, projection: str, rule_set: str) -> None:
+        """The rows of `rule_set` are complete: they serve from now on, and those of any other rule set go."""
+        with self.engine.begin() as connection:
+            connection.execute(positions.update().where(positions.c.projection == projection,
+                                                        positions.c.rule_set == rule_set).values(complete=True))
+            for table in (obligations, persons):
+                connection.execute(table.delete().where(table.c.rule_set != rule_set))
+            connection.execute(positions.delete().where(positions.c.projection == projection,
+                                                        positions.c.rule_set != rule_set))
 
     def _opened(self, rows) -> list[SimpleNamespace]:
         """Rows as attribute objects with the personal fields readable again."""
@@ -241,23 +324,45 @@ class ReadModel:
         return opened
 
     # -- queries ----------------------------------------------------------------------------------------------
+    # Every query answers for a moment `as_of_us` as known at `known_at_us` (None: as known now) from the rows of
+    # one rule set (`rule_set`; None: whatever rows there are), filtered by region first.
+
+    @staticmethod
+    def _holding(table: sa.Table, as_of_us: int, known_at_us: int | None, rule_set: str | None,
+                 exclude_imported: bool = False) -> list[Any]:
+        c = table.c
+        conditions = [c.valid_from_us <= as_of_us, sa.or_(c.valid_to_us.is_(None), c.valid_to_us > as_of_us)]
+        if exclude_imported:
+            conditions.append(c.imported.is_(False))
+        if known_at_us is None:
+            conditions.append(c.known_to_us.is_(None))
+        else:
+            conditions += [c.known_from_us <= known_at_us,
+                           sa.or_(c.known_to_us.is_(None), c.known_to_us > known_at_us)]
+        if rule_set is not None:
+            conditions.append(c.rule_set == rule_set)
+        return conditions
 
     def gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
              limit: int | None = None, offset: int = 0, agency: str | None = None,
-             agency_region: str | None = None, agency_id: str | None = None) -> list[SimpleNamespace]:
+             agency_region: str | None = None, agency_id: str | None = None, known_at_us: int | None = None,
+             rule_set: str | None = None, exclude_imported: bool = False) -> list[SimpleNamespace]:
         o = obligations.c
-        conditions = []
+        conditions = self._holding(obligations, as_of_us, known_at_us, rule_set, exclude_imported)
         wanted = set(states)
+        # A fulfilment after as_of is not yet one (domain.bitemporal.ObligationFacts.visible_at).
         open_ = sa.and_(o.gap_us < as_of_us, sa.or_(o.fulfilled_us.is_(None), o.fulfilled_us > as_of_us))
         late = sa.and_(o.gap_us.is_not(None), o.fulfilled_us <= as_of_us)
+        if known_at_us is None or known_at_us >= as_of_us:
+            conditions.append(BELIEVED_GAP)  # implied here; it lets the database read the gaps' small indexes
         if wanted == {"open"}:
             conditions.append(open_)
         elif wanted == {"late"}:
             conditions.append(late)
         else:
-            conditions.append(sa.or_(open_, late))
+            conditions += [o.gap_us < as_of_us, sa.or_(open_, late)]
         if region:
-            conditions.append(o.region.startswith(region, autoescape=True))
+            conditions.append(_in_region(o.region, region))
         if rule:
             conditions.append(o.rule == rule)
         conditions += self._agency_conditions(agency, agency_region, agency_id)
@@ -284,45 +389,84 @@ class ReadModel:
         return conditions
 
     def upcoming(self, from_us: int, until_us: int, region: str | None = None, agency: str | None = None,
-                 agency_region: str | None = None, agency_id: str | None = None) -> list[SimpleNamespace]:
+                 agency_region: str | None = None, agency_id: str | None = None,
+                 rule_set: str | None = None) -> list[SimpleNamespace]:
         o = obligations.c
-        conditions = [o.gap_us >= from_us, o.gap_us <= until_us, o.fulfilled_us.is_(None),
+        conditions = [*self._holding(obligations, from_us, None, rule_set), o.due_us >= from_us,
+                      o.due_us <= until_us, sa.or_(o.fulfilled_us.is_(None), o.fulfilled_us > from_us),
                       *self._agency_conditions(agency, agency_region, agency_id)]
         if region:
-            conditions.append(o.region.startswith(region, autoescape=True))
+            conditions.append(_in_region(o.region, region))
         with self.engine.connect() as connection:
             return self._opened(connection.execute(
-                sa.select(obligations).where(*conditions).order_by(o.gap_us, o.person_key, o.rule, o.triggered_by)))
+                sa.select(obligations).where(*conditions).order_by(o.due_us, o.person_key, o.rule, o.triggered_by)))
 
-    def persons(self, region: str | None = None, limit: int | None = None) -> list[sa.Row]:
-        """The persons (of a region), personal fields opened; `limit`: at most that many, in person_key order (keys
-        are keyed hashes, so that is a sample across regions and categories)."""
-        query = sa.select(persons)
+    def persons(self, region: str | None = None, limit: int | None = None, as_of_us: int | None = None,
+                known_at_us: int | None = None, rule_set: str | None = None) -> list[SimpleNamespace]:
+        """The persons (of a region) as of a moment (None: their latest rows), personal fields opened; `limit`: at
+        most that many, in person_key order (keys are keyed hashes, so that is a sample across regions)."""
+        p = persons.c
+        if as_of_us is None:
+            conditions = [p.valid_to_us.is_(None), p.known_to_us.is_(None)]
+            if rule_set is not None:
+                conditions.append(p.rule_set == rule_set)
+        else:
+            conditions = self._holding(persons, as_of_us, known_at_us, rule_set)
         if region:
-            query = query.where(persons.c.region.startswith(region, autoescape=True))
+            conditions.append(_in_region(p.region, region))
+        query = sa.select(persons).where(*conditions)
         if limit is not None:
-            query = query.order_by(persons.c.person_key).limit(limit)
+            query = query.order_by(p.person_key).limit(limit)
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
 
+    def register(self, as_of_us: int, known_at_us: int | None = None, region: str | None = None,
+                 rule_set: str | None = None) -> list[sa.Row]:
+        """(status, category, in the register, how many) of the persons of a region as of a moment."""
+        p = persons.c
+        in_register = sa.and_(p.received_us.is_not(None), p.received_us <= as_of_us,
+                              sa.or_(p.ended.is_(None), p.ended.not_in(("discharged", "committed", "deceased"))))
+        flag = sa.case((in_register, True), else_=False)
+        conditions = self._holding(persons, as_of_us, known_at_us, rule_set)
+        if region:
+            conditions.append(_in_region(p.region, region))
+        query = (sa.select(p.status, p.category, flag.label("in_register"), sa.func.count().label("count"))
+                 .where(*conditions).group_by(p.status, p.category, flag))
+        with self.engine.connect() as connection:
+            return list(connection.execute(query))
+
+    def imported_persons(self, rule_set: str | None = None) -> list[str]:
+        """The ID numbers of the persons with events stored later than their recorded_at (imported records)."""
+        p = persons.c
+        query = sa.select(p.id_number).where(p.imported.is_(True), p.known_to_us.is_(None), p.valid_to_us.is_(None))
+        if rule_set is not None:
+            query = query.where(p.rule_set == rule_set)
+        with self.engine.connect() as connection:
+            return sorted({self.sealer.open(id_number) for (id_number,) in connection.execute(query)})
+
     def quarantined(self) -> list[SimpleNamespace]:
         """The persons whose events the fold could not process, with the problem."""
-        query = sa.select(persons).where(persons.c.status == QUARANTINED).order_by(persons.c.person_key)
+        p = persons.c
+        query = sa.select(persons).where(p.status == QUARANTINED, p.known_to_us.is_(None)).order_by(p.person_key)
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
 
     def quarantined_count(self) -> int:
+        p = persons.c
         with self.engine.connect() as connection:
-            return connection.execute(
-                sa.select(sa.func.count()).select_from(persons).where(persons.c.status == QUARANTINED)).scalar_one()
+            return connection.execute(sa.select(sa.func.count()).select_from(persons).where(
+                p.status == QUARANTINED, p.known_to_us.is_(None))).scalar_one()
 
     def person_total(self) -> int:
-        """How many persons the read model holds."""
+        """How many persons the read model holds (as known now: each has one row open in both times)."""
+        p = persons.c
         with self.engine.connect() as connection:
-            return connection.execute(sa.select(sa.func.count()).select_from(persons)).scalar_one()
+            return connection.execute(
+                sa.select(sa.func.count(sa.distinct(p.person_key)))
+                .where(p.known_to_us.is_(None), p.valid_to_us.is_(None))).scalar_one()
 
     def regions(self) -> list[str]:
-        """Every region a person is registered in."""
+        """Every region a person is (or was) registered in."""
         with self.engine.connect() as connection:
             return sorted(region for (region,) in connection.execute(
                 sa.select(persons.c.region).where(persons.c.region.is_not(None)).distinct()))
@@ -330,14 +474,17 @@ class ReadModel:
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row, personal fields opened, in a canonical order: for comparing two read models."""
         dumped = {}
-        for table, key in ((persons, ("id_number",)), (obligations, ("id_number", "rule", "triggered_by", "due_us"))):
+        for table, key in ((persons, ("id_number", "known_from_us", "valid_from_us")),
+                           (obligations, ("id_number", "rule", "triggered_by", "due_us", "known_from_us",
+                                          "valid_from_us"))):
             with self.engine.connect() as connection:
                 rows = self._opened(connection.execute(sa.select(table)))
             records = [{k: v for k, v in vars(row).items() if k not in ("id", "person_key")} for row in rows]
-            dumped[table.name] = sorted(records, key=lambda r: tuple(str(r[k]) for k in key))
+            dumped[table.name] = sorted(records, key=lambda r: tuple(str(r[k]) for k in key) + (repr(r),))
         return dumped
 
-    def person_counts(self, as_of_us: int, region: str | None = None) -> list[sa.Row]:
+    def person_counts(self, as_of_us: int, region: str | None = None, known_at_us: int | None = None,
+                      rule_set: str | None = None, exclude_imported: bool = False) -> list[sa.Row]:
         """Per region: received (enrolled by as_of), in register (received, not ended), discharged, terminated."""
         p = persons.c
         received = sa.and_(p.received_us.is_not(None), p.received_us <= as_of_us)
@@ -348,20 +495,32 @@ class ReadModel:
             sa.func.sum(sa.case((sa.and_(received, not_ended), 1), else_=0)).label("in_register"),
             sa.func.sum(sa.case((p.ended == "discharged", 1), else_=0)).label("discharged"),
             sa.func.sum(sa.case((p.ended.in_(("committed", "deceased")), 1), else_=0)).label("terminated"),
-        ).where(sa.or_(p.status.is_(None), p.status != QUARANTINED)).group_by(p.region)
+        ).where(*self._holding(persons, as_of_us, known_at_us, rule_set, exclude_imported),
+                sa.or_(p.status.is_(None), p.status != QUARANTINED)).group_by(p.region)
         if region:
-            query = query.where(p.region.startswith(region, autoescape=True))
+            query = query.where(_in_region(p.region, region))
         with self.engine.connect() as connection:
             return list(connection.execute(query))
 
-    def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None) -> list[sa.Row]:
+    def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None,
+                             known_at_us: int | None = None, rule_set: str | None = None,
+                             exclude_imported: bool = False) -> list[SimpleNamespace]:
         """Obligations of these rules that had become gaps by as_of (open or closed late): the lost time."""
         o = obligations.c
-        query = sa.select(obligations).where(o.rule.in_(rules), o.gap_us.is_not(None), o.gap_us < as_of_us)
+        query = sa.select(obligations).where(*self._holding(obligations, as_of_us, known_at_us, rule_set,
+                                                            exclude_imported),
+                                             o.rule.in_(rules), o.gap_us.is_not(None), o.gap_us < as_of_us)
+        if known_at_us is None or known_at_us >= as_of_us:
+            query = query.where(BELIEVED_GAP)
         if region:
-            query = query.where(obligations.c.region.startswith(region, autoescape=True))
+            query = query.where(_in_region(o.region, region))
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
+
+
+def _in_region(column: sa.ColumnElement, prefix: str) -> sa.ColumnElement:
+    """Regions starting with `prefix`, as a range of the byte-ordered region column (so an index serves it)."""
+    return sa.and_(column >= prefix, column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
 
 
 def _insert_statement(dialect: sa.Dialect, table: sa.Table,

@@ -51,17 +51,22 @@ def regional_figures(people: Iterable[StatPerson]) -> list[dict[str, Any]]:
     """The figures of each region (the person's responsible region), sorted by region code."""
     regions: dict[str, dict[str, Any]] = {}
     for person in people:
-        entry = regions.setdefault(person.region, empty_figures(person.region))
-        ended = person.ended in ("discharged", *ENDED_BY_TERMINATION)
-        entry["received"] += person.received
-        entry["in_register"] += person.received and not ended
-        entry["discharged"] += person.ended == "discharged"
-        entry["terminated"] += person.ended in ENDED_BY_TERMINATION
-        for rule in person.open_rules:
-            entry["open_gaps"][rule] = entry["open_gaps"].get(rule, 0) + 1
-        entry["lost_supervision_persons"] += any(rule in LOST_SUPERVISION_RULES for rule in person.open_rules)
-        entry["lost_supervision_person_days"].append(person.lost_days)
+        count_person(regions, person)
     return finish_figures(regions)
+
+
+def count_person(regions: dict[str, dict[str, Any]], person: StatPerson) -> None:
+    """Count one more person into unfinished figures (per region, as `empty_figures` starts them)."""
+    entry = regions.setdefault(person.region, empty_figures(person.region))
+    ended = person.ended in ("discharged", *ENDED_BY_TERMINATION)
+    entry["received"] += person.received
+    entry["in_register"] += person.received and not ended
+    entry["discharged"] += person.ended == "discharged"
+    entry["terminated"] += person.ended in ENDED_BY_TERMINATION
+    for rule in person.open_rules:
+        entry["open_gaps"][rule] = entry["open_gaps"].get(rule, 0) + 1
+    entry["lost_supervision_persons"] += any(rule in LOST_SUPERVISION_RULES for rule in person.open_rules)
+    entry["lost_supervision_person_days"].append(person.lost_days)
 
 
 def finish_figures(regions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

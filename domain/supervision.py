@@ -317,13 +317,80 @@ def effective_retractions(events: Iterable[Any]) -> dict[str, str]:
     return effective
 
 
-def _fold(parsed: list[_Event], id_number: str, rules: RuleSet, calendar: WorkingCalendar,
-          as_of: dt.datetime | None, known_at: dt.datetime | None) -> PersonView:
+def parse_events(events: Sequence[EventLike]) -> list[Any]:
+    """Events (RecordedEvent or alike), in the form `effective_events` and `FoldRun` take."""
+    return _parse(events)
+
+
+def parse_records(records: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Events given as mappings (decoded stored state), in the form `effective_events` and `FoldRun` take."""
+    return _parse_records(records)
+
+
+def effective_events(parsed: Sequence[Any], known_at: dt.datetime | None = None) -> list[Any]:
+    """The events (from `parse_records`) the fold applies, in its order: those recorded by `known_at` (all when
+    None), less retractions and the events they retract."""
     if known_at is not None:
         parsed = [e for e in parsed if e.recorded_at <= known_at]
     retracted = effective_retractions(parsed)
     parsed = [e for e in parsed if e.event_type != "event_retracted" and e.event_id.lower() not in retracted]
     parsed.sort(key=lambda e: fold_order(e.occurred_at, e.event_type, e.event_id))
+    return parsed
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What `fold(as_of=T)` says of a person, T being the instant of the last event a FoldRun applied: the
+    obligations as (obligation, due time, provisional) with the due time counted as the fold's end would count it."""
+
+    status: str | None
+    responsible: dict[str, str | None] | None
+    episode: Episode | None
+    region: str | None
+    obligations: list[tuple[Obligation, dt.datetime | None, bool]]
+
+
+class FoldRun:
+    """The fold applied one event at a time, in `effective_events` order, with `snapshot()` after any of them: the
+    valid-time history of a person in one pass, instead of a fold per instant (projections/bitemporal.py).
+
+    A snapshot leaves the run unchanged: the due times the fold's end would set (they depend on custody, which
+    later events change) and the A03 anomalies are computed beside the obligations, not into them."""
+
+    def __init__(self, rules: RuleSet, calendar: WorkingCalendar | None = None):
+        self.rules = rules
+        self._folder = _Folder(rules, calendar or rules.calendar)
+        self._dues: dict[tuple, tuple[dt.datetime, bool]] = {}
+
+    def apply(self, event: Any) -> None:
+        self._folder.apply(event)
+
+    def snapshot(self) -> Snapshot:
+        folder, rules = self._folder, self.rules
+        custody = tuple(map(tuple, folder.custody))
+        obligations = []
+        for obligation in folder.obligations + folder.missing_while_detained():
+            if not rules.enabled(obligation.rule):
+                continue
+            if obligation.due_at is not None or obligation.start is None:
+                obligations.append((obligation, obligation.due_at, obligation.provisional))
+                continue
+            key = (obligation.rule, obligation.start, obligation.amount, custody)
+            due = self._dues.get(key)
+            if due is None:
+                due = self._dues[key] = folder._due(obligation)
+            obligations.append((obligation, *due))
+        episode = folder.episode
+        if episode is not None:
+            region = episode.current_region
+        else:
+            region = next((o.obligated_region for o, _, _ in obligations if o.obligated_region), None)
+        return Snapshot(folder.status(), folder.responsible(), episode, region, obligations)
+
+
+def _fold(parsed: list[_Event], id_number: str, rules: RuleSet, calendar: WorkingCalendar,
+          as_of: dt.datetime | None, known_at: dt.datetime | None) -> PersonView:
+    parsed = effective_events(parsed, known_at)
     if as_of is not None:
         parsed = [e for e in parsed if e.occurred_at <= as_of]
     folder = _Folder(rules, calendar)
@@ -571,12 +638,14 @@ class _Folder:
     # -- at the end -------------------------------------------------------------------------------------------
 
     def finish(self) -> None:
-        self._anomalies_missing_while_detained()
+        self.obligations.extend(self.missing_while_detained())
         for obligation in self.obligations:
             if obligation.due_at is None and obligation.start is not None:
                 obligation.due_at, obligation.provisional = self._due(obligation)
 
-    def _anomalies_missing_while_detained(self) -> None:
+    def missing_while_detained(self) -> list[Obligation]:
+        """A03: the times the person was reported missing while held in detention (new obligations, not added)."""
+        found = []
         for lost_start, lost_end, lost_event in self.contact_lost:
             for det_start, det_end, det_event, region in self.detentions:
                 start = max(lost_start, det_start)
@@ -593,7 +662,8 @@ class _Folder:
                 )
                 if end is not None:
                     obligation.fulfil(trigger, end)
-                self.obligations.append(obligation)
+                found.append(obligation)
+        return found
 
     def _due(self, obligation: Obligation) -> tuple[dt.datetime, bool]:
         """The due time, and whether it depends on a year whose holiday notice is not known (provisional)."""

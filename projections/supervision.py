@@ -31,7 +31,8 @@ from adapters.readmodel import QUARANTINED, PersonRows, PositionMoved, ReadModel
 from domain.calendar import WorkingCalendar, micros
 from domain.person import Person
 from domain.rules import RuleSet
-from domain.supervision import PersonView, fold, fold_records, iso
+from domain.bitemporal import PersonFacts, history, latest_name
+from domain.supervision import PersonView, fold, iso, parse_events, parse_records
 
 PERSON_TOPIC = f"{Person.__module__}:{Person.__qualname__}.EventRecorded"
 REGISTERED_TOPIC = f"{Person.__module__}:{Person.__qualname__}.Registered"
@@ -47,40 +48,51 @@ MAX_WORKERS = 8
 # Persons per task sent to a worker: large enough that pickling and scheduling are small beside the fold, small
 # enough that the workers start early and the last task does not leave a core idle for long.
 PERSONS_PER_TASK = 200
+# Persons a catch-up folds and writes in one transaction: the events of a backlog are gathered until this many
+# persons are touched, so that each is folded once for all of their events in it.
+PERSONS_PER_CATCH_UP = 5_000
 # Pages of persons handed to the workers beyond the one being written: the workers never wait for the writes, and
 # memory stays bounded (rows of at most this many pages) whatever the store's size.
 PAGES_AHEAD = 2
 
 
-def person_rows(view: PersonView) -> PersonRows:
-    """The read-model rows of one folded person: the values of every column after the personal ones (person_key,
-    id_number, name), in the read model's column order (adapters/readmodel.py, PERSON_COLUMNS and
-    OBLIGATION_COLUMNS)."""
-    episode = view.episode
-    region, rule_set, responsible = view.region, view.rule_set, view.responsible
-    person = (
-        region, view.status,
-        responsible["kind"] if responsible else None, responsible["region"] if responsible else None,
-        micros(episode.enrolled_at) if episode else None,
-        episode.ended if episode else None, micros(episode.ended_at) if episode else None,
-        episode.category if episode else None,
-        rule_set, None,
-    )
-    obligations = []
-    for o in view.obligations:
-        due_at = o.due_at
-        if due_at is None:
+def history_rows(id_number: str, parsed: Sequence[Any], rules: RuleSet, calendar: WorkingCalendar,
+                 imported: bool = False) -> PersonRows:
+    """The read-model rows of one person: every version of their facts in valid and transaction time
+    (domain/bitemporal.py), as values of every column after the personal ones (person_key, id_number, name), in
+    the read model's column order (adapters/readmodel.py, PERSON_COLUMNS and OBLIGATION_COLUMNS)."""
+    rule_set = rules.version
+    person_versions, obligation_versions = [], []
+    for version in history(parsed, rules, calendar):
+        times = (micros(version.valid_from), _micros(version.valid_to), micros(version.known_from),
+                 _micros(version.known_to))
+        f = version.facts
+        if isinstance(f, PersonFacts):
+            person_versions.append((
+                f.region, f.status, f.responsible_kind, f.responsible_region, _micros(f.enrolled_at), f.ended,
+                _micros(f.ended_at), f.category, rule_set, None, imported, *times))
             continue
-        fulfilled_at = o.fulfilled_at
+        due_at, fulfilled_at = f.due_at, f.fulfilled_at
         due_iso, due_us = _iso_and_micros(due_at)
         fulfilled_iso, fulfilled_us = _iso_and_micros(fulfilled_at) if fulfilled_at is not None else (None, None)
-        obligations.append((
-            region, o.rule, o.triggered_by, o.obligated_kind, o.obligated_id, o.obligated_region,
-            due_iso, due_us, fulfilled_iso, fulfilled_us,
-            None if fulfilled_at is not None and fulfilled_at <= due_at else due_us,
-            rule_set, o.provisional, o.reason,
-        ))
-    return PersonRows(view.id_number, view.name, person, obligations)
+        # gap_us: NULL when this row is a gap at no moment: met in time, or no longer holding by its due time.
+        never_a_gap = ((fulfilled_at is not None and fulfilled_at <= due_at)
+                       or (version.valid_to is not None and version.valid_to <= due_at))
+        obligation_versions.append((
+            f.region, f.rule, f.triggered_by, f.obligated_kind, f.obligated_id, f.obligated_region,
+            due_iso, due_us, fulfilled_iso, fulfilled_us, None if never_a_gap else due_us,
+            rule_set, f.provisional, f.reason, imported, *times))
+    return PersonRows(id_number, latest_name(parsed), person_versions, obligation_versions)
+
+
+def stored_later_than_recorded(ingested_at: str | None, recorded_at: str) -> bool:
+    """Stored at another moment than its recorded_at (a legacy record imported with its original time)."""
+    return ingested_at is not None and dt.datetime.fromisoformat(ingested_at) != dt.datetime.fromisoformat(
+        recorded_at)
+
+
+def _micros(moment: dt.datetime | None) -> int | None:
+    return None if moment is None else micros(moment)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -125,7 +137,8 @@ def quarantining(stream: Any) -> Iterator[None]:
 
 def quarantine_rows(id_number: str, name: str, rule_set: str, problem: str) -> PersonRows:
     """A quarantined person's rows: in no region, no status figure and no obligation until the cause is mended."""
-    return PersonRows(id_number, name, (None, QUARANTINED, None, None, None, None, None, None, rule_set, problem), [])
+    return PersonRows(id_number, name, [(None, QUARANTINED, None, None, None, None, None, None, rule_set, problem,
+                                         False, 0, None, 0, None)], [])
 
 
 def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
@@ -135,8 +148,9 @@ def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
     try:
         with quarantining(stream):
             records += [decoder.decode(state) for state in states[1:]]
-            view = fold_records(records[1:], id_number=records[0]["id_number"], rules=rules, calendar=calendar)
-            return person_rows(view)
+            events = records[1:]
+            return history_rows(records[0]["id_number"], parse_records(events), rules, calendar, imported=any(
+                stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in events))
     except Unfoldable as unfoldable:
         return quarantine_rows(records[0]["id_number"], records[0].get("name") or "", rules.version,
                                unfoldable.problem)
@@ -189,8 +203,10 @@ def _process_context() -> multiprocessing.context.BaseContext:
 
 class SupervisionProjection:
     def __init__(self, store: EventStore, read_model: ReadModel, rules: RuleSet,
-                 calendar: WorkingCalendar | None = None, page_size: int = 1000, fast_read: bool = True):
+                 calendar: WorkingCalendar | None = None, page_size: int = 1000, fast_read: bool = True,
+                 clock: Callable[[], dt.datetime] | None = None):
         self.store = store
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.read_model = read_model
         self.rules = rules
         self.calendar = calendar or rules.calendar  # the rule set's own, with its holiday notices
@@ -199,32 +215,57 @@ class SupervisionProjection:
         self.reader = StreamReader.of_store(store)
         self.decoder = StateDecoder(store.mapper)
 
+    def head(self) -> int:
+        return self.store.recorder.max_notification_id() or 0
+
     def lag(self) -> int:
-        """How many notifications of the log lie beyond the projection's position (0: up to date)."""
-        position, _ = self.read_model.position(NAME)
-        head = self.store.recorder.max_notification_id() or 0
-        return max(0, head - position)
+        """How many notifications of the log lie beyond the position of the rows served (0: up to date)."""
+        return self.freshness()["events_behind"]
+
+    def freshness(self) -> dict[str, Any]:
+        """How current the rows that answer are: the rule set they were folded by, their position in the event log,
+        how many notifications lie beyond it, and since when they have been behind (seconds; 0 when current).
+        `building`: a new rule set's rows being built beside the ones served, else None."""
+        rule_set, position, caught_up_us = self.read_model.serving(NAME)
+        head = self.head()
+        # Counted from the first person event not yet projected: other notifications (access records, receipts)
+        # change no answer, and every read writes an access record.
+        pending = self.store.recorder.select_notifications(position + 1, 1, topics=[PERSON_TOPIC])
+        behind = head - pending[0].id + 1 if pending else 0
+        seconds = 0.0
+        if behind:
+            since = caught_up_us if caught_up_us is not None else None
+            seconds = round(max(0.0, (micros(self.clock()) - since) / 1e6), 1) if since is not None else None
+        return {"rule_set": rule_set, "position": position, "head": head, "events_behind": behind,
+                "seconds_behind": seconds, "building": self.rules.version if rule_set != self.rules.version else None}
+
+    def serving_rule_set(self) -> str | None:
+        """The rule set whose rows answer queries (None before any row was written)."""
+        return self.read_model.serving(NAME)[0]
 
     def catch_up(self, progress: Callable[[int, int], Any] | None = None) -> int:
-        """Apply every notification beyond the stored position; returns how many persons were refolded."""
-        position, rule_set = self.read_model.position(NAME)
-        if rule_set is not None and rule_set != self.rules.version:
-            # The rules changed: every obligation may have a new due time. Start again from the beginning.
-            self.read_model.drop()
-            position = 0
-        head = self.store.recorder.max_notification_id() or 0
+        """Apply every notification beyond the stored position; returns how many persons were refolded.
+
+        The first time a rule set runs, its rows are built in one pass over every person (`rebuild`), beside the
+        rows of the rule set served until then, which keep answering until the new ones are complete."""
+        version = self.rules.version
+        position, complete = self.read_model.position(NAME, version)
         refolded = 0
+        if position == 0 and not complete:
+            serving, _, _ = self.read_model.serving(NAME)
+            refolded = self.rebuild(progress, beside=serving is not None and serving != version)
+            position, complete = self.read_model.position(NAME, version)
+        head = self.head()
         while True:
-            notifications = self.store.recorder.select_notifications(
-                position + 1, self.page_size, stop=head, topics=[PERSON_TOPIC]
-            )
-            if not notifications:
-                if position < head:  # only other topics (receipts, dead letters) remain: record that they were seen
-                    self._apply(position, head, [])
+            stream_ids, new_position = self._touched(position, head)
+            if not stream_ids:
+                # At the head (other topics, such as receipts and access records, change no row).
+                if not self._apply(position, head, [], caught_up_us=micros(self.clock())):
+                    return refolded
+                if not complete:
+                    self.read_model.complete(NAME, version)
                 return refolded
-            stream_ids = list(dict.fromkeys(n.originator_id for n in notifications))
-            rows = self.fold_streams(stream_ids)  # one read for the page's persons
-            new_position = notifications[-1].id
+            rows = self.fold_streams(stream_ids)  # one read for the batch's persons
             if not self._apply(position, new_position, rows):
                 return refolded
             refolded += len(rows)
@@ -232,9 +273,24 @@ class SupervisionProjection:
             if progress:
                 progress(position, head)
 
-    def _apply(self, position: int, new_position: int, rows: list[PersonRows]) -> bool:
+    def _touched(self, position: int, head: int) -> tuple[list[Any], int]:
+        """The persons with events beyond `position` (up to `head`), at most PERSONS_PER_CATCH_UP of them, and the
+        position that folding them reaches: a backlog folds each person once per batch, not once per event."""
+        touched: dict[Any, None] = {}
+        while len(touched) < PERSONS_PER_CATCH_UP:
+            notifications = self.store.recorder.select_notifications(
+                position + 1, self.page_size, stop=head, topics=[PERSON_TOPIC])
+            if not notifications:
+                break
+            touched.update(dict.fromkeys(n.originator_id for n in notifications))
+            position = notifications[-1].id
+        return list(touched), position
+
+    def _apply(self, position: int, new_position: int, rows: list[PersonRows], caught_up_us: int | None = None,
+               replace: bool = True) -> bool:
         try:
-            self.read_model.apply(NAME, position, new_position, self.rules.version, rows)
+            self.read_model.apply(NAME, self.rules.version, position, new_position, rows, replace=replace,
+                                  caught_up_us=caught_up_us)
             return True
         except PositionMoved:
             return False  # another projector got there first with the same result
@@ -251,13 +307,20 @@ class SupervisionProjection:
 
     def _stored_rows(self, stream_id: Any, stored: list) -> PersonRows:
         try:
-            return person_rows(self.fold_stored(stored, stream_id))
+            with quarantining(stream_id):
+                domain_events = [self.store.mapper.to_domain_event(item) for item in stored]
+                registered, recorded = domain_events[0], domain_events[1:]
+                return history_rows(registered.id_number, parse_events(recorded), self.rules, self.calendar,
+                                    imported=any(stored_later_than_recorded(e.ingested_at, e.recorded_at)
+                                                 for e in recorded))
         except Unfoldable as unfoldable:
             registered = self.store.mapper.to_domain_event(stored[0])
             return quarantine_rows(registered.id_number, "", self.rules.version, unfoldable.problem)
 
-    def rebuild(self, progress: Callable[[int, int], Any] | None = None, workers: int | None = None) -> int:
-        """Drop the read models and fold every person once, from the whole log.
+    def rebuild(self, progress: Callable[[int, int], Any] | None = None, workers: int | None = None,
+                beside: bool = False) -> int:
+        """Fold every person once, from the whole log, into the rows of the current rule set; with `beside`, next to
+        the rows of another rule set, which keep serving until these are complete, else into dropped tables.
 
         Catching up page by page from position 0 would refold a person for every page holding one of their events;
         folding each person once gives the same rows. Events appended meanwhile are beyond `head` and are applied
@@ -266,8 +329,10 @@ class SupervisionProjection:
         `workers`: processes to fold in; 0 folds here; None chooses: one per CPU (at most MAX_WORKERS) for a log of
         at least PARALLEL_FROM_EVENTS events (and the fast read path), else 0. The rows, and the order they are
         written in, are the same either way."""
-        self.read_model.drop()
-        head = self.store.recorder.max_notification_id() or 0
+        version = self.rules.version
+        if not beside:
+            self.read_model.drop()
+        head = self.head()
         if workers is None:
             cpus = available_cpus()
             workers = min(cpus, MAX_WORKERS) if cpus > 1 and head >= PARALLEL_FROM_EVENTS and self.fast_read else 0
@@ -283,14 +348,17 @@ class SupervisionProjection:
         else:
             pages = ((page[-1].id, self.fold_streams([n.originator_id for n in page]))
                      for page in self._registered(head))
+        # Beside rows that serve, the indexes stay (and a person is replaced, should another builder be at work).
+        loading = contextlib.nullcontext() if beside else self.read_model.bulk_load()
         # closing: a failed write stops the workers at once, not when the generator is collected.
-        with self.read_model.bulk_load(), contextlib.closing(pages):
+        with loading, contextlib.closing(pages):
             for last_id, rows in pages:
-                self.read_model.apply(NAME, 0, 0, self.rules.version, rows, replace=False)
+                self.read_model.apply(NAME, version, 0, 0, rows, replace=beside)
                 refolded += len(rows)
                 if progress:
                     progress(last_id, head)
-        self.read_model.apply(NAME, 0, head, self.rules.version, [])
+        if self._apply(0, head, [], caught_up_us=micros(self.clock())):
+            self.read_model.complete(NAME, version)
         return refolded
 
     def _can_start_workers(self, context: multiprocessing.context.BaseContext, source: StreamSource) -> bool:

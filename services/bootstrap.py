@@ -14,6 +14,7 @@ from domain.catalog import configure_plausible_dates
 from domain.rules import RuleSet, load_rule_set
 from projections.supervision import SupervisionProjection
 
+from services.projector import Projector
 from services.principals import DashboardSessions, Principals
 from services.ingest import Ingestor, utc_now
 from services.queries import Queries
@@ -35,6 +36,7 @@ class Services:
     timelines: Timelines
     chain: AuditChain | None = None  # the audit hash chain, extended after every write (services/audit.py)
     sessions: DashboardSessions | None = None  # the dashboard's server-side logins
+    projector: Projector | None = None  # keeps the read model current (its mode: Settings.projector)
 
     def close(self) -> None:
         self.store.close()
@@ -45,7 +47,8 @@ class Services:
             self.sessions.store.close()
 
 
-def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
+def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | None = None) -> Services:
+    """`projector`: the projector's mode when the settings name none (inline by default)."""
     settings = settings or Settings.from_env()
     if settings.plausible_dates:
         earliest, latest = plausible_range(settings.plausible_dates)
@@ -56,22 +59,28 @@ def bootstrap(settings: Settings | None = None, clock=utc_now) -> Services:
     store = EventStore(settings.database_url, cipher_key=settings.cipher_key)
     rules = load_rule_set(settings.rules_file)
     read_model = ReadModel(settings.database_url, Sealer(settings.cipher_key))
-    projection = SupervisionProjection(store, read_model, rules)
+    projection = SupervisionProjection(store, read_model, rules, clock=clock)
     # The chain reads and writes the store's tables, which an in-memory store (the service tests') does not have.
     chain = AuditChain(store) if store.recorder.dialect != "memory" else None
     if chain is not None:
         store.after_write.append(chain.link_written)  # every write chained at once; `audit verify` never extends
     record_rule_set(store, rules, clock())
     queries = Queries(store, read_model, projection, clock)
+    mode = settings.projector or projector or "inline"
+    if mode not in ("inline", "background", "none"):
+        raise ConfigError(f"HANDOFF_PROJECTOR {mode!r}: inline, background or none")
+    runner = Projector(projection, mode)  # type: ignore[arg-type]
+    ingestor = Ingestor(store, clock=clock)
+    ingestor.after_store.append(runner.nudge)
     principals = Principals(store, clock, chained=chain.stream_is_chained if chain is not None else None)
     # Everything alive now (modules, pydantic's validators, the rule set) lives as long as the process: exempt it
     # from the cyclic garbage collector, which otherwise rescans it for every few hundred objects that ingest
     # allocates (about a sixth of ingest's time).
     gc.freeze()
     return Services(
-        settings=settings, store=store, ingestor=Ingestor(store, clock=clock), rules=rules,
+        settings=settings, store=store, ingestor=ingestor, rules=rules, projector=runner,
         read_model=read_model, projection=projection, queries=queries,
-        replay=Replay(store, token=read_model.sealer.token), chain=chain,
+        replay=Replay(store, token=read_model.sealer.token, queries=queries), chain=chain,
         principals=principals, timelines=Timelines(queries),
         sessions=DashboardSessions(SessionStore(settings.database_url), principals, clock),
     )

@@ -195,6 +195,8 @@ class Ingestor:
     def __init__(self, store: IngestStore, clock: Callable[[], dt.datetime] = utc_now):
         self.store = store
         self.clock = clock
+        # Called after a batch that recorded events (the projector's nudge: services/entrypoints/workers/projector.py).
+        self.after_store: list[Callable[[], None]] = []
 
     def ingest(
         self,
@@ -241,6 +243,9 @@ class Ingestor:
             batch = self._decide(items, checked, source, positions)
             try:
                 self.store.append(batch.dead_letters, tracking=tracking, events=batch.events, claims=batch.claims)
+                if batch.events:
+                    for observer in self.after_store:
+                        observer()
                 return BatchResult(batch.results)
             except (IntegrityError, OperationalError) as error:
                 # Someone else appended to a stream this batch touches or claimed one of its event ids, or the file

@@ -11,7 +11,7 @@ from typing import Any
 
 from domain.calendar import end_of_day, micros
 from domain.principals import AccessRecorded, Principal
-from domain.statistics import ENDED, combined_figures
+from domain.statistics import combined_figures
 
 from services.ports import EventLog, Projection, SupervisionReadModel
 from services.queries import Queries
@@ -60,23 +60,13 @@ class Overview:
         return OverviewFigures(stats, summary, self.register(region, as_of), points)
 
     def register(self, region: str | None, as_of: dt.datetime | None) -> list[tuple[str | None, str | None, bool]]:
-        """(status, category, in the register) of every person on record in the region. Now: the read model; in
-        the past: every person refolded as of then."""
+        """(status, category, in the register) of every person on record in the region, now or as of a date: from
+        the read model's versions that held then."""
+        moment = as_of or self.queries.clock()
         people: list[tuple[str | None, str | None, bool]] = []
-        if as_of is None:
-            self.projection.catch_up()
-            now_us = micros(self.queries.clock())
-            for row in self.read_model.persons(region):
-                received = row.received_us is not None and row.received_us <= now_us
-                people.append((row.status, row.category, received and row.ended not in ENDED))
-        else:
-            for view in self.queries.all_views(as_of, None):
-                if region and not (view.region or "").startswith(region):
-                    continue
-                episode = view.episode
-                received = bool(episode and episode.enrolled_at and episode.enrolled_at <= as_of)
-                people.append((view.status, episode.category if episode else None,
-                               received and (episode.ended if episode else None) not in ENDED))
+        for row in self.read_model.register(micros(moment), region=region,
+                                            rule_set=self.projection.serving_rule_set()):
+            people += [(row.status, row.category, bool(row.in_register))] * int(row.count)
         return people
 
 

@@ -58,31 +58,45 @@ class Sealer(Protocol):
 
 
 class SupervisionReadModel(Protocol):
-    """The projection's tables of persons and obligations, queried by region first; rows carry their times as
-    microseconds (`*_us`)."""
+    """The projection's tables of persons and obligations in valid and transaction time, queried by region first;
+    rows carry their times as microseconds (`*_us`); `known_at_us` None asks as known now; `rule_set` picks the
+    rows of the rule set served."""
 
     sealer: Sealer
 
     def gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
              limit: int | None = None, offset: int = 0, agency: str | None = None,
-             agency_region: str | None = None, agency_id: str | None = None) -> list[Any]: ...
+             agency_region: str | None = None, agency_id: str | None = None, known_at_us: int | None = None,
+             rule_set: str | None = None) -> list[Any]: ...
 
     def upcoming(self, from_us: int, until_us: int, region: str | None = None, agency: str | None = None,
-                 agency_region: str | None = None, agency_id: str | None = None) -> list[Any]: ...
+                 agency_region: str | None = None, agency_id: str | None = None,
+                 rule_set: str | None = None) -> list[Any]: ...
 
-    def persons(self, region: str | None = None, limit: int | None = None) -> list[Any]: ...
+    def persons(self, region: str | None = None, limit: int | None = None, as_of_us: int | None = None,
+                known_at_us: int | None = None, rule_set: str | None = None) -> list[Any]: ...
+
+    def register(self, as_of_us: int, known_at_us: int | None = None, region: str | None = None,
+                 rule_set: str | None = None) -> list[Any]: ...
 
     def quarantined(self) -> list[Any]: ...
 
-    def person_counts(self, as_of_us: int, region: str | None = None) -> list[Any]: ...
+    def person_counts(self, as_of_us: int, region: str | None = None, known_at_us: int | None = None,
+                      rule_set: str | None = None) -> list[Any]: ...
 
-    def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None) -> list[Any]: ...
+    def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None,
+                             known_at_us: int | None = None, rule_set: str | None = None) -> list[Any]: ...
 
 
 class Projection(Protocol):
-    """Keeps the read model current, and folds one person exactly (Unfoldable when their events cannot be)."""
+    """Keeps the read model current (run by a worker, never by a query), says how current it is, and folds one
+    person exactly (Unfoldable when their events cannot be)."""
 
     def catch_up(self) -> int: ...
+
+    def freshness(self) -> dict[str, Any]: ...
+
+    def serving_rule_set(self) -> str | None: ...
 
     def fold(self, person: Person, **bitemporal: Any) -> PersonView: ...
 

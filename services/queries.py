@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
-from domain.authorisation import bears
 from domain.calendar import micros
 from domain.person import Person
 from domain.rules import LOST_SUPERVISION_RULES
@@ -37,15 +36,6 @@ def gap_sort_key(token: Callable[[str], str]) -> Callable[[dict[str, Any]], tupl
     def key(record: dict[str, Any]) -> tuple:
         return (record["due_at"] or "", token(record["id_number"]), record["rule"], record["triggered_by"])
     return key
-
-
-def _borne_by(obligation: Obligation, agency: str | None, agency_region: str | None, agency_id: str | None) -> bool:
-    """The exact fold's side of ReadModel._agency_conditions."""
-    if agency_id:
-        return bears(agency or obligation.obligated_kind, agency_id, agency_region or "", obligation.obligated_kind,
-                     obligation.obligated_id, obligation.obligated_region)
-    return (not agency or obligation.obligated_kind == agency) and (
-        not agency_region or (obligation.obligated_region or "").startswith(agency_region))
 
 
 class Queries:
@@ -78,40 +68,31 @@ class Queries:
             if view.last_occurred_at is not None:  # nothing of this person was known yet
                 yield view
 
-    @staticmethod
-    def _replay(as_of: dt.datetime | None, known_at: dt.datetime | None) -> bool:
-        return as_of is not None or known_at is not None
+    def freshness(self) -> dict[str, Any]:
+        """How current the read model's answers are (projection position, events and seconds behind). Answers
+        never wait for the projector: it runs on its own (`handoff project`, or in `handoff serve`)."""
+        return self.projection.freshness()
 
-    def _fresh(self) -> None:
-        self.projection.catch_up()
+    def _serving(self) -> str | None:
+        return self.projection.serving_rule_set()
 
     # -- gaps ---------------------------------------------------------------------------------------------------
 
     def gaps(self, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None, region: str | None = None,
              rule: str | None = None, state: str = "open", limit: int | None = None, offset: int = 0,
              agency: str | None = None, agency_region: str | None = None,
-             agency_id: str | None = None) -> list[dict[str, Any]]:
+             agency_id: str | None = None, exclude_imported: bool = False) -> list[dict[str, Any]]:
         """Gaps ordered by due time (most overdue first), then person, rule and trigger; a page if limit is set.
 
         `agency` / `agency_region` keep the gaps borne by an agency kind / by agencies of a region prefix; with
-        `agency_id` too, those borne by that one agency (domain.authorisation.bears)."""
-        states = states_for(state)
-        if self._replay(as_of, known_at):
-            moment = as_of or self.clock()
-            records = [
-                gap_record(view, obligation, moment)
-                for view in self.all_views(moment, known_at)
-                if not region or (view.region or "").startswith(region)
-                for obligation in view.gaps(moment, states)
-                if (not rule or obligation.rule == rule) and _borne_by(obligation, agency, agency_region, agency_id)
-            ]
-            records.sort(key=gap_sort_key(self.read_model.sealer.token))
-            return records[offset:offset + limit] if limit is not None else records[offset:]
-        self._fresh()
-        now = self.clock()
-        rows = self.read_model.gaps(micros(now), states, region=region, rule=rule, limit=limit, offset=offset,
-                                    agency=agency, agency_region=agency_region, agency_id=agency_id)
-        return [self._gap_from_row(row, now) for row in rows]
+        `agency_id` too, those borne by that one agency (domain.authorisation.bears). Any (as_of, known_at) is
+        answered from the read model's versions; None: now, as known now."""
+        moment = as_of or self.clock()
+        rows = self.read_model.gaps(micros(moment), states_for(state), region=region, rule=rule, limit=limit,
+                                    offset=offset, agency=agency, agency_region=agency_region, agency_id=agency_id,
+                                    known_at_us=_micros(known_at), rule_set=self._serving(),
+                                    exclude_imported=exclude_imported)
+        return [self._gap_from_row(row, moment, known_at) for row in rows]
 
     @staticmethod
     def _row_obligation(row) -> Obligation:
@@ -123,8 +104,8 @@ class Queries:
             provisional=bool(row.provisional), reason=row.reason,
         )
 
-    def _gap_from_row(self, row, now: dt.datetime) -> dict[str, Any]:
-        view = PersonView(id_number=row.id_number, name=row.name, as_of=now, known_at=None, rule_set=row.rule_set,
+    def _gap_from_row(self, row, now: dt.datetime, known_at: dt.datetime | None = None) -> dict[str, Any]:
+        view = PersonView(id_number=row.id_number, name=row.name, as_of=now, known_at=known_at, rule_set=row.rule_set,
                           status=None, responsible=None, episode=None, obligations=[], last_occurred_at=None)
         record = gap_record(view, self._row_obligation(row), now)
         record["region"] = row.region
@@ -134,10 +115,9 @@ class Queries:
 
     def upcoming(self, within: dt.timedelta, region: str | None = None, agency: str | None = None,
                  agency_region: str | None = None, agency_id: str | None = None) -> list[dict[str, Any]]:
-        self._fresh()
         now = self.clock()
         rows = self.read_model.upcoming(micros(now), micros(now + within), region=region, agency=agency,
-                                        agency_region=agency_region, agency_id=agency_id)
+                                        agency_region=agency_region, agency_id=agency_id, rule_set=self._serving())
         records = []
         for row in rows:
             record = self._gap_from_row(row, now)
@@ -158,40 +138,35 @@ class Queries:
 
     def quarantined(self) -> list[Any]:
         """The persons the projection quarantined (their events cannot be folded)."""
-        self._fresh()
         return self.read_model.quarantined()
 
     # -- statistics ---------------------------------------------------------------------------------------------
 
     def stats(self, region: str | None = None, as_of: dt.datetime | None = None,
               known_at: dt.datetime | None = None) -> list[dict[str, Any]]:
-        moment = as_of or self.clock()
-        if self._replay(as_of, known_at):
-            return regional_figures(
-                StatPerson.from_view(view, moment)
-                for view in self.all_views(moment, known_at)
-                if not region or (view.region or "").startswith(region)
-            )
-        return self._stats_from_read_model(region, moment)
+        """The figures of domain.statistics.regional_figures at (as_of, known_at) (None: now, as known now), with the
+        counts done by the database from the versions that held then, and only gap rows read."""
+        return finish_figures(self.unfinished_figures(as_of or self.clock(), region, known_at))
 
-    def _stats_from_read_model(self, region: str | None, now: dt.datetime) -> list[dict[str, Any]]:
-        """The same figures as domain.statistics.regional_figures, with the counts done by the database and only gap
-        rows read."""
-        self._fresh()
-        now_us = micros(now)
+    def unfinished_figures(self, now: dt.datetime, region: str | None = None, known_at: dt.datetime | None = None,
+                           exclude_imported: bool = False) -> dict[str, dict[str, Any]]:
+        """The figures per region before `finish_figures`: more persons may still be counted in
+        (domain.statistics.count_person)."""
+        now_us, known_us, rule_set = micros(now), _micros(known_at), self._serving()
+        scope = {"known_at_us": known_us, "rule_set": rule_set, "exclude_imported": exclude_imported}
         regions: dict[str, dict[str, Any]] = {}
-        for row in self.read_model.person_counts(now_us, region):
+        for row in self.read_model.person_counts(now_us, region, **scope):
             entry = regions[row.region or ""] = empty_figures(row.region or "")
             for key in ("received", "in_register", "discharged", "terminated"):
                 entry[key] = int(row._mapping[key] or 0)
         lost_persons: dict[str, set[str]] = defaultdict(set)
-        for row in self.read_model.gaps(now_us, ("open",), region=region):
+        for row in self.read_model.gaps(now_us, ("open",), region=region, **scope):
             entry = regions.setdefault(row.region or "", empty_figures(row.region or ""))
             entry["open_gaps"][row.rule] = entry["open_gaps"].get(row.rule, 0) + 1
             if row.rule in LOST_SUPERVISION_RULES:
                 lost_persons[row.region or ""].add(row.id_number)
         lost_by_person: dict[tuple[str, str], list[Obligation]] = defaultdict(list)
-        for row in self.read_model.gaps_of_rules_before(LOST_SUPERVISION_RULES, now_us, region=region):
+        for row in self.read_model.gaps_of_rules_before(LOST_SUPERVISION_RULES, now_us, region=region, **scope):
             lost_by_person[(row.region or "", row.id_number)].append(self._row_obligation(row))
         for (person_region, _), lost in lost_by_person.items():
             view = PersonView(id_number="", name="", as_of=now, known_at=None, rule_set="", status=None,
@@ -200,4 +175,32 @@ class Queries:
             entry["lost_supervision_person_days"].append(view.lost_days(now))
         for person_region, ids in lost_persons.items():
             regions[person_region]["lost_supervision_persons"] = len(ids)
-        return finish_figures(regions)
+        return regions
+
+    def exact_stats(self, region: str | None = None, as_of: dt.datetime | None = None,
+                    known_at: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """The same figures from every person refolded: the reference the read model is held to (tests, bench)."""
+        moment = as_of or self.clock()
+        return regional_figures(
+            StatPerson.from_view(view, moment)
+            for view in self.all_views(moment, known_at)
+            if not region or (view.region or "").startswith(region)
+        )
+
+    def exact_gaps(self, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None,
+                   region: str | None = None, rule: str | None = None, state: str = "open") -> list[dict[str, Any]]:
+        """Gaps from every person refolded: the reference the read model is held to (tests, bench)."""
+        moment = as_of or self.clock()
+        records = [
+            gap_record(view, obligation, moment)
+            for view in self.all_views(moment, known_at)
+            if not region or (view.region or "").startswith(region)
+            for obligation in view.gaps(moment, states_for(state))
+            if not rule or obligation.rule == rule
+        ]
+        records.sort(key=gap_sort_key(self.read_model.sealer.token))
+        return records
+
+
+def _micros(moment: dt.datetime | None) -> int | None:
+    return None if moment is None else micros(moment)

@@ -7,12 +7,15 @@ Everything runs on generated data (the county simulator) in a fresh temporary st
 - with --kafka, the Kafka ingest worker's events/s beside a raw kafka-python consumer reading the same messages
   (HANDOFF_KAFKA_BOOTSTRAP, or a throwaway Tansu broker from the dev extra; tools/kafka_bench.py);
 - projection rebuild events/s;
+- the projector (`handoff project`) beside the ingest path running at full speed: its rate, how far behind it falls,
+  how soon after ingest stops it is at the head;
 - query latency p50/p99 for a page of gaps, a person's status and regional statistics;
 - peak memory (resident set size) of the run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -117,7 +120,7 @@ def by_tenth(marks: list[tuple[int, float]]) -> list[float]:
 def measure_ingest_prefix(database_url: str, path: Path) -> dict[str, Any]:
     """The ingest path on the events of `path` (the baseline's), in a store of its own (the baseline's counterpart)."""
     ensure_schema(database_url)
-    services = bootstrap(Settings(database_url=database_url))
+    services = bootstrap(Settings(database_url=database_url), projector="none")
     try:
         return measure_ingest(services, path)
     finally:
@@ -193,6 +196,51 @@ def measure_rebuild(services) -> dict[str, Any]:
             "events_per_s": round(events / seconds, 1)}
 
 
+def measure_live_projector(database_url: str, path: Path, interval: float = 0.2) -> dict[str, Any]:
+    """The projector as deployed (`handoff project`, a process of its own) while the ingest path loads the whole
+    county into a fresh store at full speed beside it: how far behind it falls (sampled from its freshness every
+    `interval` s), how long after ingest stops it reaches the head, and its rate over the whole run."""
+    import subprocess
+    import sys
+    import threading
+
+    ensure_schema(database_url)
+    services = bootstrap(Settings(database_url=database_url), projector="none")
+    projector = subprocess.Popen(
+        [sys.executable, "-m", "services.entrypoints.cli.main", "project", "--interval", str(interval)],
+        env={**os.environ, "HANDOFF_DATABASE_URL": database_url}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    behind: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            behind.append(services.projection.freshness()["events_behind"])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        start = time.perf_counter()
+        sampler.start()
+        ingest = measure_ingest(services, path)
+        ingest_ended = time.perf_counter()
+        while services.projection.freshness()["events_behind"] and projector.poll() is None:
+            time.sleep(interval / 4)
+        caught_up = time.perf_counter()
+        stop.set()
+        sampler.join()
+        if projector.poll() is not None:
+            raise RuntimeError(f"handoff project exited with {projector.returncode} during the live bench")
+    finally:
+        stop.set()
+        projector.terminate()
+        projector.wait(30)
+        services.close()
+    return {"events": ingest["events"], "ingest_events_per_s": ingest["events_per_s"],
+            "projector_events_per_s": round(ingest["events"] / (caught_up - start), 1),
+            "max_events_behind": max(behind, default=0),
+            "seconds_to_head_after_ingest": round(caught_up - ingest_ended, 2), "samples": len(behind)}
+
+
 def _count_person_events(store: EventStore) -> Iterator[int]:
     from projections.supervision import PERSON_TOPIC
 
@@ -241,6 +289,41 @@ def measure_queries(services, repeat: int, seed: int = 1) -> dict[str, Any]:
         "gaps_page_by_rule": _timed(lambda: services.queries.gaps(rule="R04_not_reported", limit=100), repeat),
         "status": _timed(lambda: services.queries.status(rng.choice(id_numbers)), repeat),
         "stats_region": _timed(lambda: services.queries.stats(region=rng.choice(regions)), max(10, repeat // 10)),
+        **measure_past(services, cities, regions, repeat, rng),
+    }
+
+
+def measure_past(services, cities: list[str], regions: list[str], repeat: int, rng: random.Random) -> dict[str, Any]:
+    """Questions about the past from the bitemporal read model, beside the exact refold of every person that
+    answered them before (the baseline, timed on one question: it takes seconds)."""
+    from services.overview import Overview
+
+    now = services.queries.clock()
+
+    def past() -> dt.datetime:
+        return now - dt.timedelta(days=rng.randint(30, 720), hours=rng.randint(0, 23))
+
+    def known_at_page() -> Any:
+        as_of = past()
+        return services.queries.gaps(region=rng.choice(cities), as_of=as_of,
+                                     known_at=as_of + dt.timedelta(days=rng.randint(0, 60)), limit=100)
+
+    def overview_cold() -> Any:  # a new overview: its month-end cache is empty
+        overview = Overview(services.queries, services.projection, services.read_model, services.store)
+        return overview.figures(None, None, now.date())
+
+    city, as_of = cities[0], past()
+    started = time.perf_counter()
+    services.queries.exact_gaps(region=city, as_of=as_of, known_at=as_of)
+    refold_s = time.perf_counter() - started
+    return {
+        "gaps_page_as_of": _timed(lambda: services.queries.gaps(region=rng.choice(cities), as_of=past(), limit=100),
+                                  repeat),
+        "gaps_page_known_at": _timed(known_at_page, repeat),
+        "stats_region_as_of": _timed(lambda: services.queries.stats(region=rng.choice(regions), as_of=past()),
+                                     max(10, repeat // 10)),
+        "overview_cold": _timed(overview_cold, 3),
+        "refold_baseline_gaps_as_of_s": round(refold_s, 2),
     }
 
 
@@ -295,7 +378,7 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
         backend = url.split(":", 1)[0]
         results: dict[str, Any] = {"data": {"persons": persons, "seed": seed, **generated}, "store": backend,
                                    "machine": {"cpus": os.cpu_count()}}
-        services = bootstrap(Settings(database_url=url))
+        services = bootstrap(Settings(database_url=url), projector="none")
         try:
             say("ingest through the ingest path")
             results["ingest"] = measure_ingest(services, data)
@@ -311,6 +394,10 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
             results["queries"] = measure_queries(services, query_repeat)
         finally:
             services.close()
+        say("the projector (handoff project) beside the ingest path at full speed, into a fresh store")
+        results["live_projector"] = measure_live_projector(
+            f"sqlite:///{work}/live.sqlite3" if backend == "sqlite"
+            else url + ("&" if "?" in url else "?") + "schema=live", data)
         results["kafka"] = None
         if kafka:
             from tools.kafka_bench import bench as kafka_bench
@@ -330,12 +417,17 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
         "rebuild_at_least_50000_events_per_s": results["rebuild"]["events_per_s"] >= 50_000,
         "gap_query_p99_under_50ms": results["queries"]["gaps_page"]["p99_ms"] < 50,
         "gap_query_measured_at_100000_persons": results["queries"]["persons"] >= 100_000,
+        "past_gap_page_p99_under_100ms": results["queries"]["gaps_page_known_at"]["p99_ms"] < 100,
+        "past_stats_p99_under_200ms": results["queries"]["stats_region_as_of"]["p99_ms"] < 200,
+        "overview_cold_under_1s": results["queries"]["overview_cold"]["p50_ms"] < 1000,
+        "projector_at_least_as_fast_as_ingest":
+            results["live_projector"]["projector_events_per_s"] >= results["live_projector"]["ingest_events_per_s"],
     }
     return results
 
 
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
-    q = results["queries"]
+    q, live = results["queries"], results["live_projector"]
     return [
         [f"ingest (ingest path, batches of {BULK_BATCH:,})", f"{results['ingest']['events_per_s']:,} events/s",
          f"{results['ingest']['events']:,} events"],
@@ -355,6 +447,21 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         ["gaps page (rule)", f"p50 {q['gaps_page_by_rule']['p50_ms']} ms · p99 {q['gaps_page_by_rule']['p99_ms']} ms", ""],
         ["status", f"p50 {q['status']['p50_ms']} ms · p99 {q['status']['p99_ms']} ms", ""],
         ["stats (one region)", f"p50 {q['stats_region']['p50_ms']} ms · p99 {q['stats_region']['p99_ms']} ms", ""],
+        ["gaps page as of a past date (city)",
+         f"p50 {q['gaps_page_as_of']['p50_ms']} ms · p99 {q['gaps_page_as_of']['p99_ms']} ms",
+         "target p99 < 100 ms at 100,000 persons"],
+        ["gaps page as of, as known at (city)",
+         f"p50 {q['gaps_page_known_at']['p50_ms']} ms · p99 {q['gaps_page_known_at']['p99_ms']} ms",
+         f"baseline: refolding everyone {q['refold_baseline_gaps_as_of_s']} s"],
+        ["stats of a region as of a past date",
+         f"p50 {q['stats_region_as_of']['p50_ms']} ms · p99 {q['stats_region_as_of']['p99_ms']} ms",
+         "target p99 < 200 ms at 100,000 persons"],
+        ["overview with its 12-month trend, cold", f"p50 {q['overview_cold']['p50_ms']} ms",
+         "target < 1 s at 100,000 persons"],
+        ["projector (handoff project) beside ingest",
+         f"{live['projector_events_per_s']:,} events/s · ingest {live['ingest_events_per_s']:,} events/s",
+         f"at most {live['max_events_behind']:,} events behind; at the head {live['seconds_to_head_after_ingest']} s "
+         "after ingest stopped"],
         ["peak memory", f"{results['peak_rss_mib']} MiB", f"after ingest {results['peak_rss_mib_after_ingest']} MiB"],
         *_kafka_rows(results),
     ]

@@ -38,7 +38,7 @@ def bench(data: Path, database_url: str, say: Callable[[str], None] = lambda _: 
         say("kafka: ingest worker")
         ensure_schema(database_url)
         # As `handoff ingest` runs: bootstrapped, so with the audit chain linking every write.
-        services = bootstrap(Settings(database_url=database_url))
+        services = bootstrap(Settings(database_url=database_url), projector="none")
         store = services.store
         try:
             worker = IngestWorker(store, config, allow_recorded_at=True, name="bench")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,6 +12,7 @@ from fastapi.testclient import TestClient
 from adapters.config import Settings
 from services.entrypoints.http.api import MAX_BATCH_ITEMS, create_app
 from services.bootstrap import bootstrap
+from services.ingest import Source
 from tests.builders import decision, envelope, id_number
 
 
@@ -236,3 +239,38 @@ def test_the_published_schema_describes_fields_in_both_languages_with_enums_and_
     assert has_chinese(envelope_["occurred_at"]["description"]) and " / " in envelope_["occurred_at"]["description"]
     assert envelope_["event_id"]["examples"] and schema["PersonRef"]["properties"]["id_number"]["examples"]
     assert set(schema["AgencyKind"]["enum"]) == {"court", "procuratorate", "police", "prison", "bureau"}
+
+
+def test_reads_answer_at_once_while_the_projector_is_far_behind_and_say_so(database_url):
+    """The projector runs on its own: a read never catches up itself. With thousands of events not yet projected,
+    gaps, stats and health answer from the rows there are, and `freshness` says how far behind they are."""
+    services = bootstrap(Settings(database_url=database_url), projector="none")
+    try:
+        auditor = services.principals.add("auditor", "审计员")[1]
+        first = decision(id_number(1), start=dt.date(2025, 3, 3))
+        services.ingestor.ingest([first], Source("test"))
+        services.projection.catch_up()
+        backlog = [decision(id_number(n), start=dt.date(2025, 3, 3)) for n in range(2, 2002)]
+        for start in range(0, len(backlog), 500):
+            services.ingestor.ingest(backlog[start:start + 500], Source("test"))
+        with TestClient(create_app(services), headers={"Authorization": f"Bearer {auditor}"}) as client:
+            gaps = client.get("/v1/gaps", params={"rule": "R04_not_reported"}).json()
+            assert [g["id_number"] for g in gaps["items"]] == [id_number(1)]  # what the projector had folded
+            assert gaps["freshness"]["events_behind"] >= 2000 and gaps["freshness"]["seconds_behind"] >= 0
+            past = client.get("/v1/gaps", params={"as_of": "2025-06-01", "known_at": "2026-01-01"}).json()
+            assert past["freshness"]["events_behind"] >= 2000
+            stats = client.get("/v1/stats").json()
+            assert stats["freshness"]["events_behind"] >= 2000
+            assert services.projection.lag() >= 2000  # nothing read caught up
+        with TestClient(create_app(services)) as browser:
+            assert browser.post("/login", data={"token": auditor}, follow_redirects=False).status_code == 303
+            page = browser.get("/gaps").text
+            assert re.search(r'class="behind" role="status">数据更新中：还有 [1-9][0-9]?,[0-9]{3} 条事件未计入', page)
+            assert services.projection.lag() >= 2000
+        with TestClient(create_app(services), headers={"Authorization": f"Bearer {auditor}"}) as client:
+            services.projection.catch_up()
+            caught = client.get("/v1/gaps", params={"rule": "R04_not_reported", "limit": 1000}).json()
+            assert len(caught["items"]) == 1000 and caught["freshness"]["events_behind"] == 0
+            assert 'class="behind"' not in client.get("/gaps").text
+    finally:
+        services.close()

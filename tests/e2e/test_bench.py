@@ -31,5 +31,13 @@ def test_bench_reports_every_figure_beside_its_baseline():
         assert len(rounds) == 3 and report[side]["events_per_s"] == sorted(rounds)[1]
     assert report["naive"]["events"] == report["ingest_same_events"]["events"] == min(report["data"]["events"], 20_000)
     assert report["peak_rss_mib"] > 0
+    for query in ("gaps_page_as_of", "gaps_page_known_at", "stats_region_as_of", "overview_cold"):
+        figures = report["queries"][query]
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    live = report["live_projector"]
+    assert live["events"] == report["data"]["events"] and live["projector_events_per_s"] > 0
+    assert live["max_events_behind"] >= 0 and live["seconds_to_head_after_ingest"] >= 0
     assert set(report["targets"]) == {"ingest_at_least_10x_naive", "rebuild_at_least_50000_events_per_s",
-                                      "gap_query_p99_under_50ms", "gap_query_measured_at_100000_persons"}
+                                      "gap_query_p99_under_50ms", "gap_query_measured_at_100000_persons",
+                                      "past_gap_page_p99_under_100ms", "past_stats_p99_under_200ms",
+                                      "overview_cold_under_1s", "projector_at_least_as_fast_as_ingest"}

@@ -81,6 +81,7 @@ def server(tmp_path_factory):
             "--until", UNTIL.isoformat(), "--out", str(work / "county.jsonl"), env=env)
     published = json.loads(handoff("publish", "--import", str(work / "county.jsonl"), env=env))
     assert published["accepted"] > 1000 and published["rejected"] == 0
+    assert json.loads(handoff("project", "--once", env=env))["events_behind"] == 0  # as `handoff serve` would
     token = json.loads(handoff("principal", "add", "--role", "oversight", "--name", "市局监督员", "--region", "5202",
                                env=env))["token"]
 

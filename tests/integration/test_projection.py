@@ -78,6 +78,7 @@ def test_a_late_event_refolds_its_person(services):
 
 
 def test_a_changed_rule_set_rebuilds_and_labels_its_gaps(services, database_url, tmp_path):
+    """A new rule set is built beside the one served, which answers until the new one is complete."""
     person = id_number(78)
     services.ingestor.ingest([decision(person, start=dt.date(2025, 3, 3))], Source("test"))
     [default_gap] = services.queries.gaps(rule="R04_not_reported")
@@ -85,11 +86,18 @@ def test_a_changed_rule_set_rebuilds_and_labels_its_gaps(services, database_url,
 
     rules = tmp_path / "rules.toml"
     rules.write_text('version = "test-15d"\n[rules.R04_not_reported]\ndeadline = { amount = 15, unit = "days" }\n')
-    other = bootstrap(Settings(database_url=database_url, rules_file=str(rules)), clock=lambda: NOW)
+    other = bootstrap(Settings(database_url=database_url, rules_file=str(rules)), clock=lambda: NOW,
+                      projector="none")
     try:
+        [served] = other.queries.gaps(rule="R04_not_reported")
+        assert served["rule_set"] == "2026.2" and served["due_at"] == "2025-03-14T00:00:00+08:00"
+        assert other.queries.freshness()["building"] == "test-15d"
+        other.projection.catch_up()
         [gap] = other.queries.gaps(rule="R04_not_reported")
         assert gap["due_at"] == "2025-03-19T00:00:00+08:00"
         assert gap["rule_set"] == "test-15d"
+        assert other.queries.freshness()["building"] is None
+        assert {row["rule_set"] for row in other.read_model.dump()["rm_obligations"]} == {"test-15d"}
     finally:
         other.close()
 

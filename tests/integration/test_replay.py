@@ -1,5 +1,7 @@
 """Audit replay: answers captured from the service at several moments, while events stream in (late ones, a
-retraction, a rule-set change), are recomputed later from the event store, identically."""
+retraction, a rule-set change, imported legacy records), are recomputed later from the event store, identically:
+from the read model for the rule set it serves (refolding only the persons with imported records), by refolding
+everyone for an earlier rule set."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from services.ingest import Source
 from tests.builders import CST, decision, envelope, id_number
 
 SOURCE = Source("test", allow_recorded_at=False)
+LEGACY = Source("legacy", allow_recorded_at=True)
 
 
 def at(day: str, hour: int = 12) -> dt.datetime:
@@ -27,7 +30,9 @@ def test_replay_gives_the_answers_the_service_gave(database_url, tmp_path):
         return bootstrap(Settings(database_url=database_url, rules_file=rules), clock=lambda: clock[0])
 
     services = start()
-    slow, fast, missing = id_number(1), id_number(2), id_number(3)
+    slow, fast, missing, legacy = id_number(1), id_number(2), id_number(3), id_number(5)
+    imported = decision(legacy, start=dt.date(2025, 3, 3))
+    imported["recorded_at"] = at("2025-03-04").isoformat()  # recorded then, in the old system; stored on 04-10
     contact_lost = envelope("contact_lost", {}, kind="bureau", person=missing, occurred_at=at("2025-03-20", 9))
     timeline = [
         ("2025-03-01", [decision(slow, start=dt.date(2025, 2, 20)), decision(fast, start=dt.date(2025, 2, 25)),
@@ -45,6 +50,7 @@ def test_replay_gives_the_answers_the_service_gave(database_url, tmp_path):
         ("rules", []),                                                      # a province's rule set takes effect
         ("2025-04-05", [envelope("subject_reported", {"region": "520222"}, kind="bureau", person=slow,
                                  occurred_at=at("2025-03-30", 9))]),
+        ("2025-04-10", [imported]),
     ]
     captured = []
     try:
@@ -56,7 +62,7 @@ def test_replay_gives_the_answers_the_service_gave(database_url, tmp_path):
                 continue
             clock[0] = at(day)
             if events:
-                result = services.ingestor.ingest(events, SOURCE)
+                result = services.ingestor.ingest(events, LEGACY if events[0] is imported else SOURCE)
                 assert result.rejected == 0, [i.reason for i in result.items if i.status == "rejected"]
             clock[0] += dt.timedelta(hours=2)  # the service is asked a while later
             captured.append((clock[0], {
@@ -75,6 +81,13 @@ def test_replay_gives_the_answers_the_service_gave(database_url, tmp_path):
             assert replayed["gaps"] == answers["gaps"], moment
             assert replayed["stats"] == answers["stats"], moment
             assert replayed["status"] == answers["status"], moment
+            served = answers["rule_set"] == services.rules.version
+            assert replayed["answered_from"] == ("read_model" if served else "refold"), moment
+            if served:
+                assert replayed["refolded_persons"] == 1, moment  # the person of the imported record
+        # The imported person shows only once stored, although recorded earlier.
+        shown = [any(g["id_number"] == legacy for g in answers["gaps"]) for _, answers in captured]
+        assert shown == [False] * (len(captured) - 1) + [True]
     finally:
         services.close()
 

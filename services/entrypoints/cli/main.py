@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from domain.calendar import ProvisionalCalendarWarning
@@ -158,6 +158,7 @@ def _print_obligations(records: list[dict[str, Any]], title: str) -> None:
 
 
 def cmd_gaps(args: argparse.Namespace, services: Services) -> int:
+    caught_up(services)
     records = services.queries.gaps(as_of=args.as_of, known_at=args.known_at, region=args.region, rule=args.rule,
                                     state=args.state, limit=args.limit, offset=args.offset)
     if args.format == "json":
@@ -168,6 +169,7 @@ def cmd_gaps(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_upcoming(args: argparse.Namespace, services: Services) -> int:
+    caught_up(services)
     records = services.queries.upcoming(args.within, region=args.region)
     if args.format == "json":
         print_json(records)
@@ -206,6 +208,7 @@ def cmd_status(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, services: Services) -> int:
+    caught_up(services)
     records = services.queries.stats(region=args.region, as_of=args.as_of, known_at=args.known_at)
     if args.format == "json":
         print_json(records)
@@ -218,22 +221,34 @@ def cmd_stats(args: argparse.Namespace, services: Services) -> int:
     return EXIT_OK
 
 
+def _with_progress(description: str, total: int, work: Callable[[Callable[[int, int], None] | None], Any]) -> Any:
+    """Run `work(progress)` with a progress bar of log positions on stderr when a person is watching."""
+    progress = _progress()
+    if progress is None:
+        return work(None)
+    task = progress.add_task(description, total=total)
+    progress.start()
+    try:
+        return work(lambda done, total_: progress.update(task, completed=done, total=total_))
+    finally:
+        progress.stop()
+
+
+def caught_up(services: Services) -> None:
+    """The CLI answers from a read model brought up to the log's head first (the API and dashboard never wait:
+    their projector runs beside them)."""
+    if services.projection.lag():
+        _with_progress("updating read models 更新读模型", services.projection.head(),
+                       lambda progress: services.projection.catch_up(progress=progress))
+
+
 def cmd_rebuild(args: argparse.Namespace, services: Services) -> int:
     if args.compare:
         return _rebuild_compare(services)
-    progress = _progress()
-    task = progress.add_task("rebuilding read models", total=services.store.recorder.max_notification_id() or 0) \
-        if progress else None
-    if progress:
-        progress.start()
-    try:
-        persons = services.projection.rebuild(
-            progress=(lambda done, total: progress.update(task, completed=done, total=total)) if progress else None)
-    finally:
-        if progress:
-            progress.stop()
+    persons = _with_progress("rebuilding read models 重建读模型", services.projection.head(),
+                             lambda progress: services.projection.rebuild(progress=progress))
     print_json({"rebuilt": "supervision", "persons_folded": persons, "rule_set": services.rules.version,
-                 "position": services.read_model.position("supervision")[0]})
+                 "position": services.read_model.position("supervision", services.rules.version)[0]})
     return EXIT_OK
 
 
@@ -246,6 +261,7 @@ def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
             rules = load_rule_set(rules)
         except RuleSetError as error:
             return fail(str(error), EXIT_USAGE)
+    caught_up(services)  # so that the read model can answer (else every person is refolded)
     try:
         result = services.replay.replay(args.known_at, as_of=args.as_of, rules=rules, region=args.region,
                                         rule=args.rule, state=args.state, id_number=args.person)
@@ -254,13 +270,17 @@ def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
     if args.format == "json":
         print_json(result)
         return EXIT_OK
-    print(f"as shown at {result['known_at']} (as of {result['as_of']}), rule set {result['rule_set']}")
+    source = ("read model" + (f", {result['refolded_persons']} persons with imported records refolded"
+                              if result["refolded_persons"] else "")
+              if result["answered_from"] == "read_model" else "every person refolded")
+    print(f"as shown at {result['known_at']} (as of {result['as_of']}), rule set {result['rule_set']} ({source})")
     _print_obligations(result["gaps"], f"gaps 衔接漏洞 ({len(result['gaps'])})")
     return EXIT_OK
 
 
 def cmd_audit_quarantined(args: argparse.Namespace, services: Services) -> int:
     """The persons whose events the fold cannot process: out of every figure until an operator mends the cause."""
+    caught_up(services)
     rows = services.queries.quarantined()
     if args.format == "json":
         print_json({"items": [{"id_number": r.id_number, "name": r.name, "problem": r.problem} for r in rows]})
@@ -471,6 +491,24 @@ def cmd_serve(args: argparse.Namespace, services: Services) -> int:
     return EXIT_OK
 
 
+def cmd_project(args: argparse.Namespace, services: Services) -> int:
+    """The projector worker: catches up (with a progress bar when a person watches), then follows the log."""
+    from services.projector import Projector
+
+    caught_up(services)
+    if args.once:
+        print_json(services.projection.freshness())
+        return EXIT_OK
+    projector = Projector(services.projection, "background", interval=args.interval)
+    print(f"handoff project: following the event log (rule set {services.rules.version}); Ctrl-C stops",
+          file=sys.stderr)
+    try:
+        projector.run()
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handoff",
@@ -623,7 +661,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default=os.environ.get("HANDOFF_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("HANDOFF_PORT", "8000")))
-    serve.set_defaults(handler=cmd_serve)
+    serve.set_defaults(handler=cmd_serve, projector_mode="background")
+
+    project = commands.add_parser("project", help="keep the read models current: the projector worker (runs until "
+                                                  "stopped; `handoff serve` runs one in the background)")
+    project.add_argument("--once", action="store_true", help="catch up to the log's head once, then stop")
+    project.add_argument("--interval", type=float, default=1.0,
+                         help="seconds between looks at the log when idle (default 1)")
+    project.set_defaults(handler=cmd_project)
     return parser
 
 
@@ -636,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "needs_store", True):
         return args.handler(args, None)
     try:
-        services = bootstrap()
+        # The CLI's commands catch up before they read (`caught_up`); a long-running one says how it keeps current.
+        services = bootstrap(projector=getattr(args, "projector_mode", "none"))
     except RuleSetError as error:  # HANDOFF_RULES_FILE names a file that is not a valid rule set
         return fail(f"invalid rules file 规则文件有误: {error}", EXIT_USAGE)
     except Exception as error:  # an unreachable or unreadable store is fatal, reported in one line

@@ -5,6 +5,7 @@ Errors are JSON `{"error": {"code": ..., "message": ...}}` with a stable code; b
 """
 
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -193,8 +194,22 @@ AgencyParam = Annotated[AgencyKind | None, Query(description="only obligations b
 
 
 def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAPI:
-    """The API, with the oversight dashboard (`services.entrypoints.http.dashboard`, or the router given)."""
+    """The API, with the oversight dashboard (`services.entrypoints.http.dashboard`, or the router given). Its
+    projector (`services.projector`) runs while the app does: reads never wait for it."""
+    projector = services.projector
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        if projector is not None:
+            projector.start()
+        try:
+            yield
+        finally:
+            if projector is not None:
+                projector.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="handoff",
         version="1.0.0",
         # The API documentation is served below from the package's own assets (no CDN) and only to principals.
@@ -242,7 +257,8 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     def health() -> dict[str, Any]:
         """Liveness for load balancers: the only endpoint without authentication."""
         return {"status": "ok", "store": services.settings.database_url.split(":", 1)[0],
-                "quarantined_persons": services.read_model.quarantined_count()}
+                "quarantined_persons": services.read_model.quarantined_count(),
+                "freshness": services.queries.freshness()}
 
     v1 = APIRouter(prefix="/v1")
 
@@ -348,7 +364,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         shown = page(items, limit, offset)
         principals.record_access(me, f"GET /v1/gaps region={scope['region']} rule={rule} state={state}",
                                  [gap["id_number"] for gap in shown["items"]])
-        return shown
+        return {**shown, "freshness": services.queries.freshness()}
 
     @v1.get("/upcoming", tags=["read"])
     def upcoming(me: Me, within: Annotated[str, Query(max_length=12)] = "7d", region: RegionParam = None,
@@ -363,7 +379,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         shown = page(items[offset:offset + limit + 1], limit, offset)
         principals.record_access(me, f"GET /v1/upcoming region={scope['region']}",
                                  [item["id_number"] for item in shown["items"]])
-        return shown
+        return {**shown, "freshness": services.queries.freshness()}
 
     @v1.get("/stats", tags=["read"])
     def stats(me: Me, region: RegionParam = None, as_of: TimeParam = None,
@@ -372,7 +388,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         require(me, Role.OVERSIGHT, Role.AUDITOR)
         items = services.queries.stats(region=scoped_region(me, region), as_of=moment(as_of, "as_of"),
                                        known_at=moment(known_at, "known_at"))
-        return {"items": items}
+        return {"items": items, "freshness": services.queries.freshness()}
 
     def visible_person(me: Principal, id_number: str, as_of: str | None, known_at: str | None) -> dict[str, Any]:
         require(me, Role.OVERSIGHT, Role.AUDITOR)
@@ -429,7 +445,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         items = [{"id_number": row.id_number, "name": row.name, "problem": row.problem}
                  for row in services.queries.quarantined()]
         principals.record_access(me, "GET /v1/quarantine", [item["id_number"] for item in items])
-        return {"items": items}
+        return {"items": items, "freshness": services.queries.freshness()}
 
     @v1.get("/access-log", tags=["audit"])
     def access_log(me: Me, subject: Annotated[str | None, Query(max_length=18, description=(

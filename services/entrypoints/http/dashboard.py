@@ -126,6 +126,8 @@ class Dashboard:
             provisional_mark=lambda: Markup('<span class="provisional small" title="{}">{}</span>').format(
                 t("provisional_help"), t("provisional")),
             path=request.url.path, csrf_token=getattr(request.state, "csrf", None),
+            # Pages never wait for the projector: when it is behind, they say so.
+            freshness=self.services.queries.freshness() if context.get("principal") else None,
             **{"principal": None, "as_of_param": None, "as_of_date": None,
                                       "notice": None, "hidden": {}, **context},
         )

@@ -55,6 +55,7 @@ TEXT = {
         "login_title": "登录监督平台", "token": "访问令牌", "token_help": "粘贴 `handoff principal add` 打印的令牌。",
         "bad_token": "令牌无效或已被撤销，请重新输入。", "logged_out": "您已退出。",
         "as_of": "查看日期", "show": "查看", "today": "今天", "as_of_past": "正在回看过去：截至 {date} 日终的情况。",
+        "behind": "数据更新中：还有 {events} 条事件未计入（落后约 {seconds} 秒），所示情况可能不是最新。",
         "future_date": "不能查看未来日期，已显示今天的情况。", "skip": "跳到正文",
         "scope": "范围", "all_regions": "全部地区", "region": "地区", "regions": "各地区",
         "register_by_category": "在册人员（按矫正类别）", "register_by_status": "在案人员（按监管状态）",
@@ -92,6 +93,8 @@ TEXT = {
         "logged_out": "You have logged out.",
         "as_of": "As of", "show": "Show", "today": "Today",
         "as_of_past": "Looking back: the state at the end of {date}.",
+        "behind": "Updating: {events} events not counted yet (about {seconds} s behind); what is shown may not be "
+                  "the latest.",
         "future_date": "Future dates cannot be shown; showing today.", "skip": "Skip to content",
         "scope": "Scope", "all_regions": "all regions", "region": "Region", "regions": "By region",
         "register_by_category": "In register, by category", "register_by_status": "On record, by status",

@@ -1,0 +1,213 @@
+"""A person's supervision history in two times, as rows a database can answer any `(as_of, known_at)` question from.
+
+Valid time is when things happened (`occurred_at`): what `fold(as_of=T)` says holds from the instant of the last
+event it applied until the next event's instant. Transaction time is when the service knew it (`recorded_at`): what
+`fold(known_at=K)` says holds from the moment the events it uses were recorded until the next recording changes it.
+Each row carries both intervals, as SQL:2011 system-versioned tables do, so that
+
+    fold(events, as_of=T, known_at=K)  ==  the rows with valid_from <= T < valid_to and known_from <= K < known_to
+
+(open ends are None), and an obligation's fulfilment later than T reads as not fulfilled at T (`visible_at`). The
+rows are written the way a system-versioned table changes: each recording closes the rows it changes (known_to)
+and opens their successors; an event recorded in occurred order only extends the history, a late one replaces it
+from its instant on. One FoldRun pass covers a person recorded in order; a late or retracted event starts one more
+pass, so the cost stays close to a single fold's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .rules import RuleSet
+from .supervision import FoldRun, Snapshot, effective_events, fold_order
+
+
+class PersonFacts(NamedTuple):
+    """What is true of the person over a valid interval: where they belong, their status and who answers for them."""
+
+    region: str | None
+    status: str | None
+    responsible_kind: str | None
+    responsible_region: str | None
+    enrolled_at: dt.datetime | None
+    ended: str | None
+    ended_at: dt.datetime | None
+    category: str | None
+
+
+class ObligationFacts(NamedTuple):
+    """One obligation over a valid interval. `fulfilled_at` may lie beyond the interval's start: it is read as not
+    fulfilled before it (`visible_at`)."""
+
+    region: str | None  # the person's region, by which oversight filters
+    rule: str
+    triggered_by: str
+    obligated_kind: str
+    obligated_id: str | None
+    obligated_region: str | None
+    due_at: dt.datetime
+    fulfilled_at: dt.datetime | None
+    provisional: bool
+    reason: str | None
+
+    def visible_at(self, as_of: dt.datetime) -> ObligationFacts:
+        if self.fulfilled_at is not None and self.fulfilled_at > as_of:
+            return self._replace(fulfilled_at=None)
+        return self
+
+
+@dataclass
+class Version:
+    """A row: facts (PersonFacts or ObligationFacts) true over [valid_from, valid_to) as known over
+    [known_from, known_to); None is an open end."""
+
+    facts: Any
+    valid_from: dt.datetime
+    valid_to: dt.datetime | None
+    known_from: dt.datetime
+    known_to: dt.datetime | None = None
+
+    def holds(self, as_of: dt.datetime, known_at: dt.datetime | None) -> bool:
+        """Whether the row answers for `(as_of, known_at)`; known_at None: as known now."""
+        if not (self.valid_from <= as_of and (self.valid_to is None or as_of < self.valid_to)):
+            return False
+        if known_at is None:
+            return self.known_to is None
+        return self.known_from <= known_at and (self.known_to is None or known_at < self.known_to)
+
+
+PERSON = "person"  # the identity of the person's own row (obligations are identified by their place in the run)
+
+
+def snapshot_facts(snapshot: Snapshot) -> dict[Hashable, Any]:
+    """The facts of one snapshot by identity: the person, and each obligation that has a due time."""
+    episode, responsible, region = snapshot.episode, snapshot.responsible, snapshot.region
+    facts: dict[Hashable, Any] = {PERSON: PersonFacts(
+        region, snapshot.status,
+        responsible["kind"] if responsible else None, responsible["region"] if responsible else None,
+        episode.enrolled_at if episode else None, episode.ended if episode else None,
+        episode.ended_at if episode else None, episode.category if episode else None,
+    )}
+    for index, (o, due_at, provisional) in enumerate(snapshot.obligations):
+        if due_at is not None:
+            facts[index] = ObligationFacts(region, o.rule, o.triggered_by, o.obligated_kind, o.obligated_id,
+                                           o.obligated_region, due_at, o.fulfilled_at, provisional, o.reason)
+    return facts
+
+
+def _extends(older: Any, newer: Any, at: dt.datetime) -> bool:
+    """Whether `newer`, from `at` on, may stand for `older` before `at` too: the same obligation, only fulfilled at
+    or after `at` (so read as not fulfilled before)."""
+    return (isinstance(older, ObligationFacts) and older.fulfilled_at is None and newer.fulfilled_at is not None
+            and newer.fulfilled_at >= at and older == newer._replace(fulfilled_at=None))
+
+
+class _Table:
+    """The rows of one person, changed as a system-versioned table changes: rows are closed (known_to) and opened,
+    never edited; a row closed in the same recording that opened it was never visible and is dropped."""
+
+    def __init__(self) -> None:
+        self.closed: list[Version] = []
+        self.current: list[Version] = []  # known_to None
+        self.open_ended: dict[Hashable, Version] = {}  # current rows with valid_to None, by identity
+
+    def _close(self, row: Version, known: dt.datetime) -> None:
+        self.current.remove(row)
+        if row.known_from < known:
+            row.known_to = known
+            self.closed.append(row)
+
+    def _open(self, facts: Any, valid_from: dt.datetime, valid_to: dt.datetime | None, known: dt.datetime,
+              identity: Hashable | None = None) -> None:
+        row = Version(facts, valid_from, valid_to, known)
+        self.current.append(row)
+        if valid_to is None:
+            self.open_ended[identity] = row
+
+    def truncate(self, at: dt.datetime, known: dt.datetime) -> None:
+        """From `known` on, the history from valid instant `at` is to be written again: rows reaching it end there."""
+        for row in [r for r in self.current if r.valid_to is None or r.valid_to > at]:
+            self._close(row, known)
+            if row.valid_from < at:
+                self._open(row.facts, row.valid_from, at, known)
+        self.open_ended = {}
+
+    def step(self, at: dt.datetime, facts: dict[Hashable, Any], known: dt.datetime) -> None:
+        """From `known` on, `facts` hold from valid instant `at` (the latest instant written so far) on."""
+        # In the order of the dicts, not of a set: the rows are then written in the same order in every process.
+        for identity in [*self.open_ended, *(i for i in facts if i not in self.open_ended)]:
+            row, new = self.open_ended.get(identity), facts.get(identity)
+            if row is not None and row.facts == new:
+                continue
+            if row is not None:
+                del self.open_ended[identity]
+                self._close(row, known)
+                if new is not None and row.valid_from < at and _extends(row.facts, new, at):
+                    self._open(new, row.valid_from, None, known, identity)
+                    continue
+                if row.valid_from < at:
+                    self._open(row.facts, row.valid_from, at, known)
+            if new is not None:
+                self._open(new, at, None, known, identity)
+
+    def rows(self) -> list[Version]:
+        return self.closed + self.current
+
+
+def _event_key(event: Any) -> str:
+    return event.event_id.lower()
+
+
+def history(parsed: Sequence[Any], rules: RuleSet, calendar: Any = None) -> list[Version]:
+    """Every row of a person's history from their events (as `parse_records` gives them), in both times."""
+    table = _Table()
+    applied: list[Any] = []  # the effective events of the last recording, in fold order
+    run: FoldRun | None = None
+    known_events: list[Any] = []
+    by_recording = sorted(parsed, key=lambda e: e.recorded_at)
+    for known, group in itertools.groupby(by_recording, key=lambda e: e.recorded_at):
+        known_events.extend(group)
+        effective = effective_events(known_events)
+        same = 0
+        for before, after in zip(applied, effective):
+            if _event_key(before) != _event_key(after):
+                break
+            same += 1
+        if same == len(applied) == len(effective):
+            continue  # nothing the fold uses changed (a retraction still waiting for its event)
+        if same == len(applied) and run is not None:
+            new = effective[same:]  # recorded in order: the run goes on
+        else:
+            changed = [lst[same] for lst in (applied, effective) if same < len(lst)]
+            changed_at = min(fold_order(e.occurred_at, e.event_type, e.event_id) for e in changed)[0]
+            # Written again from the last instant before the change: what held then holds until the next instant
+            # of the new history (or for good, if a retraction removed every later event).
+            earlier = [e.occurred_at for e in effective if e.occurred_at < changed_at]
+            at = earlier[-1] if earlier else changed_at
+            table.truncate(at, known)
+            run = FoldRun(rules, calendar)
+            new = []
+            for event in effective:
+                if event.occurred_at < at:
+                    run.apply(event)
+                else:
+                    new.append(event)
+        for instant, events in itertools.groupby(new, key=lambda e: e.occurred_at):
+            for event in events:
+                run.apply(event)
+            table.step(instant, snapshot_facts(run.snapshot()), known)
+        applied = effective
+    return table.rows()
+
+
+def latest_name(parsed: Iterable[Any]) -> str:
+    """The name the person was last published under (in fold order), as the fold names them."""
+    name = ""
+    for event in effective_events(list(parsed)):
+        if event.name:
+            name = event.name
+    return name

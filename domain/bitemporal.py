@@ -239,6 +239,13 @@ class PersonHistory:
     def rows(self) -> list[Version]:
         return self.table.rows()
 
+    def closed_count(self) -> int:
+        return len(self.table.closed)
+
+    def rows_since(self, closed: int) -> list[Version]:
+        """The current rows and the rows closed after the first `closed` (rows, once closed, never change)."""
+        return self.table.closed[closed:] + self.table.current
+
 
 def history(parsed: Sequence[Any], rules: RuleSet, calendar: Any = None) -> list[Version]:
     """Every row of a person's history from their events (as `parse_records` gives them), in both times."""

@@ -155,6 +155,7 @@ class _Kept(NamedTuple):
     history: PersonHistory
     parsed: list[Any]
     imported: bool
+    written_closed: int  # how many of its closed rows the read model has (the rest were current when written)
 
 
 def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
@@ -283,7 +284,14 @@ class SupervisionProjection:
                     self.read_model.complete(NAME, version)
                 return refolded
             rows = self.fold_streams(stream_ids, keep=True)  # one read for the batch's persons
-            if not self._apply(position, new_position, rows):
+            applied = False
+            try:
+                applied = self._apply(position, new_position, rows)
+            finally:
+                if not applied:
+                    # The kept histories say which rows the read model has: no longer known, so start afresh.
+                    self._kept.clear()
+            if not applied:
                 return refolded
             refolded += len(rows)
             position = new_position
@@ -339,9 +347,17 @@ class SupervisionProjection:
                 kept.history.record_all(parsed)
         except Unfoldable:
             return self._fold_and_keep(states, stream_id)  # quarantined there, as a fold from scratch would be
+        before = kept
         kept = kept._replace(states=len(states), parsed=kept.parsed + parsed, imported=kept.imported or any(
             stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in events))
-        return self._keep(stream_id, kept)
+        name = latest_name(kept.parsed)
+        if kept.imported != before.imported or name != latest_name(before.parsed):
+            return self._keep(stream_id, kept)  # a flag or name every row carries changed: all rows again
+        rows = version_rows(kept.id_number, kept.history.rows_since(kept.written_closed), kept.parsed,
+                            self.rules.version, kept.imported)._replace(current_only=True)
+        self._kept[stream_id] = kept._replace(written_closed=kept.history.closed_count())
+        self._forget_oldest()
+        return rows
 
     def _fold_and_keep(self, states: Sequence[bytes], stream_id: Any) -> PersonRows:
         registered = self.decoder.decode(states[0])
@@ -355,13 +371,17 @@ class SupervisionProjection:
             return quarantine_rows(registered["id_number"], registered.get("name") or "", self.rules.version,
                                    unfoldable.problem)
         imported = any(stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in events)
-        return self._keep(stream_id, _Kept(len(states), registered["id_number"], person, parsed, imported))
+        return self._keep(stream_id, _Kept(len(states), registered["id_number"], person, parsed, imported, 0))
 
     def _keep(self, stream_id: Any, kept: "_Kept") -> PersonRows:
-        self._kept[stream_id] = kept
+        """All of the person's rows, and the history kept."""
+        self._kept[stream_id] = kept._replace(written_closed=kept.history.closed_count())
+        self._forget_oldest()
+        return version_rows(kept.id_number, kept.history.rows(), kept.parsed, self.rules.version, kept.imported)
+
+    def _forget_oldest(self) -> None:
         if len(self._kept) > HISTORIES_KEPT:
             self._kept.popitem(last=False)  # the least recently folded
-        return version_rows(kept.id_number, kept.history.rows(), kept.parsed, self.rules.version, kept.imported)
 
     def _stored_rows(self, stream_id: Any, stored: list) -> PersonRows:
         try:
@@ -388,6 +408,7 @@ class SupervisionProjection:
         at least PARALLEL_FROM_EVENTS events (and the fast read path), else 0. The rows, and the order they are
         written in, are the same either way."""
         version = self.rules.version
+        self._kept.clear()  # every person's rows are written again, in full
         if not beside:
             self.read_model.drop()
         head = self.head()

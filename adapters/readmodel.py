@@ -186,6 +186,9 @@ class PersonRows(NamedTuple):
     name: str
     persons: list[tuple]  # values of PERSON_COLUMNS, one tuple per version
     obligations: list[tuple]  # values of OBLIGATION_COLUMNS, one tuple per version of an obligation
+    # True: these are the person's current rows (known_to NULL) and the rows closed since their last write; they
+    # replace the current rows only (rows closed before never change). False: all of the person's rows.
+    current_only: bool = False
 
 
 class ReadModel:
@@ -292,10 +295,13 @@ class ReadModel:
             # Sealed once per person: every row of a person carries the same key already, so sharing the
             # ciphertext across them tells nothing more.
             personal = [(sealer.token(r.id_number), sealer.seal(r.id_number), sealer.seal(r.name)) for r in rows]
-            for chunk in _chunks([key for key, _, _ in personal], 500) if replace else ():
-                for table in (obligations, persons):
-                    connection.execute(table.delete().where(table.c.person_key.in_(chunk),
-                                                            table.c.rule_set == rule_set))
+            for current_only in (False, True) if replace else ():
+                keys = [key for (key, _, _), r in zip(personal, rows) if r.current_only == current_only]
+                for chunk in _chunks(keys, 500):
+                    for table in (obligations, persons):
+                        connection.execute(table.delete().where(
+                            table.c.person_key.in_(chunk), table.c.rule_set == rule_set,
+                            *((table.c.known_to_us.is_(None),) if current_only else ())))
             person_rows = [sealed + p for sealed, r in zip(personal, rows) for p in r.persons]
             obligation_rows = [sealed + o for sealed, r in zip(personal, rows) for o in r.obligations]
             if person_rows:

@@ -162,23 +162,57 @@ def _event_key(event: Any) -> str:
     return event.event_id.lower()
 
 
-def history(parsed: Sequence[Any], rules: RuleSet, calendar: Any = None) -> list[Version]:
-    """Every row of a person's history from their events (as `parse_records` gives them), in both times."""
-    table = _Table()
-    applied: list[Any] = []  # the effective events of the last recording, in fold order
-    run: FoldRun | None = None
-    known_events: list[Any] = []
-    by_recording = sorted(parsed, key=lambda e: e.recorded_at)
-    for known, group in itertools.groupby(by_recording, key=lambda e: e.recorded_at):
-        known_events.extend(group)
-        effective = effective_events(known_events)
-        same = 0
-        for before, after in zip(applied, effective):
-            if _event_key(before) != _event_key(after):
-                break
-            same += 1
+def _fold_key(event: Any) -> tuple:
+    return fold_order(event.occurred_at, event.event_type, event.event_id)
+
+
+RETRACTION = "event_retracted"
+
+
+class PersonHistory:
+    """A person's rows, built recording by recording in transaction time. `record` takes the events of the next
+    recording; a projector that keeps this object can give it a person's later recordings without refolding what
+    it already wrote (`continues`)."""
+
+    def __init__(self, rules: RuleSet, calendar: Any = None):
+        self.rules, self.calendar = rules, calendar
+        self.table = _Table()
+        self.applied: list[Any] = []  # the effective events of the last recording, in fold order
+        self.run: FoldRun | None = None
+        self.known_events: list[Any] = []
+        self.retractions_known = False
+        self.known: dt.datetime | None = None  # the last recording's instant
+
+    def continues(self, parsed: Sequence[Any]) -> bool:
+        """Whether these further events were all recorded after the last recording (else: build it again)."""
+        return self.known is None or all(e.recorded_at > self.known for e in parsed)
+
+    def record_all(self, parsed: Sequence[Any]) -> None:
+        for known, group in itertools.groupby(sorted(parsed, key=lambda e: e.recorded_at),
+                                              key=lambda e: e.recorded_at):
+            self.record(known, list(group))
+
+    def record(self, known: dt.datetime, group: list[Any]) -> None:
+        """The events recorded at instant `known` (after every earlier recording)."""
+        self.known = known
+        self.known_events.extend(group)
+        self.retractions_known = self.retractions_known or any(e.event_type == RETRACTION for e in group)
+        applied, run = self.applied, self.run
+        arrived = sorted(group, key=_fold_key)
+        if run is not None and applied and not self.retractions_known and _fold_key(arrived[0]) > _fold_key(
+                applied[-1]):
+            # The common case, recorded in fold order with nothing retracted: the new events follow the applied
+            # ones, and the run goes on without sorting everything known again.
+            effective, same = applied + arrived, len(applied)
+        else:
+            effective = effective_events(self.known_events)
+            same = 0
+            for before, after in zip(applied, effective):
+                if _event_key(before) != _event_key(after):
+                    break
+                same += 1
         if same == len(applied) == len(effective):
-            continue  # nothing the fold uses changed (a retraction still waiting for its event)
+            return  # nothing the fold uses changed (a retraction still waiting for its event)
         if same == len(applied) and run is not None:
             new = effective[same:]  # recorded in order: the run goes on
         else:
@@ -188,8 +222,8 @@ def history(parsed: Sequence[Any], rules: RuleSet, calendar: Any = None) -> list
             # of the new history (or for good, if a retraction removed every later event).
             earlier = [e.occurred_at for e in effective if e.occurred_at < changed_at]
             at = earlier[-1] if earlier else changed_at
-            table.truncate(at, known)
-            run = FoldRun(rules, calendar)
+            self.table.truncate(at, known)
+            run = self.run = FoldRun(self.rules, self.calendar)
             new = []
             for event in effective:
                 if event.occurred_at < at:
@@ -199,9 +233,25 @@ def history(parsed: Sequence[Any], rules: RuleSet, calendar: Any = None) -> list
         for instant, events in itertools.groupby(new, key=lambda e: e.occurred_at):
             for event in events:
                 run.apply(event)
-            table.step(instant, snapshot_facts(run.snapshot()), known)
-        applied = effective
-    return table.rows()
+            self.table.step(instant, snapshot_facts(run.snapshot()), known)
+        self.applied = effective
+
+    def rows(self) -> list[Version]:
+        return self.table.rows()
+
+    def closed_count(self) -> int:
+        return len(self.table.closed)
+
+    def rows_since(self, closed: int) -> list[Version]:
+        """The current rows and the rows closed after the first `closed` (rows, once closed, never change)."""
+        return self.table.closed[closed:] + self.table.current
+
+
+def history(parsed: Sequence[Any], rules: RuleSet, calendar: Any = None) -> list[Version]:
+    """Every row of a person's history from their events (as `parse_records` gives them), in both times."""
+    person = PersonHistory(rules, calendar)
+    person.record_all(parsed)
+    return person.rows()
 
 
 def latest_name(parsed: Iterable[Any]) -> str:

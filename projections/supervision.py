@@ -23,7 +23,7 @@ import os
 import pickle
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from adapters.eventstore import EventStore
 from adapters.fastread import StateDecoder, StreamReader, StreamSource
@@ -31,7 +31,7 @@ from adapters.readmodel import QUARANTINED, PersonRows, PositionMoved, ReadModel
 from domain.calendar import WorkingCalendar, micros
 from domain.person import Person
 from domain.rules import RuleSet
-from domain.bitemporal import PersonFacts, history, latest_name
+from domain.bitemporal import PersonFacts, PersonHistory, Version, history, latest_name
 from domain.supervision import PersonView, fold, iso, parse_events, parse_records
 
 PERSON_TOPIC = f"{Person.__module__}:{Person.__qualname__}.EventRecorded"
@@ -48,6 +48,9 @@ MAX_WORKERS = 8
 # Persons per task sent to a worker: large enough that pickling and scheduling are small beside the fold, small
 # enough that the workers start early and the last task does not leave a core idle for long.
 PERSONS_PER_TASK = 200
+# Persons whose histories a projector keeps between catch-ups (SupervisionProjection.fold_streams): a person's new
+# events then cost a fold of those events, not of their whole history. Bounded, so memory does not grow with the log.
+HISTORIES_KEPT = 20_000
 # Persons a catch-up folds and writes in one transaction: the events of a backlog are gathered until this many
 # persons are touched, so that each is folded once for all of their events in it.
 PERSONS_PER_CATCH_UP = 5_000
@@ -61,9 +64,14 @@ def history_rows(id_number: str, parsed: Sequence[Any], rules: RuleSet, calendar
     """The read-model rows of one person: every version of their facts in valid and transaction time
     (domain/bitemporal.py), as values of every column after the personal ones (person_key, id_number, name), in
     the read model's column order (adapters/readmodel.py, PERSON_COLUMNS and OBLIGATION_COLUMNS)."""
-    rule_set = rules.version
+    return version_rows(id_number, history(parsed, rules, calendar), parsed, rules.version, imported)
+
+
+def version_rows(id_number: str, versions: Sequence[Version], parsed: Sequence[Any], rule_set: str,
+                 imported: bool) -> PersonRows:
+    """`history_rows` from the versions already built (domain.bitemporal.PersonHistory.rows)."""
     person_versions, obligation_versions = [], []
-    for version in history(parsed, rules, calendar):
+    for version in versions:
         times = (micros(version.valid_from), _micros(version.valid_to), micros(version.known_from),
                  _micros(version.known_to))
         f = version.facts
@@ -141,6 +149,15 @@ def quarantine_rows(id_number: str, name: str, rule_set: str, problem: str) -> P
                                          False, 0, None, 0, None)], [])
 
 
+class _Kept(NamedTuple):
+    states: int  # how many stored states of the stream it has folded (Registered included)
+    id_number: str
+    history: PersonHistory
+    parsed: list[Any]
+    imported: bool
+    written_closed: int  # how many of its closed rows the read model has (the rest were current when written)
+
+
 def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
                 calendar: WorkingCalendar, stream: Any = None) -> PersonRows:
     """The rows of one person from the raw stored states of their stream (Registered first)."""
@@ -214,6 +231,7 @@ class SupervisionProjection:
         self.fast_read = fast_read
         self.reader = StreamReader.of_store(store)
         self.decoder = StateDecoder(store.mapper)
+        self._kept: collections.OrderedDict[Any, _Kept] = collections.OrderedDict()
 
     def head(self) -> int:
         return self.store.recorder.max_notification_id() or 0
@@ -265,8 +283,15 @@ class SupervisionProjection:
                 if not complete:
                     self.read_model.complete(NAME, version)
                 return refolded
-            rows = self.fold_streams(stream_ids)  # one read for the batch's persons
-            if not self._apply(position, new_position, rows):
+            rows = self.fold_streams(stream_ids, keep=True)  # one read for the batch's persons
+            applied = False
+            try:
+                applied = self._apply(position, new_position, rows)
+            finally:
+                if not applied:
+                    # The kept histories say which rows the read model has: no longer known, so start afresh.
+                    self._kept.clear()
+            if not applied:
                 return refolded
             refolded += len(rows)
             position = new_position
@@ -295,15 +320,68 @@ class SupervisionProjection:
         except PositionMoved:
             return False  # another projector got there first with the same result
 
-    def fold_streams(self, stream_ids: Sequence[Any]) -> list[PersonRows]:
-        """The rows of these persons (existing streams), folded here from one batched read."""
+    def fold_streams(self, stream_ids: Sequence[Any], keep: bool = False) -> list[PersonRows]:
+        """The rows of these persons (existing streams), folded here from one batched read. With `keep`, each
+        person's history is kept (the HISTORIES_KEPT most recently folded), and the next fold of that person gives
+        it only the events stored since, when they were recorded after the ones it has."""
         if not self.fast_read:
             streams = self.store.select_streams(stream_ids)
             return [self._stored_rows(stream_id, streams[stream_id]) for stream_id in stream_ids]
         keys = [self.reader.key(stream_id) for stream_id in stream_ids]
         states = self.reader.states(keys)
+        if keep:
+            return [self._fold_kept(states[key], stream_id) for key, stream_id in zip(keys, stream_ids)]
         return [fold_states(states[key], self.decoder, self.rules, self.calendar, stream_id)
                 for key, stream_id in zip(keys, stream_ids)]
+
+    def _fold_kept(self, states: Sequence[bytes], stream_id: Any) -> PersonRows:
+        kept = self._kept.pop(stream_id, None)
+        if kept is None or len(states) < kept.states:
+            return self._fold_and_keep(states, stream_id)
+        try:
+            with quarantining(stream_id):
+                events = [self.decoder.decode(state) for state in states[kept.states:]]
+                parsed = parse_records(events)
+                if not kept.history.continues(parsed):  # recorded before what it has: built again
+                    return self._fold_and_keep(states, stream_id)
+                kept.history.record_all(parsed)
+        except Unfoldable:
+            return self._fold_and_keep(states, stream_id)  # quarantined there, as a fold from scratch would be
+        before = kept
+        kept = kept._replace(states=len(states), parsed=kept.parsed + parsed, imported=kept.imported or any(
+            stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in events))
+        name = latest_name(kept.parsed)
+        if kept.imported != before.imported or name != latest_name(before.parsed):
+            return self._keep(stream_id, kept)  # a flag or name every row carries changed: all rows again
+        rows = version_rows(kept.id_number, kept.history.rows_since(kept.written_closed), kept.parsed,
+                            self.rules.version, kept.imported)._replace(current_only=True)
+        self._kept[stream_id] = kept._replace(written_closed=kept.history.closed_count())
+        self._forget_oldest()
+        return rows
+
+    def _fold_and_keep(self, states: Sequence[bytes], stream_id: Any) -> PersonRows:
+        registered = self.decoder.decode(states[0])
+        try:
+            with quarantining(stream_id):
+                events = [self.decoder.decode(state) for state in states[1:]]
+                parsed = parse_records(events)
+                person = PersonHistory(self.rules, self.calendar)
+                person.record_all(parsed)
+        except Unfoldable as unfoldable:
+            return quarantine_rows(registered["id_number"], registered.get("name") or "", self.rules.version,
+                                   unfoldable.problem)
+        imported = any(stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in events)
+        return self._keep(stream_id, _Kept(len(states), registered["id_number"], person, parsed, imported, 0))
+
+    def _keep(self, stream_id: Any, kept: "_Kept") -> PersonRows:
+        """All of the person's rows, and the history kept."""
+        self._kept[stream_id] = kept._replace(written_closed=kept.history.closed_count())
+        self._forget_oldest()
+        return version_rows(kept.id_number, kept.history.rows(), kept.parsed, self.rules.version, kept.imported)
+
+    def _forget_oldest(self) -> None:
+        if len(self._kept) > HISTORIES_KEPT:
+            self._kept.popitem(last=False)  # the least recently folded
 
     def _stored_rows(self, stream_id: Any, stored: list) -> PersonRows:
         try:
@@ -330,6 +408,7 @@ class SupervisionProjection:
         at least PARALLEL_FROM_EVENTS events (and the fast read path), else 0. The rows, and the order they are
         written in, are the same either way."""
         version = self.rules.version
+        self._kept.clear()  # every person's rows are written again, in full
         if not beside:
             self.read_model.drop()
         head = self.head()

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from domain.bitemporal import PERSON, ObligationFacts, PersonFacts, Version, history, snapshot_facts
+from domain.bitemporal import PERSON, ObligationFacts, PersonFacts, PersonHistory, Version, history, snapshot_facts
 from domain.supervision import FoldRun, effective_events, fold, parse_records
 from tests.strategies import arrivals, in_time_order, person_histories
 from tests.unit.factories import ID_NUMBER
@@ -69,6 +69,29 @@ def test_rows_answer_every_as_of_and_known_at_as_the_fold_does(history_, data):
     for as_of, known_at in sample:
         expected, got = reference(events, as_of, known_at), from_rows(rows, as_of, known_at)
         assert got == expected, f"as_of={as_of} known_at={known_at}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(history_=person_histories(AGENCIES), data=st.data())
+def test_a_history_kept_and_given_later_recordings_writes_the_rows_of_one_built_at_once(history_, data):
+    """What the projector does with a person it folded before: it gives the kept history the events stored since,
+    when they were recorded after its last recording, and must end with exactly the rows of a refold."""
+    note(repr(history_))
+    arrival = data.draw(st.one_of(st.just(in_time_order(history_)), arrivals(history_)), label="arrival")
+    parsed = parse_records([_record(e) for e in arrived(history_, arrival)])
+    cut = data.draw(st.integers(0, len(parsed)), label="cut")
+    kept = PersonHistory(RULES, CALENDAR)
+    kept.record_all(parsed[:cut])
+    later = parsed[cut:]
+    if not kept.continues(later):
+        kept = PersonHistory(RULES, CALENDAR)
+        later = parsed
+    kept.record_all(later)
+    assert _rows(kept.rows()) == _rows(history(parsed, RULES, CALENDAR))
+
+
+def _rows(rows: list[Version]) -> list[tuple]:
+    return [(row.facts, row.valid_from, row.valid_to, row.known_from, row.known_to) for row in rows]
 
 
 def _record(event_: Any) -> dict[str, Any]:

@@ -60,14 +60,15 @@ class Sealer(Protocol):
 class SupervisionReadModel(Protocol):
     """The projection's tables of persons and obligations in valid and transaction time, queried by region first;
     rows carry their times as microseconds (`*_us`); `known_at_us` None asks as known now; `rule_set` picks the
-    rows of the rule set served."""
+    rows of the rule set served; `exclude_imported` leaves out the persons with imported records (audit replay refolds
+    them)."""
 
     sealer: Sealer
 
     def gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
              limit: int | None = None, offset: int = 0, agency: str | None = None,
              agency_region: str | None = None, agency_id: str | None = None, known_at_us: int | None = None,
-             rule_set: str | None = None) -> list[Any]: ...
+             rule_set: str | None = None, exclude_imported: bool = False) -> list[Any]: ...
 
     def upcoming(self, from_us: int, until_us: int, region: str | None = None, agency: str | None = None,
                  agency_region: str | None = None, agency_id: str | None = None,
@@ -82,10 +83,13 @@ class SupervisionReadModel(Protocol):
     def quarantined(self) -> list[Any]: ...
 
     def person_counts(self, as_of_us: int, region: str | None = None, known_at_us: int | None = None,
-                      rule_set: str | None = None) -> list[Any]: ...
+                      rule_set: str | None = None, exclude_imported: bool = False) -> list[Any]: ...
 
     def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None,
-                             known_at_us: int | None = None, rule_set: str | None = None) -> list[Any]: ...
+                             known_at_us: int | None = None, rule_set: str | None = None,
+                             exclude_imported: bool = False) -> list[Any]: ...
+
+    def imported_persons(self, rule_set: str | None = None) -> list[str]: ...
 
 
 class Projection(Protocol):

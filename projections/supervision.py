@@ -232,6 +232,7 @@ class SupervisionProjection:
         self.reader = StreamReader.of_store(store)
         self.decoder = StateDecoder(store.mapper)
         self._kept: collections.OrderedDict[Any, _Kept] = collections.OrderedDict()
+        self._written_at: int | None = None  # the position this projector last wrote (its kept histories' rows)
 
     def head(self) -> int:
         return self.store.recorder.max_notification_id() or 0
@@ -273,6 +274,9 @@ class SupervisionProjection:
             serving, _, _ = self.read_model.serving(NAME)
             refolded = self.rebuild(progress, beside=serving is not None and serving != version)
             position, complete = self.read_model.position(NAME, version)
+        if position != self._written_at:
+            # Another projector wrote since this one did: the kept histories no longer say which rows are stored.
+            self._kept.clear()
         head = self.head()
         while True:
             stream_ids, new_position = self._touched(position, head)
@@ -280,6 +284,7 @@ class SupervisionProjection:
                 # At the head (other topics, such as receipts and access records, change no row).
                 if not self._apply(position, head, [], caught_up_us=micros(self.clock())):
                     return refolded
+                self._written_at = head
                 if not complete:
                     self.read_model.complete(NAME, version)
                 return refolded
@@ -294,7 +299,7 @@ class SupervisionProjection:
             if not applied:
                 return refolded
             refolded += len(rows)
-            position = new_position
+            position = self._written_at = new_position
             if progress:
                 progress(position, head)
 

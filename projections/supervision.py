@@ -22,7 +22,7 @@ import multiprocessing.util
 import os
 import pickle
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from adapters.eventstore import EventStore
@@ -64,10 +64,10 @@ def history_rows(id_number: str, parsed: Sequence[Any], rules: RuleSet, calendar
     """The read-model rows of one person: every version of their facts in valid and transaction time
     (domain/bitemporal.py), as values of every column after the personal ones (person_key, id_number, name), in
     the read model's column order (adapters/readmodel.py, PERSON_COLUMNS and OBLIGATION_COLUMNS)."""
-    return version_rows(id_number, history(parsed, rules, calendar), parsed, rules.version, imported)
+    return version_rows(id_number, latest_name(parsed), history(parsed, rules, calendar), rules.version, imported)
 
 
-def version_rows(id_number: str, versions: Sequence[Version], parsed: Sequence[Any], rule_set: str,
+def version_rows(id_number: str, name: str, versions: Sequence[Version], rule_set: str,
                  imported: bool) -> PersonRows:
     """`history_rows` from the versions already built (domain.bitemporal.PersonHistory.rows)."""
     person_versions, obligation_versions = [], []
@@ -90,13 +90,18 @@ def version_rows(id_number: str, versions: Sequence[Version], parsed: Sequence[A
             f.region, f.rule, f.triggered_by, f.obligated_kind, f.obligated_id, f.obligated_region,
             due_iso, due_us, fulfilled_iso, fulfilled_us, None if never_a_gap else due_us,
             rule_set, f.provisional, f.reason, imported, *times))
-    return PersonRows(id_number, latest_name(parsed), person_versions, obligation_versions)
+    return PersonRows(id_number, name, person_versions, obligation_versions)
 
 
 def stored_later_than_recorded(ingested_at: str | None, recorded_at: str) -> bool:
     """Stored at another moment than its recorded_at (a legacy record imported with its original time)."""
     return ingested_at is not None and dt.datetime.fromisoformat(ingested_at) != dt.datetime.fromisoformat(
         recorded_at)
+
+
+def any_imported(records: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any of these decoded events was stored later than recorded (`stored_later_than_recorded`)."""
+    return any(stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in records)
 
 
 def _micros(moment: dt.datetime | None) -> int | None:
@@ -150,27 +155,45 @@ def quarantine_rows(id_number: str, name: str, rule_set: str, problem: str) -> P
 
 
 class _Kept(NamedTuple):
+    """A person's history as a projector keeps it between catch-ups."""
+
     states: int  # how many stored states of the stream it has folded (Registered included)
     id_number: str
+    name: str
     history: PersonHistory
     parsed: list[Any]
     imported: bool
     written_closed: int  # how many of its closed rows the read model has (the rest were current when written)
 
+    def rows(self, rule_set: str, versions: Sequence[Version] | None = None) -> PersonRows:
+        """All its rows, or those `versions` of them."""
+        return version_rows(self.id_number, self.name, self.history.rows() if versions is None else versions,
+                            rule_set, self.imported)
+
+
+def built_history(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet, calendar: WorkingCalendar,
+                  stream: Any = None) -> _Kept | PersonRows:
+    """The history of one person from the raw stored states of their stream (Registered first), or their
+    quarantine rows when their events cannot be folded."""
+    registered = decoder.decode(states[0])
+    try:
+        with quarantining(stream):
+            events = [decoder.decode(state) for state in states[1:]]
+            parsed = parse_records(events)
+            person = PersonHistory(rules, calendar)
+            person.record_all(parsed)
+    except Unfoldable as unfoldable:
+        return quarantine_rows(registered["id_number"], registered.get("name") or "", rules.version,
+                               unfoldable.problem)
+    return _Kept(len(states), registered["id_number"], latest_name(parsed), person, parsed, any_imported(events),
+                 person.closed_count())
+
 
 def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
                 calendar: WorkingCalendar, stream: Any = None) -> PersonRows:
     """The rows of one person from the raw stored states of their stream (Registered first)."""
-    records = [decoder.decode(state) for state in states[:1]]
-    try:
-        with quarantining(stream):
-            records += [decoder.decode(state) for state in states[1:]]
-            events = records[1:]
-            return history_rows(records[0]["id_number"], parse_records(events), rules, calendar, imported=any(
-                stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in events))
-    except Unfoldable as unfoldable:
-        return quarantine_rows(records[0]["id_number"], records[0].get("name") or "", rules.version,
-                               unfoldable.problem)
+    built = built_history(states, decoder, rules, calendar, stream)
+    return built if isinstance(built, PersonRows) else built.rows(rules.version)
 
 
 # -- worker processes -------------------------------------------------------------------------------------------
@@ -253,8 +276,7 @@ class SupervisionProjection:
         behind = head - pending[0].id + 1 if pending else 0
         seconds = 0.0
         if behind:
-            since = caught_up_us if caught_up_us is not None else None
-            seconds = round(max(0.0, (micros(self.clock()) - since) / 1e6), 1) if since is not None else None
+            seconds = None if caught_up_us is None else round(max(0.0, (micros(self.clock()) - caught_up_us) / 1e6), 1)
         return {"rule_set": rule_set, "position": position, "head": head, "events_behind": behind,
                 "seconds_behind": seconds, "building": self.rules.version if rule_set != self.rules.version else None}
 
@@ -289,14 +311,7 @@ class SupervisionProjection:
                     self.read_model.complete(NAME, version)
                 return refolded
             rows = self.fold_streams(stream_ids, keep=True)  # one read for the batch's persons
-            applied = False
-            try:
-                applied = self._apply(position, new_position, rows)
-            finally:
-                if not applied:
-                    # The kept histories say which rows the read model has: no longer known, so start afresh.
-                    self._kept.clear()
-            if not applied:
+            if not self._apply(position, new_position, rows):
                 return refolded
             refolded += len(rows)
             position = self._written_at = new_position
@@ -316,14 +331,20 @@ class SupervisionProjection:
             position = notifications[-1].id
         return list(touched), position
 
-    def _apply(self, position: int, new_position: int, rows: list[PersonRows], caught_up_us: int | None = None,
-               replace: bool = True) -> bool:
+    def _apply(self, position: int, new_position: int, rows: list[PersonRows],
+               caught_up_us: int | None = None) -> bool:
+        """Write the rows and move the position; False when another projector moved it first. When nothing was
+        written, the kept histories no longer say which rows the read model has: they are forgotten."""
+        written = False
         try:
-            self.read_model.apply(NAME, self.rules.version, position, new_position, rows, replace=replace,
-                                  caught_up_us=caught_up_us)
-            return True
+            self.read_model.apply(NAME, self.rules.version, position, new_position, rows, caught_up_us=caught_up_us)
+            written = True
         except PositionMoved:
-            return False  # another projector got there first with the same result
+            pass  # another projector got there first with the same result
+        finally:
+            if not written:
+                self._kept.clear()
+        return written
 
     def fold_streams(self, stream_ids: Sequence[Any], keep: bool = False) -> list[PersonRows]:
         """The rows of these persons (existing streams), folded here from one batched read. With `keep`, each
@@ -352,39 +373,25 @@ class SupervisionProjection:
                 kept.history.record_all(parsed)
         except Unfoldable:
             return self._fold_and_keep(states, stream_id)  # quarantined there, as a fold from scratch would be
-        before = kept
-        kept = kept._replace(states=len(states), parsed=kept.parsed + parsed, imported=kept.imported or any(
-            stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in events))
-        name = latest_name(kept.parsed)
-        if kept.imported != before.imported or name != latest_name(before.parsed):
-            return self._keep(stream_id, kept)  # a flag or name every row carries changed: all rows again
-        rows = version_rows(kept.id_number, kept.history.rows_since(kept.written_closed), kept.parsed,
-                            self.rules.version, kept.imported)._replace(current_only=True)
-        self._kept[stream_id] = kept._replace(written_closed=kept.history.closed_count())
-        self._forget_oldest()
-        return rows
+        closed_written, carried = kept.written_closed, (kept.name, kept.imported)
+        every = kept.parsed + parsed
+        kept = kept._replace(states=len(states), name=latest_name(every), parsed=every,
+                             imported=kept.imported or any_imported(events),
+                             written_closed=kept.history.closed_count())
+        self._keep(stream_id, kept)
+        if (kept.name, kept.imported) != carried:
+            return kept.rows(self.rules.version)  # a name or flag every row carries changed: all rows again
+        return kept.rows(self.rules.version, kept.history.rows_since(closed_written))._replace(current_only=True)
 
     def _fold_and_keep(self, states: Sequence[bytes], stream_id: Any) -> PersonRows:
-        registered = self.decoder.decode(states[0])
-        try:
-            with quarantining(stream_id):
-                events = [self.decoder.decode(state) for state in states[1:]]
-                parsed = parse_records(events)
-                person = PersonHistory(self.rules, self.calendar)
-                person.record_all(parsed)
-        except Unfoldable as unfoldable:
-            return quarantine_rows(registered["id_number"], registered.get("name") or "", self.rules.version,
-                                   unfoldable.problem)
-        imported = any(stored_later_than_recorded(r.get("ingested_at"), r["recorded_at"]) for r in events)
-        return self._keep(stream_id, _Kept(len(states), registered["id_number"], person, parsed, imported, 0))
+        built = built_history(states, self.decoder, self.rules, self.calendar, stream_id)
+        if isinstance(built, PersonRows):
+            return built  # quarantined: nothing kept
+        self._keep(stream_id, built)
+        return built.rows(self.rules.version)
 
-    def _keep(self, stream_id: Any, kept: "_Kept") -> PersonRows:
-        """All of the person's rows, and the history kept."""
-        self._kept[stream_id] = kept._replace(written_closed=kept.history.closed_count())
-        self._forget_oldest()
-        return version_rows(kept.id_number, kept.history.rows(), kept.parsed, self.rules.version, kept.imported)
-
-    def _forget_oldest(self) -> None:
+    def _keep(self, stream_id: Any, kept: _Kept) -> None:
+        self._kept[stream_id] = kept
         if len(self._kept) > HISTORIES_KEPT:
             self._kept.popitem(last=False)  # the least recently folded
 

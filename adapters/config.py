@@ -37,6 +37,9 @@ class Settings:
     # each write, "background" (a thread), or "none" (another process: `handoff project`). None: the entrypoint's
     # default (inline for a process built in code, background for `handoff serve`, none for other commands).
     projector: str | None = None
+    # How many processes share the projection, each folding the persons whose stream id falls in its share
+    # (`handoff project --share K`); every process of a deployment must agree on it.
+    projector_shares: int = 1
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -50,7 +53,18 @@ class Settings:
             plausible_dates=environ.get("HANDOFF_PLAUSIBLE_DATES") or None,
             rate_limit=environ.get("HANDOFF_RATE_LIMIT") or "600/minute",
             projector=environ.get("HANDOFF_PROJECTOR") or None,
+            projector_shares=_positive("HANDOFF_PROJECTOR_SHARES", environ.get("HANDOFF_PROJECTOR_SHARES") or "1"),
         )
+
+
+def _positive(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} {text!r}: expected a whole number from 1 up")
+    return value
 
 
 def plausible_range(text: str) -> tuple[dt.date, dt.date]:

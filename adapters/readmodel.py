@@ -259,15 +259,47 @@ class ReadModel:
 
     def serving(self, projection: str) -> tuple[str | None, int, int | None]:
         """The rule set whose rows answer (the complete one; before any completed, the one being built), its
-        position and when it last stood at the log's head (microseconds, None if never)."""
+        position and when it last stood at the log's head (microseconds, None if never). A projection run as
+        shares (`projection/K:N`) stands where its furthest-behind share stands, and is complete when all are."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(positions.c.rule_set, positions.c.position, positions.c.complete, positions.c.caught_up_us)
-                .where(positions.c.projection == projection)).all()
+                .where(_of_projection(projection))).all()
         if not rows:
             return None, 0, None
-        row = max(rows, key=lambda r: (bool(r.complete), r.position))
-        return row.rule_set, row.position, row.caught_up_us
+        by_rule_set: dict[str, list] = {}
+        for row in rows:
+            by_rule_set.setdefault(row.rule_set, []).append(row)
+        standing = [(all(r.complete for r in shares), min(r.position for r in shares), rule_set,
+                     None if any(r.caught_up_us is None for r in shares) else min(r.caught_up_us for r in shares))
+                    for rule_set, shares in by_rule_set.items()]
+        _, position, rule_set, caught_up_us = max(standing, key=lambda s: (s[0], s[1]))
+        return rule_set, position, caught_up_us
+
+    def adopt(self, projection: str, rule_set: str, names: Sequence[str]) -> bool:
+        """Positions for the shares `names` of `projection`, taken over from rows of this rule set stored under
+        other names (the projection run as another number of shares): every new share starts where the
+        furthest-behind old one stood, so no event is skipped (persons of shares that were ahead are folded again,
+        which changes nothing). False when there was nothing to take over."""
+        with self.engine.begin() as connection:
+            rows = connection.execute(
+                sa.select(positions.c.projection, positions.c.position, positions.c.complete, positions.c.caught_up_us)
+                .where(_of_projection(projection), positions.c.rule_set == rule_set)).all()
+            others = [row for row in rows if row.projection not in names]
+            if not others:
+                return False
+            position = min(row.position for row in others)
+            complete = all(row.complete for row in others)
+            caught_up = None if any(r.caught_up_us is None for r in others) else min(r.caught_up_us for r in others)
+            connection.execute(positions.delete().where(
+                positions.c.projection.in_([row.projection for row in others]), positions.c.rule_set == rule_set))
+            present = {row.projection for row in rows}
+            for name in names:
+                if name not in present:
+                    connection.execute(positions.insert().values(
+                        projection=name, rule_set=rule_set, position=position, complete=complete,
+                        caught_up_us=caught_up))
+        return True
 
     def apply(self, projection: str, rule_set: str, expected: int, new: int, rows: Sequence[PersonRows],
               replace: bool = True, caught_up_us: int | None = None) -> None:
@@ -310,13 +342,19 @@ class ReadModel:
                 self._insert_obligations(connection, obligation_rows)
 
     def complete(self, projection: str, rule_set: str) -> None:
-        """The rows of `rule_set` are complete: they serve from now on, and those of any other rule set go."""
+        """The rows of `rule_set` are complete for this projection (or share of one): once every share of the
+        projection is, they serve from now on, and those of any other rule set go."""
+        family = projection.split("/", 1)[0]
         with self.engine.begin() as connection:
             connection.execute(positions.update().where(positions.c.projection == projection,
                                                         positions.c.rule_set == rule_set).values(complete=True))
+            if connection.execute(sa.select(positions.c.projection).where(
+                    _of_projection(family), positions.c.rule_set == rule_set,
+                    sa.not_(positions.c.complete)).limit(1)).first():
+                return  # another share is still building
             for table in (obligations, persons):
                 connection.execute(table.delete().where(table.c.rule_set != rule_set))
-            connection.execute(positions.delete().where(positions.c.projection == projection,
+            connection.execute(positions.delete().where(_of_projection(family),
                                                         positions.c.rule_set != rule_set))
 
     def _opened(self, rows) -> list[SimpleNamespace]:
@@ -522,6 +560,11 @@ class ReadModel:
             query = query.where(_in_region(o.region, region))
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
+
+
+def _of_projection(projection: str) -> sa.ColumnElement:
+    """The position rows of a projection: its own, or those of its shares (`projection/K:N`)."""
+    return sa.or_(positions.c.projection == projection, positions.c.projection.like(projection + "/%"))
 
 
 def _in_region(column: sa.ColumnElement, prefix: str) -> sa.ColumnElement:

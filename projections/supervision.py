@@ -241,10 +241,28 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def share_of(stream_id: Any, shares: int) -> int:
+    """Which of `shares` projector processes folds a person: their stream id's 128 bits modulo the number of
+    shares (as a Kafka partition owns the keys that hash to it), the same in every process and on every run."""
+    return stream_id.int % shares
+
+
+def share_name(share: int, shares: int) -> str:
+    """The name a share's position is stored under (`supervision/K:N`; the unshared projection's is `supervision`)."""
+    return NAME if shares == 1 else f"{NAME}/{share}:{shares}"
+
+
 class SupervisionProjection:
+    """`shares`, `owned`: the projector runs as `shares` processes, each folding the persons of its share (`owned`:
+    the shares this one folds; all of them by default). Each share follows the log from a position of its own,
+    stored with the rows it writes; the answers stand where the furthest-behind share stands."""
+
     def __init__(self, store: EventStore, read_model: ReadModel, rules: RuleSet,
                  calendar: WorkingCalendar | None = None, page_size: int = 1000, fast_read: bool = True,
-                 clock: Callable[[], dt.datetime] | None = None):
+                 clock: Callable[[], dt.datetime] | None = None, shares: int = 1,
+                 owned: Sequence[int] | None = None):
+        if shares < 1 or any(not 0 <= share < shares for share in owned or ()):
+            raise ValueError(f"projector shares: {list(owned or [])} of {shares}")
         self.store = store
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.read_model = read_model
@@ -252,10 +270,12 @@ class SupervisionProjection:
         self.calendar = calendar or rules.calendar  # the rule set's own, with its holiday notices
         self.page_size = page_size
         self.fast_read = fast_read
+        self.shares = shares
+        self.owned = list(owned) if owned is not None else list(range(shares))
         self.reader = StreamReader.of_store(store)
         self.decoder = StateDecoder(store.mapper)
         self._kept: collections.OrderedDict[Any, _Kept] = collections.OrderedDict()
-        self._written_at: int | None = None  # the position this projector last wrote (its kept histories' rows)
+        self._written_at: dict[int, int] = {}  # per share, the position this projector last wrote
 
     def head(self) -> int:
         return self.store.recorder.max_notification_id() or 0
@@ -284,60 +304,81 @@ class SupervisionProjection:
         """The rule set whose rows answer queries (None before any row was written)."""
         return self.read_model.serving(NAME)[0]
 
-    def catch_up(self, progress: Callable[[int, int], Any] | None = None) -> int:
-        """Apply every notification beyond the stored position; returns how many persons were refolded.
+    def _names(self) -> list[str]:
+        return [share_name(share, self.shares) for share in range(self.shares)]
 
-        The first time a rule set runs, its rows are built in one pass over every person (`rebuild`), beside the
-        rows of the rule set served until then, which keep answering until the new ones are complete."""
+    def catch_up(self, progress: Callable[[int, int], Any] | None = None) -> int:
+        """Apply every notification beyond the stored positions of the shares this projector folds; returns how
+        many persons were refolded.
+
+        The first time a rule set runs, its rows are built in one pass over every person (`rebuild`, by the
+        projector that folds share 0; the others wait for it), beside the rows of the rule set served until then,
+        which keep answering until the new ones are complete. Run as another number of shares than before, the
+        projection takes over the old shares' positions (`ReadModel.adopt`)."""
         version = self.rules.version
-        position, complete = self.read_model.position(NAME, version)
         refolded = 0
-        if position == 0 and not complete:
-            serving, _, _ = self.read_model.serving(NAME)
-            refolded = self.rebuild(progress, beside=serving is not None and serving != version)
-            position, complete = self.read_model.position(NAME, version)
-        if position != self._written_at:
+        if all(self.read_model.position(name, version) == (0, False) for name in self._names()):
+            if self.read_model.adopt(NAME, version, self._names()):
+                self._kept.clear()
+            elif 0 not in self.owned:
+                return 0  # share 0's projector builds the rule set's rows
+            else:
+                serving, _, _ = self.read_model.serving(NAME)
+                refolded = self.rebuild(progress, beside=serving is not None and serving != version)
+        for share in self.owned:
+            refolded += self._catch_up_share(share, progress)
+        return refolded
+
+    def _catch_up_share(self, share: int, progress: Callable[[int, int], Any] | None) -> int:
+        version, name = self.rules.version, share_name(share, self.shares)
+        position, complete = self.read_model.position(name, version)
+        if position != self._written_at.get(share):
             # Another projector wrote since this one did: the kept histories no longer say which rows are stored.
             self._kept.clear()
         head = self.head()
+        refolded = 0
         while True:
-            stream_ids, new_position = self._touched(position, head)
-            if not stream_ids:
+            stream_ids, new_position = self._touched(position, head, share)
+            if not stream_ids and new_position == position:
                 # At the head (other topics, such as receipts and access records, change no row).
-                if not self._apply(position, head, [], caught_up_us=micros(self.clock())):
+                if not self._apply(name, position, head, [], caught_up_us=micros(self.clock())):
                     return refolded
-                self._written_at = head
+                self._written_at[share] = head
                 if not complete:
-                    self.read_model.complete(NAME, version)
+                    self.read_model.complete(name, version)
                 return refolded
             rows = self.fold_streams(stream_ids, keep=True)  # one read for the batch's persons
-            if not self._apply(position, new_position, rows):
+            if not self._apply(name, position, new_position, rows):
                 return refolded
             refolded += len(rows)
-            position = self._written_at = new_position
+            position = self._written_at[share] = new_position
             if progress:
                 progress(position, head)
 
-    def _touched(self, position: int, head: int) -> tuple[list[Any], int]:
-        """The persons with events beyond `position` (up to `head`), at most PERSONS_PER_CATCH_UP of them, and the
-        position that folding them reaches: a backlog folds each person once per batch, not once per event."""
+    def _touched(self, position: int, head: int, share: int = 0) -> tuple[list[Any], int]:
+        """The persons of `share` with events beyond `position` (up to `head`), at most PERSONS_PER_CATCH_UP of
+        them, and the position that folding them reaches: a backlog folds each person once per batch, not once per
+        event."""
         touched: dict[Any, None] = {}
         while len(touched) < PERSONS_PER_CATCH_UP:
             notifications = self.store.recorder.select_notifications(
                 position + 1, self.page_size, stop=head, topics=[PERSON_TOPIC])
             if not notifications:
                 break
-            touched.update(dict.fromkeys(n.originator_id for n in notifications))
+            streams = (n.originator_id for n in notifications)
+            if self.shares > 1:
+                streams = (stream for stream in streams if share_of(stream, self.shares) == share)
+            touched.update(dict.fromkeys(streams))
             position = notifications[-1].id
         return list(touched), position
 
-    def _apply(self, position: int, new_position: int, rows: list[PersonRows],
+    def _apply(self, name: str, position: int, new_position: int, rows: list[PersonRows],
                caught_up_us: int | None = None) -> bool:
         """Write the rows and move the position; False when another projector moved it first. When nothing was
         written, the kept histories no longer say which rows the read model has: they are forgotten."""
         written = False
         try:
-            self.read_model.apply(NAME, self.rules.version, position, new_position, rows, caught_up_us=caught_up_us)
+            self.read_model.apply(name, self.rules.version, position, new_position, rows, caught_up_us=caught_up_us)
             written = True
         except PositionMoved:
             pass  # another projector got there first with the same result
@@ -442,14 +483,18 @@ class SupervisionProjection:
         # Beside rows that serve, the indexes stay (and a person is replaced, should another builder be at work).
         loading = contextlib.nullcontext() if beside else self.read_model.bulk_load()
         # closing: a failed write stops the workers at once, not when the generator is collected.
+        names = self._names()
         with loading, contextlib.closing(pages):
             for last_id, rows in pages:
-                self.read_model.apply(NAME, version, 0, 0, rows, replace=beside)
+                self.read_model.apply(names[0], version, 0, 0, rows, replace=beside)
                 refolded += len(rows)
                 if progress:
                     progress(last_id, head)
-        if self._apply(0, head, [], caught_up_us=micros(self.clock())):
-            self.read_model.complete(NAME, version)
+        # Every share starts at the head: the rows of all their persons are written.
+        caught_up_us = micros(self.clock())
+        for name in names:
+            if self._apply(name, 0, head, [], caught_up_us=caught_up_us):
+                self.read_model.complete(name, version)
         return refolded
 
     def _can_start_workers(self, context: multiprocessing.context.BaseContext, source: StreamSource) -> bool:

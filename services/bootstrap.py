@@ -59,7 +59,7 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
     store = EventStore(settings.database_url, cipher_key=settings.cipher_key)
     rules = load_rule_set(settings.rules_file)
     read_model = ReadModel(settings.database_url, Sealer(settings.cipher_key))
-    projection = SupervisionProjection(store, read_model, rules, clock=clock)
+    projection = SupervisionProjection(store, read_model, rules, clock=clock, shares=settings.projector_shares)
     # The chain reads and writes the store's tables, which an in-memory store (the service tests') does not have.
     chain = AuditChain(store) if store.recorder.dialect != "memory" else None
     if chain is not None:

@@ -196,20 +196,21 @@ def measure_rebuild(services) -> dict[str, Any]:
             "events_per_s": round(events / seconds, 1)}
 
 
-def measure_live_projector(database_url: str, path: Path, interval: float = 0.2) -> dict[str, Any]:
-    """The projector as deployed (`handoff project`, a process of its own) while the ingest path loads the whole
-    county into a fresh store at full speed beside it: how far behind it falls (sampled from its freshness every
-    `interval` s), how long after ingest stops it reaches the head, and its rate over the whole run."""
+def measure_live_projector(database_url: str, path: Path, interval: float = 0.2, shares: int = 1) -> dict[str, Any]:
+    """The projector as deployed (`handoff project`, a process of its own, or `shares` of them, one per share of
+    the persons) while the ingest path loads the whole county into a fresh store at full speed beside it: how far
+    behind it falls (sampled from its freshness every `interval` s), how long after ingest stops it reaches the
+    head, its rate over the whole run, and the projector processes' peak memory."""
     import subprocess
     import sys
     import threading
 
     ensure_schema(database_url)
-    services = bootstrap(Settings(database_url=database_url), projector="none")
-    projector = subprocess.Popen(
-        [sys.executable, "-m", "services.entrypoints.cli.main", "project", "--interval", str(interval)],
-        env={**os.environ, "HANDOFF_DATABASE_URL": database_url}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+    services = bootstrap(Settings(database_url=database_url, projector_shares=shares), projector="none")
+    env = {**os.environ, "HANDOFF_DATABASE_URL": database_url, "HANDOFF_PROJECTOR_SHARES": str(shares)}
+    command = [sys.executable, "-m", "services.entrypoints.cli.main", "project", "--interval", str(interval)]
+    projectors = [subprocess.Popen(command + (["--share", str(share)] if shares > 1 else []), env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for share in range(shares)]
     behind: list[int] = []
     stop = threading.Event()
 
@@ -217,28 +218,45 @@ def measure_live_projector(database_url: str, path: Path, interval: float = 0.2)
         while not stop.wait(interval):
             behind.append(services.projection.freshness()["events_behind"])
 
+    def running() -> bool:
+        return all(projector.poll() is None for projector in projectors)
+
     sampler = threading.Thread(target=sample, daemon=True)
     try:
         start = time.perf_counter()
         sampler.start()
         ingest = measure_ingest(services, path)
         ingest_ended = time.perf_counter()
-        while services.projection.freshness()["events_behind"] and projector.poll() is None:
+        while services.projection.freshness()["events_behind"] and running():
             time.sleep(interval / 4)
         caught_up = time.perf_counter()
         stop.set()
         sampler.join()
-        if projector.poll() is not None:
-            raise RuntimeError(f"handoff project exited with {projector.returncode} during the live bench")
+        if not running():
+            raise RuntimeError("a `handoff project` process exited during the live bench")
+        peaks = [_peak_rss_of(projector.pid) for projector in projectors]
     finally:
         stop.set()
-        projector.terminate()
-        projector.wait(30)
+        for projector in projectors:
+            projector.terminate()
+            projector.wait(30)
         services.close()
-    return {"events": ingest["events"], "ingest_events_per_s": ingest["events_per_s"],
+    return {"shares": shares, "events": ingest["events"], "ingest_events_per_s": ingest["events_per_s"],
             "projector_events_per_s": round(ingest["events"] / (caught_up - start), 1),
             "max_events_behind": max(behind, default=0),
-            "seconds_to_head_after_ingest": round(caught_up - ingest_ended, 2), "samples": len(behind)}
+            "seconds_to_head_after_ingest": round(caught_up - ingest_ended, 2), "samples": len(behind),
+            "projector_peak_rss_mib": max(peaks) if None not in peaks else None}
+
+
+def _peak_rss_of(pid: int) -> float | None:
+    """A running process's peak resident set (MiB), from Linux's /proc; None elsewhere."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _count_person_events(store: EventStore) -> Iterator[int]:
@@ -368,7 +386,7 @@ def scaling(persons: int, args) -> dict[str, Any]:
 
 def run(persons: int, seed: int, database_url: str | None, naive_events: int, query_repeat: int,
         generate: Callable[[int, int, Path], dict[str, Any]], kafka: bool = False,
-        say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+        say: Callable[[str], None] = lambda _: None, projector_shares: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="handoff-bench-") as workdir:
         work = Path(workdir)
         data = work / "events.jsonl"
@@ -395,15 +413,17 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
         finally:
             services.close()
         say("the projector (handoff project) beside the ingest path at full speed, into a fresh store")
-        results["live_projector"] = measure_live_projector(
-            f"sqlite:///{work}/live.sqlite3" if backend == "sqlite"
-            else url + ("&" if "?" in url else "?") + "schema=live", data)
+        results["live_projector"] = measure_live_projector(_beside(url, work, "live"), data)
+        results["live_projector_shares"] = None
+        if projector_shares > 1:
+            say(f"the projector as {projector_shares} processes (handoff project --share K), into a fresh store")
+            results["live_projector_shares"] = measure_live_projector(
+                _beside(url, work, "live_shares"), data, shares=projector_shares)
         results["kafka"] = None
         if kafka:
             from tools.kafka_bench import bench as kafka_bench
 
-            kafka_url = f"sqlite:///{work}/kafka.sqlite3" if backend == "sqlite" else \
-                url + ("&" if "?" in url else "?") + "schema=kafka"
+            kafka_url = _beside(url, work, "kafka")
             results["kafka"] = kafka_bench(data, kafka_url, say)
     worker_rate = (results["kafka"] or {}).get("ingest_worker", {}).get("events_per_s")
     raw_rate = (results["kafka"] or {}).get("raw_consume", {}).get("events_per_s")
@@ -420,10 +440,18 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
         "past_gap_page_p99_under_100ms": results["queries"]["gaps_page_known_at"]["p99_ms"] < 100,
         "past_stats_p99_under_200ms": results["queries"]["stats_region_as_of"]["p99_ms"] < 200,
         "overview_cold_under_1s": results["queries"]["overview_cold"]["p50_ms"] < 1000,
-        "projector_at_least_as_fast_as_ingest":
-            results["live_projector"]["projector_events_per_s"] >= results["live_projector"]["ingest_events_per_s"],
+        "projector_at_least_as_fast_as_ingest": any(
+            live["projector_events_per_s"] >= live["ingest_events_per_s"]
+            for live in (results["live_projector"], results["live_projector_shares"]) if live),
     }
     return results
+
+
+def _beside(url: str, work: Path, name: str) -> str:
+    """Another fresh store beside the bench's own: a file next to it (SQLite), or a schema of the same database."""
+    if url.startswith("sqlite"):
+        return f"sqlite:///{work}/{name}.sqlite3"
+    return url + ("&" if "?" in url else "?") + f"schema={name}"
 
 
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -458,13 +486,19 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
          "target p99 < 200 ms at 100,000 persons"],
         ["overview with its 12-month trend, cold", f"p50 {q['overview_cold']['p50_ms']} ms",
          "target < 1 s at 100,000 persons"],
-        ["projector (handoff project) beside ingest",
-         f"{live['projector_events_per_s']:,} events/s · ingest {live['ingest_events_per_s']:,} events/s",
-         f"at most {live['max_events_behind']:,} events behind; at the head {live['seconds_to_head_after_ingest']} s "
-         "after ingest stopped"],
+        *(_projector_row(live) for live in (live, results.get("live_projector_shares")) if live),
         ["peak memory", f"{results['peak_rss_mib']} MiB", f"after ingest {results['peak_rss_mib_after_ingest']} MiB"],
         *_kafka_rows(results),
     ]
+
+
+def _projector_row(live: dict[str, Any]) -> list[str]:
+    processes = f", {live['shares']} processes (--share)" if live.get("shares", 1) > 1 else ""
+    memory = live.get("projector_peak_rss_mib")
+    return [f"projector (handoff project{processes}) beside ingest",
+            f"{live['projector_events_per_s']:,} events/s · ingest {live['ingest_events_per_s']:,} events/s",
+            f"at most {live['max_events_behind']:,} events behind; at the head {live['seconds_to_head_after_ingest']} s "
+            f"after ingest stopped" + (f"; peak memory {memory} MiB per process" if memory else "")]
 
 
 def _rounds(measured: dict[str, Any]) -> str:

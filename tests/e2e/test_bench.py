@@ -11,7 +11,8 @@ HANDOFF = str(Path(sys.executable).parent / "handoff")
 
 
 def test_bench_reports_every_figure_beside_its_baseline():
-    result = subprocess.run([HANDOFF, "bench", "--quick", "--persons", "200", "--format", "json"],
+    result = subprocess.run([HANDOFF, "bench", "--quick", "--persons", "200", "--projector-shares", "2",
+                             "--format", "json"],
                             capture_output=True, timeout=600)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     report = json.loads(result.stdout)
@@ -34,9 +35,10 @@ def test_bench_reports_every_figure_beside_its_baseline():
     for query in ("gaps_page_as_of", "gaps_page_known_at", "stats_region_as_of", "overview_cold"):
         figures = report["queries"][query]
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]
-    live = report["live_projector"]
-    assert live["events"] == report["data"]["events"] and live["projector_events_per_s"] > 0
-    assert live["max_events_behind"] >= 0 and live["seconds_to_head_after_ingest"] >= 0
+    for live, shares in ((report["live_projector"], 1), (report["live_projector_shares"], 2)):
+        assert live["shares"] == shares and live["events"] == report["data"]["events"]
+        assert live["projector_events_per_s"] > 0 and live["projector_peak_rss_mib"] > 0
+        assert live["max_events_behind"] >= 0 and live["seconds_to_head_after_ingest"] >= 0
     assert set(report["targets"]) == {"ingest_at_least_10x_naive", "rebuild_at_least_50000_events_per_s",
                                       "gap_query_p99_under_50ms", "gap_query_measured_at_100000_persons",
                                       "past_gap_page_p99_under_100ms", "past_stats_p99_under_200ms",

@@ -230,3 +230,30 @@ def mixed_lines_valid(count: int) -> list[dict]:
     rng = random.Random(3)
     events = [event for n in range(1, 40) for event in case_history(n, rng)]
     return events[:count]
+
+
+def test_project_runs_as_one_process_per_share(database_url, tmp_path):
+    """`handoff project --share K` with HANDOFF_PROJECTOR_SHARES=N: share 0 builds the read model, every share then
+    follows the log for its persons, and the answers are current once every share is."""
+    path = tmp_path / "county.jsonl"
+    path.write_text("\n".join(json.dumps(decision(id_number(n))) for n in range(10, 30)) + "\n")
+    assert run(database_url, "publish", str(path)).returncode == 0
+    shares = {"HANDOFF_PROJECTOR_SHARES": "2"}
+
+    def project(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, **shares, "HANDOFF_DATABASE_URL": database_url}
+        return subprocess.run([HANDOFF, "project", "--once", *args], capture_output=True, env=env, timeout=600)
+
+    waiting = project("--share", "1")
+    assert waiting.returncode == 0  # share 0 builds the read model first: nothing is projected yet
+    assert json.loads(waiting.stdout)["position"] == 0 and json.loads(waiting.stdout)["events_behind"] > 0
+    assert json.loads(project("--share", "0").stdout)["events_behind"] == 0
+    more = tmp_path / "more.jsonl"
+    more.write_text("\n".join(json.dumps(decision(id_number(n))) for n in range(30, 40)) + "\n")
+    assert run(database_url, "publish", str(more)).returncode == 0
+    assert json.loads(project("--share", "1").stdout)["events_behind"] > 0  # share 0 stands before the new ones
+    assert json.loads(project("--share", "0").stdout)["events_behind"] == 0
+    wrong = project("--share", "2")
+    assert wrong.returncode == 2 and "编号从 0 到 1" in wrong.stderr.decode()
+    gaps = json.loads(run(database_url, "gaps", "--format", "json").stdout)
+    assert len({gap["id_number"] for gap in gaps}) == 30

@@ -148,3 +148,69 @@ def test_catching_up_batch_by_batch_writes_the_rows_of_a_rebuild(database_url):
         assert services.read_model.dump() == caught_up
     finally:
         services.close()
+
+
+def test_shares_of_the_projector_write_the_rows_of_a_rebuild(database_url):
+    """The projector run as N processes, each folding the persons of its share of stream ids, from a position of
+    its own: the answers stand where the furthest-behind share stands, a share other than 0 waits for share 0 to
+    build a new rule set's rows, a change in the number of shares takes over the old positions, and whatever the
+    shares and the order they run in, the rows are a rebuild's."""
+    services = bootstrap(Settings(database_url=database_url), clock=lambda: UNTIL, projector="none")
+    store, read_model, rules, calendar = services.store, services.read_model, services.rules, \
+        services.projection.calendar
+
+    def shares_of(count: int) -> list[SupervisionProjection]:
+        return [SupervisionProjection(store, read_model, rules, calendar, clock=lambda: UNTIL, shares=count,
+                                      owned=[share]) for share in range(count)]
+
+    three, two = shares_of(3), shares_of(2)
+    try:
+        envelopes = county_with_retractions(40, seed=11)
+        lines = [json.dumps(e, ensure_ascii=False).encode() for e in envelopes]
+        batches = [lines[start:start + 80] for start in range(0, len(lines), 80)]
+        assert len(batches) >= 8
+
+        def ingest(batch: list[bytes]) -> None:
+            assert services.ingestor.ingest(batch, Source("sim", allow_recorded_at=True)).rejected == 0
+
+        ingest(batches[0])
+        assert three[1].catch_up() == 0 and read_model.serving("supervision")[0] is None  # waits for share 0
+        assert three[0].catch_up() > 0  # builds every person's rows, and every share's position
+        assert three[1].catch_up() == 0 and three[2].catch_up() == 0 and services.projection.lag() == 0
+
+        ingest(batches[1])
+        three[0].catch_up()
+        assert services.projection.lag() > 0  # shares 1 and 2 still stand before the new events
+        three[2].catch_up()
+        three[1].catch_up()
+        assert services.projection.lag() == 0
+
+        ingest(batches[2])
+        three[2].catch_up()  # shares 0 and 1 left behind, then the count of shares changes to two
+        ingest(batches[3])
+        two[1].catch_up()
+        two[0].catch_up()
+        ingest(batches[4])
+        two[0].catch_up()
+        services.projection.catch_up()  # back to one projector, which takes over from share 1 (behind)
+        assert [name for name, in _position_names(read_model)] == ["supervision"]
+        for batch in batches[5:]:
+            ingest(batch)
+            for share in (2, 0, 1):
+                three[share].catch_up()
+        assert services.projection.lag() == 0
+        assert sorted(name for name, in _position_names(read_model)) == [f"supervision/{k}:3" for k in range(3)]
+        caught_up = read_model.dump()
+        services.projection.rebuild()
+        assert read_model.dump() == caught_up
+    finally:
+        services.close()
+
+
+def _position_names(read_model) -> list[tuple[str]]:
+    import sqlalchemy as sa
+
+    from adapters.readmodel import positions
+
+    with read_model.engine.connect() as connection:
+        return connection.execute(sa.select(positions.c.projection)).all()

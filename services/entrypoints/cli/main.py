@@ -248,7 +248,7 @@ def cmd_rebuild(args: argparse.Namespace, services: Services) -> int:
     persons = _with_progress("rebuilding read models 重建读模型", services.projection.head(),
                              lambda progress: services.projection.rebuild(progress=progress))
     print_json({"rebuilt": "supervision", "persons_folded": persons, "rule_set": services.rules.version,
-                 "position": services.read_model.position("supervision", services.rules.version)[0]})
+                 "position": services.projection.freshness()["position"]})
     return EXIT_OK
 
 
@@ -418,7 +418,7 @@ def cmd_bench(args: argparse.Namespace, services: None) -> int:
     results = bench.run(
         persons=persons, seed=args.seed, database_url=args.database_url,
         naive_events=bench.NAIVE_EVENTS, query_repeat=200 if args.quick else 500,
-        generate=bench.simulated, kafka=args.kafka, say=say,
+        generate=bench.simulated, kafka=args.kafka, say=say, projector_shares=args.projector_shares,
     )
     if args.format == "json":
         print_json(results)
@@ -492,15 +492,27 @@ def cmd_serve(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_project(args: argparse.Namespace, services: Services) -> int:
-    """The projector worker: catches up (with a progress bar when a person watches), then follows the log."""
+    """The projector worker: catches up (with a progress bar when a person watches), then follows the log. With
+    `--share K`, it folds only the persons of share K of HANDOFF_PROJECTOR_SHARES (one process per share)."""
+    from projections.supervision import SupervisionProjection
     from services.projector import Projector
 
-    caught_up(services)
+    shares, projection = services.settings.projector_shares, services.projection
+    if args.share is not None:
+        if not 0 <= args.share < shares:
+            return fail(f"--share {args.share}: HANDOFF_PROJECTOR_SHARES is {shares}, so a share is 0 to {shares - 1} "
+                        f"(共 {shares} 份，编号从 0 到 {shares - 1})", EXIT_USAGE)
+        projection = SupervisionProjection(services.store, services.read_model, services.rules,
+                                           clock=services.queries.clock, shares=shares, owned=[args.share])
+    if projection.lag():
+        _with_progress("updating read models 更新读模型", projection.head(),
+                       lambda progress: projection.catch_up(progress=progress))
     if args.once:
-        print_json(services.projection.freshness())
+        print_json(projection.freshness())
         return EXIT_OK
-    projector = Projector(services.projection, "background", interval=args.interval)
-    print(f"handoff project: following the event log (rule set {services.rules.version}); Ctrl-C stops",
+    projector = Projector(projection, "background", interval=args.interval)
+    of_share = f", share {args.share} of {shares}" if args.share is not None else ""
+    print(f"handoff project: following the event log (rule set {services.rules.version}{of_share}); Ctrl-C stops",
           file=sys.stderr)
     try:
         projector.run()
@@ -626,6 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--persons", type=int, help="simulated persons (default 3,000 quick, 100,000 full)")
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--kafka", action="store_true", help="also measure the Kafka ingest worker and raw consume")
+    bench.add_argument("--projector-shares", type=int, default=1, metavar="N",
+                       help="also measure the projector run as N processes (handoff project --share K) beside the "
+                            "single one")
     bench.add_argument("--database-url", help="an EMPTY PostgreSQL database to measure on (default: SQLite in a "
                                               "temporary directory)")
     bench.add_argument("--scaling", action="store_true",
@@ -668,6 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument("--once", action="store_true", help="catch up to the log's head once, then stop")
     project.add_argument("--interval", type=float, default=1.0,
                          help="seconds between looks at the log when idle (default 1)")
+    project.add_argument("--share", type=int, metavar="K",
+                         help="fold only the persons of share K (0 to HANDOFF_PROJECTOR_SHARES - 1): run one such "
+                              "process per share")
     project.set_defaults(handler=cmd_project)
     return parser
 

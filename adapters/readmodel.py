@@ -29,10 +29,12 @@ REGION = sa.String(6).with_variant(sa.String(6, collation="C"), "postgresql")
 
 
 def _versioned() -> list[sa.Column]:
-    """Both times of a row (domain/bitemporal.py), as microseconds since the epoch; NULL is an open end. A row
-    answers for (as_of T, known_at K) when valid_from <= T < valid_to and known_from <= K < known_to; rows known
-    now have known_to NULL."""
-    return [sa.Column("valid_from_us", sa.BigInteger, nullable=False), sa.Column("valid_to_us", sa.BigInteger),
+    """The row's number among the person's rows (domain/bitemporal.Version.number: the projector closes a row in
+    place by it), and both times of the row as microseconds since the epoch; NULL is an open end. A row answers
+    for (as_of T, known_at K) when valid_from <= T < valid_to and known_from <= K < known_to; rows known now have
+    known_to NULL."""
+    return [sa.Column("number", sa.Integer, nullable=False),
+            sa.Column("valid_from_us", sa.BigInteger, nullable=False), sa.Column("valid_to_us", sa.BigInteger),
             sa.Column("known_from_us", sa.BigInteger, nullable=False), sa.Column("known_to_us", sa.BigInteger)]
 
 
@@ -171,7 +173,7 @@ class PositionMoved(Exception):
 # The columns a projection supplies for a person and for each obligation, after the personal ones (person_key,
 # id_number, name), which `ReadModel.apply` fills in (sealed when a key is set).
 PERSONAL_COLUMNS = ("person_key", "id_number", "name")
-VERSION_COLUMNS = ("valid_from_us", "valid_to_us", "known_from_us", "known_to_us")
+VERSION_COLUMNS = ("number", "valid_from_us", "valid_to_us", "known_from_us", "known_to_us")
 PERSON_COLUMNS = ("region", "status", "responsible_kind", "responsible_region", "received_us", "ended", "ended_us",
                   "category", "rule_set", "problem", "imported", *VERSION_COLUMNS)
 OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "obligated_id", "obligated_region",
@@ -186,9 +188,12 @@ class PersonRows(NamedTuple):
     name: str
     persons: list[tuple]  # values of PERSON_COLUMNS, one tuple per version
     obligations: list[tuple]  # values of OBLIGATION_COLUMNS, one tuple per version of an obligation
-    # True: these are the person's current rows (known_to NULL) and the rows closed since their last write; they
-    # replace the current rows only (rows closed before never change). False: all of the person's rows.
-    current_only: bool = False
+    # True: the rows opened since the person's last write, and (below) the rows written then that are closed now,
+    # as (known_to_us, number): written by inserting the first and closing the second in place, as rows, once
+    # closed, never change. False: all of the person's rows, replacing whatever the read model has of them.
+    changes_only: bool = False
+    person_closures: Sequence[tuple[int, int]] = ()
+    obligation_closures: Sequence[tuple[int, int]] = ()
 
 
 class ReadModel:
@@ -327,13 +332,19 @@ class ReadModel:
             # Sealed once per person: every row of a person carries the same key already, so sharing the
             # ciphertext across them tells nothing more.
             personal = [(sealer.token(r.id_number), sealer.seal(r.id_number), sealer.seal(r.name)) for r in rows]
-            for current_only in (False, True) if replace else ():
-                keys = [key for (key, _, _), r in zip(personal, rows) if r.current_only == current_only]
+            if replace:
+                keys = [key for (key, _, _), r in zip(personal, rows) if not r.changes_only]
                 for chunk in _chunks(keys, 500):
                     for table in (obligations, persons):
-                        connection.execute(table.delete().where(
-                            table.c.person_key.in_(chunk), table.c.rule_set == rule_set,
-                            *((table.c.known_to_us.is_(None),) if current_only else ())))
+                        connection.execute(table.delete().where(table.c.person_key.in_(chunk),
+                                                                table.c.rule_set == rule_set))
+            for table, closures in ((persons, [(known_to, key, rule_set, number) for (key, _, _), r in
+                                               zip(personal, rows) for known_to, number in r.person_closures]),
+                                    (obligations, [(known_to, key, rule_set, number) for (key, _, _), r in
+                                                   zip(personal, rows) for known_to, number in r.obligation_closures])):
+                if closures:
+                    connection.execute(_CLOSE[table.name], [dict(zip(_CLOSE_PARAMETERS, c))
+                                                            for c in closures])
             person_rows = [sealed + p for sealed, r in zip(personal, rows) for p in r.persons]
             obligation_rows = [sealed + o for sealed, r in zip(personal, rows) for o in r.obligations]
             if person_rows:
@@ -560,6 +571,15 @@ class ReadModel:
             query = query.where(_in_region(o.region, region))
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
+
+
+# Closing a row in place: the row of a person (and rule set) with this number is known until known_to.
+# (The parameters' names differ from the columns': SQLAlchemy would otherwise also set the columns they name.)
+_CLOSE = {table.name: table.update().where(table.c.person_key == sa.bindparam("p_key"),
+                                           table.c.rule_set == sa.bindparam("p_rule_set"),
+                                           table.c.number == sa.bindparam("p_number"))
+          .values(known_to_us=sa.bindparam("p_known_to")) for table in (persons, obligations)}
+_CLOSE_PARAMETERS = ("p_known_to", "p_key", "p_rule_set", "p_number")
 
 
 def _of_projection(projection: str) -> sa.ColumnElement:

@@ -70,6 +70,9 @@ class Version:
     valid_to: dt.datetime | None
     known_from: dt.datetime
     known_to: dt.datetime | None = None
+    # The row's number among the person's rows, in the order they were opened: a store that has the row finds it
+    # by this number to close it in place.
+    number: int = 0
 
     def holds(self, as_of: dt.datetime, known_at: dt.datetime | None) -> bool:
         """Whether the row answers for `(as_of, known_at)`; known_at None: as known now."""
@@ -111,26 +114,29 @@ class _Table:
     never edited; a row closed in the same recording that opened it was never visible and is dropped."""
 
     def __init__(self) -> None:
+        self.opened = 0  # rows opened so far (the number of the last)
         self.closed: list[Version] = []
-        self.current: list[Version] = []  # known_to None
+        # known_to None; by id(row), in the order opened (a dict: closing a row is then O(1), not a list's remove)
+        self.current: dict[int, Version] = {}
         self.open_ended: dict[Hashable, Version] = {}  # current rows with valid_to None, by identity
 
     def _close(self, row: Version, known: dt.datetime) -> None:
-        self.current.remove(row)
+        del self.current[id(row)]
         if row.known_from < known:
             row.known_to = known
             self.closed.append(row)
 
     def _open(self, facts: Any, valid_from: dt.datetime, valid_to: dt.datetime | None, known: dt.datetime,
               identity: Hashable | None = None) -> None:
-        row = Version(facts, valid_from, valid_to, known)
-        self.current.append(row)
+        self.opened += 1
+        row = Version(facts, valid_from, valid_to, known, number=self.opened)
+        self.current[id(row)] = row
         if valid_to is None:
             self.open_ended[identity] = row
 
     def truncate(self, at: dt.datetime, known: dt.datetime) -> None:
         """From `known` on, the history from valid instant `at` is to be written again: rows reaching it end there."""
-        for row in [r for r in self.current if r.valid_to is None or r.valid_to > at]:
+        for row in [r for r in self.current.values() if r.valid_to is None or r.valid_to > at]:
             self._close(row, known)
             if row.valid_from < at:
                 self._open(row.facts, row.valid_from, at, known)
@@ -155,7 +161,7 @@ class _Table:
                 self._open(new, at, None, known, identity)
 
     def rows(self) -> list[Version]:
-        return self.closed + self.current
+        return self.closed + list(self.current.values())
 
 
 def _event_key(event: Any) -> str:
@@ -239,12 +245,19 @@ class PersonHistory:
     def rows(self) -> list[Version]:
         return self.table.rows()
 
-    def closed_count(self) -> int:
-        return len(self.table.closed)
+    def written(self) -> tuple[int, int]:
+        """Where the rows stand, for `changes_since`: how many rows are closed, and how many were ever opened."""
+        return len(self.table.closed), self.table.opened
 
-    def rows_since(self, closed: int) -> list[Version]:
-        """The current rows and the rows closed after the first `closed` (rows, once closed, never change)."""
-        return self.table.closed[closed:] + self.table.current
+    def changes_since(self, written: tuple[int, int]) -> tuple[list[Version], list[Version]]:
+        """What changed since the rows stood at `written` (`written()` then): the rows opened since (closed or not),
+        and the rows that were current then and are closed now. Rows, once closed, never change, so a store that
+        had every row then is brought up to date by inserting the first and closing the second."""
+        closed, opened = written
+        since = self.table.closed[closed:]
+        new = [row for row in since if row.number > opened]
+        new.extend(row for row in self.table.current.values() if row.number > opened)
+        return new, [row for row in since if row.number <= opened]
 
 
 def history(parsed: Sequence[Any], rules: RuleSet, calendar: Any = None) -> list[Version]:

@@ -78,7 +78,7 @@ def version_rows(id_number: str, name: str, versions: Sequence[Version], rule_se
         if isinstance(f, PersonFacts):
             person_versions.append((
                 f.region, f.status, f.responsible_kind, f.responsible_region, _micros(f.enrolled_at), f.ended,
-                _micros(f.ended_at), f.category, rule_set, None, imported, *times))
+                _micros(f.ended_at), f.category, rule_set, None, imported, version.number, *times))
             continue
         due_at, fulfilled_at = f.due_at, f.fulfilled_at
         due_iso, due_us = _iso_and_micros(due_at)
@@ -89,7 +89,7 @@ def version_rows(id_number: str, name: str, versions: Sequence[Version], rule_se
         obligation_versions.append((
             f.region, f.rule, f.triggered_by, f.obligated_kind, f.obligated_id, f.obligated_region,
             due_iso, due_us, fulfilled_iso, fulfilled_us, None if never_a_gap else due_us,
-            rule_set, f.provisional, f.reason, imported, *times))
+            rule_set, f.provisional, f.reason, imported, version.number, *times))
     return PersonRows(id_number, name, person_versions, obligation_versions)
 
 
@@ -151,7 +151,7 @@ def quarantining(stream: Any) -> Iterator[None]:
 def quarantine_rows(id_number: str, name: str, rule_set: str, problem: str) -> PersonRows:
     """A quarantined person's rows: in no region, no status figure and no obligation until the cause is mended."""
     return PersonRows(id_number, name, [(None, QUARANTINED, None, None, None, None, None, None, rule_set, problem,
-                                         False, 0, None, 0, None)], [])
+                                         False, 0, 0, None, 0, None)], [])
 
 
 class _Kept(NamedTuple):
@@ -163,7 +163,7 @@ class _Kept(NamedTuple):
     history: PersonHistory
     parsed: list[Any]
     imported: bool
-    written_closed: int  # how many of its closed rows the read model has (the rest were current when written)
+    written: tuple[int, int]  # where its rows stood when the read model last had them all (PersonHistory.written)
 
     def rows(self, rule_set: str, versions: Sequence[Version] | None = None) -> PersonRows:
         """All its rows, or those `versions` of them."""
@@ -186,7 +186,7 @@ def built_history(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet
         return quarantine_rows(registered["id_number"], registered.get("name") or "", rules.version,
                                unfoldable.problem)
     return _Kept(len(states), registered["id_number"], latest_name(parsed), person, parsed, any_imported(events),
-                 person.closed_count())
+                 person.written())
 
 
 def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
@@ -414,15 +414,19 @@ class SupervisionProjection:
                 kept.history.record_all(parsed)
         except Unfoldable:
             return self._fold_and_keep(states, stream_id)  # quarantined there, as a fold from scratch would be
-        closed_written, carried = kept.written_closed, (kept.name, kept.imported)
+        written, carried = kept.written, (kept.name, kept.imported)
         every = kept.parsed + parsed
         kept = kept._replace(states=len(states), name=latest_name(every), parsed=every,
-                             imported=kept.imported or any_imported(events),
-                             written_closed=kept.history.closed_count())
+                             imported=kept.imported or any_imported(events), written=kept.history.written())
         self._keep(stream_id, kept)
         if (kept.name, kept.imported) != carried:
             return kept.rows(self.rules.version)  # a name or flag every row carries changed: all rows again
-        return kept.rows(self.rules.version, kept.history.rows_since(closed_written))._replace(current_only=True)
+        new, closed = kept.history.changes_since(written)
+        person_closures = [(micros(row.known_to), row.number) for row in closed if isinstance(row.facts, PersonFacts)]
+        obligation_closures = [(micros(row.known_to), row.number) for row in closed
+                               if not isinstance(row.facts, PersonFacts)]
+        return kept.rows(self.rules.version, new)._replace(
+            changes_only=True, person_closures=person_closures, obligation_closures=obligation_closures)
 
     def _fold_and_keep(self, states: Sequence[bytes], stream_id: Any) -> PersonRows:
         built = built_history(states, self.decoder, self.rules, self.calendar, stream_id)

@@ -196,9 +196,9 @@ def test_the_read_model_stores_awkward_text_exactly(database_url):
         rows = [
             PersonRows(f"52022219800101{n:04d}", text,
                        [("520222", "under_supervision", None, None, -1, None, 2**62, "probation", "v1", text,
-                         False, -(2**62), None, 0, None)],
+                         False, 1, -(2**62), None, 0, None)],
                        [("520222", "R04_not_reported", text, "bureau", text, None, text, 0, None, None, -(2**62),
-                         "v1", True, text, True, 0, 2**62, -1, 1)])
+                         "v1", True, text, True, 2, 0, 2**62, -1, 1)])
             for n, text in enumerate(awkward)
         ]
         read_model.apply("test", "v1", 0, 1, rows)

@@ -82,16 +82,31 @@ def test_a_history_kept_and_given_later_recordings_writes_the_rows_of_one_built_
     cut = data.draw(st.integers(0, len(parsed)), label="cut")
     kept = PersonHistory(RULES, CALENDAR)
     kept.record_all(parsed[:cut])
+    # A store that had every row then, brought up to date by the changes since: rows inserted, rows closed in place.
+    store = {row.number: _row(row) for row in kept.rows()}
+    written = kept.written()
     later = parsed[cut:]
     if not kept.continues(later):
-        kept = PersonHistory(RULES, CALENDAR)
+        kept, store, written = PersonHistory(RULES, CALENDAR), {}, (0, 0)
         later = parsed
     kept.record_all(later)
-    assert _rows(kept.rows()) == _rows(history(parsed, RULES, CALENDAR))
+    built = history(parsed, RULES, CALENDAR)
+    assert _rows(kept.rows()) == _rows(built)
+    new, closed = kept.changes_since(written)
+    assert not {row.number for row in new} & set(store)
+    store.update({row.number: _row(row) for row in new})
+    for row in closed:
+        assert store[row.number][4] is None  # current when written
+        store[row.number] = _row(row)
+    assert sorted(store.values(), key=repr) == sorted(_rows(built), key=repr)
+
+
+def _row(row: Version) -> tuple:
+    return (row.facts, row.valid_from, row.valid_to, row.known_from, row.known_to, row.number)
 
 
 def _rows(rows: list[Version]) -> list[tuple]:
-    return [(row.facts, row.valid_from, row.valid_to, row.known_from, row.known_to) for row in rows]
+    return [_row(row) for row in rows]
 
 
 def _record(event_: Any) -> dict[str, Any]:

@@ -60,7 +60,7 @@ class ObligationFacts(NamedTuple):
         return self
 
 
-@dataclass
+@dataclass(slots=True)  # many thousands alive in a projector's kept histories
 class Version:
     """A row: facts (PersonFacts or ObligationFacts) true over [valid_from, valid_to) as known over
     [known_from, known_to); None is an open end."""
@@ -115,6 +115,7 @@ class _Table:
 
     def __init__(self) -> None:
         self.opened = 0  # rows opened so far (the number of the last)
+        self.forgotten = 0  # closed rows dropped from memory once stored (PersonHistory.forget_closed)
         self.closed: list[Version] = []
         # known_to None; by id(row), in the order opened (a dict: closing a row is then O(1), not a list's remove)
         self.current: dict[int, Version] = {}
@@ -247,14 +248,26 @@ class PersonHistory:
 
     def written(self) -> tuple[int, int]:
         """Where the rows stand, for `changes_since`: how many rows are closed, and how many were ever opened."""
-        return len(self.table.closed), self.table.opened
+        return self.table.forgotten + len(self.table.closed), self.table.opened
+
+    def forget_closed(self) -> None:
+        """Drop the closed rows from memory (a store has them, and they never change): a kept history then holds
+        only what a later recording can change. `rows()` is no longer whole (`complete` says so)."""
+        self.table.forgotten += len(self.table.closed)
+        self.table.closed = []
+
+    @property
+    def complete(self) -> bool:
+        return self.table.forgotten == 0
 
     def changes_since(self, written: tuple[int, int]) -> tuple[list[Version], list[Version]]:
         """What changed since the rows stood at `written` (`written()` then): the rows opened since (closed or not),
         and the rows that were current then and are closed now. Rows, once closed, never change, so a store that
         had every row then is brought up to date by inserting the first and closing the second."""
         closed, opened = written
-        since = self.table.closed[closed:]
+        if closed < self.table.forgotten:
+            raise ValueError("changes since a moment before the closed rows were forgotten")
+        since = self.table.closed[closed - self.table.forgotten:]
         new = [row for row in since if row.number > opened]
         new.extend(row for row in self.table.current.values() if row.number > opened)
         return new, [row for row in since if row.number <= opened]

@@ -418,24 +418,29 @@ class SupervisionProjection:
         every = kept.parsed + parsed
         kept = kept._replace(states=len(states), name=latest_name(every), parsed=every,
                              imported=kept.imported or any_imported(events), written=kept.history.written())
-        self._keep(stream_id, kept)
         if (kept.name, kept.imported) != carried:
-            return kept.rows(self.rules.version)  # a name or flag every row carries changed: all rows again
+            # A name or flag every row carries changed: all rows again, and the closed ones were forgotten.
+            return self._fold_and_keep(states, stream_id)
         new, closed = kept.history.changes_since(written)
         person_closures = [(micros(row.known_to), row.number) for row in closed if isinstance(row.facts, PersonFacts)]
         obligation_closures = [(micros(row.known_to), row.number) for row in closed
                                if not isinstance(row.facts, PersonFacts)]
-        return kept.rows(self.rules.version, new)._replace(
+        rows = kept.rows(self.rules.version, new)._replace(
             changes_only=True, person_closures=person_closures, obligation_closures=obligation_closures)
+        self._keep(stream_id, kept)
+        return rows
 
     def _fold_and_keep(self, states: Sequence[bytes], stream_id: Any) -> PersonRows:
         built = built_history(states, self.decoder, self.rules, self.calendar, stream_id)
         if isinstance(built, PersonRows):
             return built  # quarantined: nothing kept
+        rows = built.rows(self.rules.version)
         self._keep(stream_id, built)
-        return built.rows(self.rules.version)
+        return rows
 
     def _keep(self, stream_id: Any, kept: _Kept) -> None:
+        """Keep a history whose rows are being written: what is closed is stored by then, and forgotten here."""
+        kept.history.forget_closed()
         self._kept[stream_id] = kept
         if len(self._kept) > HISTORIES_KEPT:
             self._kept.popitem(last=False)  # the least recently folded

@@ -419,6 +419,7 @@ def cmd_bench(args: argparse.Namespace, services: None) -> int:
         persons=persons, seed=args.seed, database_url=args.database_url,
         naive_events=bench.NAIVE_EVENTS, query_repeat=200 if args.quick else 500,
         generate=bench.simulated, kafka=args.kafka, say=say, projector_shares=args.projector_shares,
+        live=not args.no_live,
     )
     if args.format == "json":
         print_json(results)
@@ -638,6 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--persons", type=int, help="simulated persons (default 3,000 quick, 100,000 full)")
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--kafka", action="store_true", help="also measure the Kafka ingest worker and raw consume")
+    bench.add_argument("--no-live", action="store_true",
+                       help="leave out the projector beside ingest (it loads the whole county a second time)")
     bench.add_argument("--projector-shares", type=int, default=1, metavar="N",
                        help="also measure the projector run as N processes (handoff project --share K) beside the "
                             "single one")

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -69,8 +70,11 @@ persons = sa.Table(
 p_ = persons.c
 # The counts of a region as known now read this index alone (it holds every column they need): the current rows
 # are about half of all, and the database does not visit the table.
-sa.Index("ix_rm_persons_current", p_.region, p_.valid_to_us, p_.valid_from_us, p_.rule_set, p_.status, p_.received_us,
-         p_.ended, p_.category, sqlite_where=p_.known_to_us.is_(None), postgresql_where=p_.known_to_us.is_(None))
+# (known_to_us, NULL in all of them, is there too: SQLite counts an index as covering only if it holds every column
+# the query names, the one of the index's own condition included.)
+sa.Index("ix_rm_persons_now", p_.region, p_.valid_to_us, p_.valid_from_us, p_.rule_set, p_.status, p_.received_us,
+         p_.ended, p_.category, p_.known_to_us, sqlite_where=p_.known_to_us.is_(None),
+         postgresql_where=p_.known_to_us.is_(None))
 
 obligations = sa.Table(
     "rm_obligations", metadata,
@@ -105,14 +109,22 @@ o_ = obligations.c
 # such (an obligation met in time, recorded after its trigger), so the gap queues read indexes of these rows only,
 # whose size follows the gaps, not the persons.
 BELIEVED_GAP = sa.or_(o_.known_to_us.is_(None), o_.known_to_us > o_.gap_us)
+# What a count of a region's open gaps reads (open_gap_keys), besides region and gap_us: the region's index covers it.
+GAP_COUNTED = (o_.fulfilled_us, o_.valid_from_us, o_.valid_to_us, o_.known_from_us, o_.known_to_us, o_.rule_set,
+               o_.imported, o_.rule, o_.person_key)
 for name, columns in (("region", (o_.region,)), ("rule", (o_.rule,)), ("all", ())):
     # The gap queue of a region (most overdue first), of a rule, or of everyone.
     where = sa.and_(o_.gap_us.is_not(None), BELIEVED_GAP)
-    sa.Index(f"ix_rm_obligations_gaps_{name}", *columns, o_.gap_us, sqlite_where=where, postgresql_where=where)
+    sa.Index(f"ix_rm_obligations_gaps_{name}" + ("_counted" if name == "region" else ""), *columns, o_.gap_us,
+             *(GAP_COUNTED if name == "region" else ()), sqlite_where=where, postgresql_where=where)
 # Every row that may be a gap, for the rare question known_at < as_of; and what falls due soon (known now).
 sa.Index("ix_rm_obligations_gap_us", o_.region, o_.gap_us)
 CURRENT = o_.known_to_us.is_(None)
 sa.Index("ix_rm_obligations_due", o_.due_us, sqlite_where=CURRENT, postgresql_where=CURRENT)
+
+# Every region a row was written for (a few thousand at most, nationally): a page of a region prefix is read as the
+# pages of its regions, each in the order of its index (see ReadModel.gaps), and this says which regions there are.
+regions = sa.Table("rm_regions", metadata, sa.Column("region", REGION, primary_key=True))
 
 # Where each projector stands in the event log, per rule set: the rule set served is the newest complete one, so a
 # new rule set is built beside the old, which serves until the new one has caught up (`complete`).
@@ -208,12 +220,17 @@ class ReadModel:
             # Read models are derived data: a table of an older shape is dropped and rebuilt from the event log.
             metadata.drop_all(self.engine)
         metadata.create_all(self.engine)
+        self._add_regions = _insert_ignoring_duplicates(self.engine.dialect, regions)
+        self._known_regions: set[str] = set()  # written by this process: no need to write them again
         self._insert_persons = _insert_statement(self.engine.dialect, persons, PERSONAL_COLUMNS + PERSON_COLUMNS)
         self._insert_obligations = _insert_statement(self.engine.dialect, obligations,
                                                      PERSONAL_COLUMNS + OBLIGATION_COLUMNS)
 
     def _schema_is_current(self) -> bool:
         inspector = sa.inspect(self.engine)
+        present = [inspector.has_table(table.name) for table in metadata.sorted_tables]
+        if any(present) and not all(present):
+            return False  # a table added since: the rows it would derive from are in the others, so all go
         for table in metadata.sorted_tables:
             if inspector.has_table(table.name):
                 existing = {column["name"] for column in inspector.get_columns(table.name)}
@@ -229,6 +246,7 @@ class ReadModel:
     def drop(self) -> None:
         """Empty every table in one transaction: a reader meanwhile sees the old rows or none, never a missing
         table (PostgreSQL's TRUNCATE is transactional; SQLite empties a table deleted without WHERE at once)."""
+        self._known_regions = set()
         with self.engine.begin() as connection:
             if self.engine.dialect.name == "postgresql":
                 connection.execute(sa.text("TRUNCATE " + ", ".join(t.name for t in metadata.sorted_tables)))
@@ -347,6 +365,12 @@ class ReadModel:
                                                             for c in closures])
             person_rows = [sealed + p for sealed, r in zip(personal, rows) for p in r.persons]
             obligation_rows = [sealed + o for sealed, r in zip(personal, rows) for o in r.obligations]
+            # The region is the first column of both tables' rows.
+            written_regions = {row[3] for row in person_rows} | {row[3] for row in obligation_rows}
+            written_regions.discard(None)
+            if written_regions - self._known_regions:
+                connection.execute(self._add_regions, [{"region": region} for region in sorted(written_regions)])
+                self._known_regions |= written_regions
             if person_rows:
                 self._insert_persons(connection, person_rows)
             if obligation_rows:
@@ -416,17 +440,50 @@ class ReadModel:
             conditions.append(late)
         else:
             conditions += [o.gap_us < as_of_us, sa.or_(open_, late)]
-        if region:
-            conditions.append(_in_region(o.region, region))
         if rule:
             conditions.append(o.rule == rule)
         conditions += self._agency_conditions(agency, agency_region, agency_id)
-        query = (sa.select(obligations).where(*conditions)
-                 .order_by(o.gap_us, o.person_key, o.rule, o.triggered_by).offset(offset))
+        order = (o.gap_us, o.person_key, o.rule, o.triggered_by)
+        if region and limit is not None:
+            # Each region's page in the order of its gap index, then the first rows of those pages: a database
+            # reads a page's worth of rows per region, where a range over the prefix would sort all of its gaps.
+            pages = [sa.select(obligations).where(*conditions, o.region == code).order_by(*order)
+                     .limit(offset + limit).subquery() for code in self._regions_under(region)]
+            if not pages:
+                return []
+            merged = sa.union_all(*(sa.select(page) for page in pages)).subquery()
+            m = merged.c
+            query = sa.select(merged).order_by(m.gap_us, m.person_key, m.rule, m.triggered_by).offset(offset)
+        else:
+            if region:  # the regions' codes, each an equality on the index, so that gap_us is a range of it too
+                conditions.append(o.region.in_(self._regions_under(region)))
+            query = sa.select(obligations).where(*conditions).order_by(*order).offset(offset)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
+
+    def _regions_under(self, prefix: str | None) -> list[str]:
+        """The regions rows were written for whose code starts with `prefix` (None: all of them)."""
+        query = sa.select(regions.c.region).order_by(regions.c.region)
+        if prefix:
+            query = query.where(_in_region(regions.c.region, prefix))
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def open_gap_keys(self, as_of_us: int, region: str | None = None, known_at_us: int | None = None,
+                      rule_set: str | None = None, exclude_imported: bool = False) -> list[sa.Row]:
+        """(region, rule, person_key) of each gap open at as_of: what the regional figures count, read from the
+        gap index alone when there is a region."""
+        o = obligations.c
+        conditions = [*self._holding(obligations, as_of_us, known_at_us, rule_set, exclude_imported),
+                      o.gap_us < as_of_us, sa.or_(o.fulfilled_us.is_(None), o.fulfilled_us > as_of_us)]
+        if known_at_us is None or known_at_us >= as_of_us:
+            conditions.append(BELIEVED_GAP)
+        if region:
+            conditions.append(o.region.in_(self._regions_under(region)))
+        with self.engine.connect() as connection:
+            return list(connection.execute(sa.select(o.region, o.rule, o.person_key).where(*conditions)))
 
     @staticmethod
     def _agency_conditions(agency: str | None, agency_region: str | None, agency_id: str | None = None) -> list[Any]:
@@ -539,23 +596,44 @@ class ReadModel:
         return dumped
 
     def person_counts(self, as_of_us: int, region: str | None = None, known_at_us: int | None = None,
-                      rule_set: str | None = None, exclude_imported: bool = False) -> list[sa.Row]:
+                      rule_set: str | None = None, exclude_imported: bool = False) -> list[SimpleNamespace]:
         """Per region: received (enrolled by as_of), in register (received, not ended), discharged, terminated."""
         p = persons.c
         received = sa.and_(p.received_us.is_not(None), p.received_us <= as_of_us)
         not_ended = sa.or_(p.ended.is_(None), p.ended.not_in(("discharged", "committed", "deceased")))  # NULL-safe
-        query = sa.select(
-            p.region,
+        counted = (
             sa.func.sum(sa.case((received, 1), else_=0)).label("received"),
             sa.func.sum(sa.case((sa.and_(received, not_ended), 1), else_=0)).label("in_register"),
             sa.func.sum(sa.case((p.ended == "discharged", 1), else_=0)).label("discharged"),
             sa.func.sum(sa.case((p.ended.in_(("committed", "deceased")), 1), else_=0)).label("terminated"),
-        ).where(*self._holding(persons, as_of_us, known_at_us, rule_set, exclude_imported),
-                sa.or_(p.status.is_(None), p.status != QUARANTINED)).group_by(p.region)
-        if region:
-            query = query.where(_in_region(p.region, region))
+        )
+        counting = sa.or_(p.status.is_(None), p.status != QUARANTINED)
+        if known_at_us is not None:
+            query = sa.select(p.region, *counted).where(
+                *self._holding(persons, as_of_us, known_at_us, rule_set, exclude_imported), counting)
+            if region:
+                query = query.where(_in_region(p.region, region))
+            with self.engine.connect() as connection:
+                return [SimpleNamespace(**row._mapping) for row in connection.execute(query.group_by(p.region))]
+        # As known now: the current rows, read from their covering index as two ranges per region (rows open in
+        # valid time, and rows ending after as_of) instead of every current row of the region. The valid_from
+        # condition is written `+ 0` on SQLite so that its planner takes that index and not (region, valid_from).
+        in_regions = [p.region.in_(self._regions_under(region))] if region else \
+            [p.region.in_(self._regions_under(None)), p.region.is_(None)]
+        valid_from = p.valid_from_us + 0 if self.engine.dialect.name == "sqlite" else p.valid_from_us
+        common = [valid_from <= as_of_us, p.known_to_us.is_(None), counting,
+                  *((p.rule_set == rule_set,) if rule_set is not None else ()),
+                  *((p.imported.is_(False),) if exclude_imported else ())]
+        totals: dict[str | None, dict[str, int]] = {}
         with self.engine.connect() as connection:
-            return list(connection.execute(query))
+            for where, ending in itertools.product(in_regions, (p.valid_to_us.is_(None), p.valid_to_us > as_of_us)):
+                query = sa.select(p.region, *counted).where(*common, where, ending).group_by(p.region)
+                for row in connection.execute(query):
+                    entry = totals.setdefault(row.region, dict.fromkeys(("received", "in_register", "discharged",
+                                                                         "terminated"), 0))
+                    for key in entry:
+                        entry[key] += int(row._mapping[key] or 0)
+        return [SimpleNamespace(region=code, **figures) for code, figures in totals.items()]
 
     def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None,
                              known_at_us: int | None = None, rule_set: str | None = None,
@@ -568,7 +646,7 @@ class ReadModel:
         if known_at_us is None or known_at_us >= as_of_us:
             query = query.where(BELIEVED_GAP)
         if region:
-            query = query.where(_in_region(o.region, region))
+            query = query.where(o.region.in_(self._regions_under(region)))
         with self.engine.connect() as connection:
             return self._opened(connection.execute(query))
 
@@ -590,6 +668,14 @@ def _of_projection(projection: str) -> sa.ColumnElement:
 def _in_region(column: sa.ColumnElement, prefix: str) -> sa.ColumnElement:
     """Regions starting with `prefix`, as a range of the byte-ordered region column (so an index serves it)."""
     return sa.and_(column >= prefix, column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+
+
+def _insert_ignoring_duplicates(dialect: sa.Dialect, table: sa.Table) -> Any:
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
 
 
 def _insert_statement(dialect: sa.Dialect, table: sa.Table,

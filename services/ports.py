@@ -85,6 +85,9 @@ class SupervisionReadModel(Protocol):
     def person_counts(self, as_of_us: int, region: str | None = None, known_at_us: int | None = None,
                       rule_set: str | None = None, exclude_imported: bool = False) -> list[Any]: ...
 
+    def open_gap_keys(self, as_of_us: int, region: str | None = None, known_at_us: int | None = None,
+                      rule_set: str | None = None, exclude_imported: bool = False) -> list[Any]: ...
+
     def gaps_of_rules_before(self, rules: Sequence[str], as_of_us: int, region: str | None = None,
                              known_at_us: int | None = None, rule_set: str | None = None,
                              exclude_imported: bool = False) -> list[Any]: ...

@@ -158,13 +158,13 @@ class Queries:
         for row in self.read_model.person_counts(now_us, region, **scope):
             entry = regions[row.region or ""] = empty_figures(row.region or "")
             for key in ("received", "in_register", "discharged", "terminated"):
-                entry[key] = int(row._mapping[key] or 0)
+                entry[key] = int(getattr(row, key) or 0)
         lost_persons: dict[str, set[str]] = defaultdict(set)
-        for row in self.read_model.gaps(now_us, ("open",), region=region, **scope):
+        for row in self.read_model.open_gap_keys(now_us, region=region, **scope):
             entry = regions.setdefault(row.region or "", empty_figures(row.region or ""))
             entry["open_gaps"][row.rule] = entry["open_gaps"].get(row.rule, 0) + 1
             if row.rule in LOST_SUPERVISION_RULES:
-                lost_persons[row.region or ""].add(row.id_number)
+                lost_persons[row.region or ""].add(row.person_key)
         lost_by_person: dict[tuple[str, str], list[Obligation]] = defaultdict(list)
         for row in self.read_model.gaps_of_rules_before(LOST_SUPERVISION_RULES, now_us, region=region, **scope):
             lost_by_person[(row.region or "", row.id_number)].append(self._row_obligation(row))

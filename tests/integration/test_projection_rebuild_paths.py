@@ -215,3 +215,28 @@ def test_the_read_model_stores_awkward_text_exactly(database_url):
     finally:
         read_model.drop()
         read_model.close()
+
+
+def test_a_read_model_of_an_older_shape_is_dropped_and_built_again(tmp_path):
+    """Read models are derived data: a table missing, a column or an index of another definition, and every table
+    goes (the projector then rebuilds them from the event log), rather than answer from rows of another shape."""
+    import sqlalchemy as sa
+
+    from adapters.readmodel import PersonRows, ReadModel
+
+    url = f"sqlite:///{tmp_path}/rm.sqlite3"
+    row = PersonRows("520222198001011236", "张三", [("520222", "under_supervision", None, None, None, None, None,
+                                                   "probation", "v1", None, False, 1, 0, None, 0, None)], [])
+    for change in ("DROP TABLE rm_regions", "DROP INDEX ix_rm_persons_now",
+                   "CREATE INDEX ix_rm_persons_old ON rm_persons (region)"):
+        read_model = ReadModel(url)
+        read_model.apply("supervision", "v1", 0, 1, [row])
+        assert len(read_model.dump()["rm_persons"]) == 1
+        with read_model.engine.begin() as connection:
+            connection.exec_driver_sql(change)
+        read_model.close()
+        reopened = ReadModel(url)
+        assert reopened.dump()["rm_persons"] == [] and reopened.serving("supervision") == (None, 0, None), change
+        assert {index["name"] for index in sa.inspect(reopened.engine).get_indexes("rm_persons")} >= \
+            {"ix_rm_persons_now"}
+        reopened.close()

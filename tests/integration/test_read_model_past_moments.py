@@ -106,6 +106,15 @@ def test_the_read_model_answers_every_past_question_as_the_fold_does(county):
             refolded = sorted(queries.exact_gaps(as_of=as_of, known_at=known_at, state=state), key=_gap_key)
             assert from_rows == refolded, f"{state} gaps {label}"
             compared_gaps += len(refolded)
+        # Pages of a region prefix (read region by region) and of one county, in the order of the whole queue.
+        for region in ("5202", "520221"):
+            whole = queries.gaps(as_of=as_of, known_at=known_at, state="all", region=region)
+            assert sorted(whole, key=_gap_key) == sorted(
+                queries.exact_gaps(as_of=as_of, known_at=known_at, state="all", region=region), key=_gap_key), label
+            paged = [gap for offset in range(0, len(whole) + 7, 7)
+                     for gap in queries.gaps(as_of=as_of, known_at=known_at, state="all", region=region, limit=7,
+                                             offset=offset)]
+            assert paged == whole, f"pages of {region}, {label}"
 
         assert queries.stats(as_of=as_of, known_at=known_at) == queries.exact_stats(as_of=as_of, known_at=known_at), \
             label

@@ -49,8 +49,9 @@ MAX_WORKERS = 8
 # enough that the workers start early and the last task does not leave a core idle for long.
 PERSONS_PER_TASK = 200
 # Persons whose histories a projector keeps between catch-ups (SupervisionProjection.fold_streams): a person's new
-# events then cost a fold of those events, not of their whole history. Bounded, so memory does not grow with the log.
-HISTORIES_KEPT = 20_000
+# events then cost a fold of those events, not of their whole history. Bounded, so memory does not grow with the
+# log (about half a GiB resident at this bound: docs/performance.md).
+HISTORIES_KEPT = 10_000
 # Persons a catch-up folds and writes in one transaction: the events of a backlog are gathered until this many
 # persons are touched, so that each is folded once for all of their events in it.
 PERSONS_PER_CATCH_UP = 5_000

@@ -7,7 +7,7 @@ offset) in one transaction: re-delivery after a crash is then recognised and cha
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -145,6 +145,11 @@ class EventStore(Application[UUID]):
         while page := self.recorder.select_notifications(start, page_size, topics=[topic]):
             yield [notification.originator_id for notification in page]
             start = page[-1].id + 1
+
+    def originators_after(self, topics: Sequence[str], start: int, limit: int = 500) -> list[tuple[int, UUID]]:
+        """(position, aggregate id) of the stored events of these topics from position `start` on, at most `limit`."""
+        return [(notification.id, notification.originator_id)
+                for notification in self.recorder.select_notifications(start, limit, topics=list(topics))]
 
     def head(self) -> int:
         """The position of the last stored event in the log (0 when empty)."""

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 
+from domain.identity import normalised_name
+
 from .config import create_engine
 
 metadata = sa.MetaData()
@@ -65,7 +67,11 @@ persons = sa.Table(
     # service showed at a past moment then differs from what it knew by that moment, so audit replay refolds them.
     sa.Column("imported", sa.Boolean, nullable=False, default=False),
     *_versioned(),
+    # The name as compared (domain.identity.normalised_name), keyed like person_key: a search by name finds the
+    # person without opening every sealed name.
+    sa.Column("name_key", sa.Text, nullable=False, default=""),
     sa.Index("ix_rm_persons_region_valid", "region", "valid_from_us"),
+    sa.Index("ix_rm_persons_name_key", "name_key"),
 )
 p_ = persons.c
 # The counts of a region as known now read this index alone (it holds every column they need): the current rows
@@ -119,6 +125,8 @@ for name, columns in (("region", (o_.region,)), ("rule", (o_.rule,)), ("all", ()
              *(GAP_COUNTED if name == "region" else ()), sqlite_where=where, postgresql_where=where)
 # Every row that may be a gap, for the rare question known_at < as_of; and what falls due soon (known now).
 sa.Index("ix_rm_obligations_gap_us", o_.region, o_.gap_us)
+# A lead's gap, found by its id (domain.leads.lead_id: the rule's code and the triggering event).
+sa.Index("ix_rm_obligations_trigger", o_.triggered_by)
 CURRENT = o_.known_to_us.is_(None)
 sa.Index("ix_rm_obligations_due", o_.due_us, sqlite_where=CURRENT, postgresql_where=CURRENT)
 
@@ -137,6 +145,31 @@ positions = sa.Table(
     # When the projector last stood at the log's head (microseconds): how stale the answers may be while behind.
     sa.Column("caught_up_us", sa.BigInteger),
 )
+
+# The lead register (domain/leads.py): each lead's state after each of its actions, valid from the action's time
+# until the next one's (`to_us` NULL: the lead's state now). Only leads someone acted on have rows; every other
+# gap is a lead in state `new`. Derived from the leads' streams (projection `leads` in rm_positions).
+lead_versions = sa.Table(
+    "rm_lead_versions", metadata,
+    sa.Column("lead_id", sa.String(80), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("person_key", sa.String(64), nullable=False),
+    sa.Column("rule", sa.String(40), nullable=False),
+    sa.Column("triggered_by", sa.String(64), nullable=False),
+    sa.Column("region", REGION),
+    sa.Column("from_us", sa.BigInteger, nullable=False),
+    sa.Column("to_us", sa.BigInteger),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("snoozed_until_us", sa.BigInteger),  # snoozed while the moment is earlier
+    sa.Column("assignee", sa.String(64)),
+    sa.Column("notice_event", sa.String(64)),  # the procuratorial_notice_issued event, whose reply fulfils R16
+    sa.Column("escalated_to", sa.String(6)),
+    sa.Column("pending", sa.String(16)),  # the action waiting for a supervisor
+    sa.Column("updated_by", sa.Text),
+    sa.Index("ix_rm_lead_versions_gap", "person_key", "rule", "triggered_by", "from_us"),
+    sa.Index("ix_rm_lead_versions_assignee", "assignee"),
+)
+l_ = lead_versions.c
 
 
 class Sealer:
@@ -159,6 +192,10 @@ class Sealer:
         if not self.key:
             return id_number
         return hmac.new(self.key, id_number.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def name_token(self, name: str) -> str:
+        """The key of a name as compared (normalised), for searching by name."""
+        return self.token("name:" + normalised_name(name))
 
     def seal(self, text: str) -> str:
         if self._aead is None:
@@ -193,6 +230,20 @@ OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "oblig
                       "imported", *VERSION_COLUMNS)
 
 
+LEADS_PROJECTION = "leads"
+
+
+class LeadFilter(NamedTuple):
+    """Which gaps' leads a register query keeps: `state` as shown at `at_us` ("new": never acted on or still
+    new), assigned to `assignee`, of the persons `person_keys`; `reply_rule` is the rule a notice's reply fulfils."""
+
+    at_us: int
+    reply_rule: str
+    state: str | None = None
+    assignee: str | None = None
+    person_keys: Sequence[str] | None = None
+
+
 class PersonRows(NamedTuple):
     """One person's read-model rows: plain tuples (cheap to build, to send between processes and to insert)."""
 
@@ -222,7 +273,8 @@ class ReadModel:
         metadata.create_all(self.engine)
         self._add_regions = _insert_ignoring_duplicates(self.engine.dialect, regions)
         self._known_regions: set[str] = set()  # written by this process: no need to write them again
-        self._insert_persons = _insert_statement(self.engine.dialect, persons, PERSONAL_COLUMNS + PERSON_COLUMNS)
+        self._insert_persons = _insert_statement(self.engine.dialect, persons,
+                                                 PERSONAL_COLUMNS + PERSON_COLUMNS + ("name_key",))
         self._insert_obligations = _insert_statement(self.engine.dialect, obligations,
                                                      PERSONAL_COLUMNS + OBLIGATION_COLUMNS)
 
@@ -350,6 +402,7 @@ class ReadModel:
             # Sealed once per person: every row of a person carries the same key already, so sharing the
             # ciphertext across them tells nothing more.
             personal = [(sealer.token(r.id_number), sealer.seal(r.id_number), sealer.seal(r.name)) for r in rows]
+            name_keys = [(sealer.name_token(r.name),) for r in rows]
             if replace:
                 keys = [key for (key, _, _), r in zip(personal, rows) if not r.changes_only]
                 for chunk in _chunks(keys, 500):
@@ -363,7 +416,8 @@ class ReadModel:
                 if closures:
                     connection.execute(_CLOSE[table.name], [dict(zip(_CLOSE_PARAMETERS, c))
                                                             for c in closures])
-            person_rows = [sealed + p for sealed, r in zip(personal, rows) for p in r.persons]
+            person_rows = [sealed + p + name_key for sealed, name_key, r in zip(personal, name_keys, rows)
+                           for p in r.persons]
             obligation_rows = [sealed + o for sealed, r in zip(personal, rows) for o in r.obligations]
             # The region is the first column of both tables' rows.
             written_regions = {row[3] for row in person_rows} | {row[3] for row in obligation_rows}
@@ -425,7 +479,57 @@ class ReadModel:
     def gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
              limit: int | None = None, offset: int = 0, agency: str | None = None,
              agency_region: str | None = None, agency_id: str | None = None, known_at_us: int | None = None,
-             rule_set: str | None = None, exclude_imported: bool = False) -> list[SimpleNamespace]:
+             rule_set: str | None = None, exclude_imported: bool = False, leads: LeadFilter | None = None,
+             order: str = "due") -> list[SimpleNamespace]:
+        """Gaps in `order`: "due" (most overdue first, then person, rule, trigger), "-due", "rule" or "region";
+        `leads` keeps those whose lead is in a state, assigned to someone or of some persons (the lead register)."""
+        o = obligations.c
+        conditions = self._gap_conditions(as_of_us, states, rule, agency, agency_region, agency_id, known_at_us,
+                                          rule_set, exclude_imported, leads)
+        columns = [obligations]
+        if leads is not None:
+            columns.append(self._lead_state_now(leads.at_us, leads.reply_rule, rule_set).label("lead_state"))
+        orders = {"due": (o.gap_us, o.person_key, o.rule, o.triggered_by),
+                  "-due": (o.gap_us.desc(), o.person_key, o.rule, o.triggered_by),
+                  "rule": (o.rule, o.gap_us, o.person_key, o.triggered_by),
+                  "region": (o.region, o.gap_us, o.person_key, o.rule, o.triggered_by)}
+        by = orders[order]
+        if region and limit is not None and order == "due":
+            # Each region's page in the order of its gap index, then the first rows of those pages: a database
+            # reads a page's worth of rows per region, where a range over the prefix would sort all of its gaps.
+            pages = [sa.select(*columns).where(*conditions, o.region == code).order_by(*by)
+                     .limit(offset + limit).subquery() for code in self._regions_under(region)]
+            if not pages:
+                return []
+            merged = sa.union_all(*(sa.select(page) for page in pages)).subquery()
+            m = merged.c
+            query = sa.select(merged).order_by(m.gap_us, m.person_key, m.rule, m.triggered_by).offset(offset)
+        else:
+            if region:  # the regions' codes, each an equality on the index, so that gap_us is a range of it too
+                conditions.append(o.region.in_(self._regions_under(region)))
+            query = sa.select(*columns).where(*conditions).order_by(*by).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return self._opened(connection.execute(query))
+
+    def count_gaps(self, as_of_us: int, states: Iterable[str], region: str | None = None, rule: str | None = None,
+                   agency: str | None = None, agency_region: str | None = None, agency_id: str | None = None,
+                   known_at_us: int | None = None, rule_set: str | None = None,
+                   leads: LeadFilter | None = None) -> int:
+        """How many gaps `gaps` would list without a limit."""
+        o = obligations.c
+        conditions = self._gap_conditions(as_of_us, states, rule, agency, agency_region, agency_id, known_at_us,
+                                          rule_set, False, leads)
+        if region:
+            conditions.append(o.region.in_(self._regions_under(region)))
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(obligations)
+                                          .where(*conditions)).scalar() or 0)
+
+    def _gap_conditions(self, as_of_us: int, states: Iterable[str], rule: str | None, agency: str | None,
+                        agency_region: str | None, agency_id: str | None, known_at_us: int | None,
+                        rule_set: str | None, exclude_imported: bool, leads: LeadFilter | None) -> list[Any]:
         o = obligations.c
         conditions = self._holding(obligations, as_of_us, known_at_us, rule_set, exclude_imported)
         wanted = set(states)
@@ -443,25 +547,116 @@ class ReadModel:
         if rule:
             conditions.append(o.rule == rule)
         conditions += self._agency_conditions(agency, agency_region, agency_id)
-        order = (o.gap_us, o.person_key, o.rule, o.triggered_by)
-        if region and limit is not None:
-            # Each region's page in the order of its gap index, then the first rows of those pages: a database
-            # reads a page's worth of rows per region, where a range over the prefix would sort all of its gaps.
-            pages = [sa.select(obligations).where(*conditions, o.region == code).order_by(*order)
-                     .limit(offset + limit).subquery() for code in self._regions_under(region)]
-            if not pages:
-                return []
-            merged = sa.union_all(*(sa.select(page) for page in pages)).subquery()
-            m = merged.c
-            query = sa.select(merged).order_by(m.gap_us, m.person_key, m.rule, m.triggered_by).offset(offset)
-        else:
-            if region:  # the regions' codes, each an equality on the index, so that gap_us is a range of it too
-                conditions.append(o.region.in_(self._regions_under(region)))
-            query = sa.select(obligations).where(*conditions).order_by(*order).offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
+        if leads is not None:
+            conditions += self._lead_conditions(leads, rule_set)
+        return conditions
+
+    # -- the lead register ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lead_now(at_us: int) -> list[Any]:
+        """The version of the gap's lead (of the obligations row in the query) that holds at `at_us`."""
+        o = obligations.c
+        return [l_.person_key == o.person_key, l_.rule == o.rule, l_.triggered_by == o.triggered_by,
+                l_.from_us <= at_us, sa.or_(l_.to_us.is_(None), l_.to_us > at_us)]
+
+    @staticmethod
+    def _replied(at_us: int, reply_rule: str, rule_set: str | None) -> Any:
+        """The notice issued from the lead (`l_.notice_event`) was replied by `at_us`: its reply obligation is met."""
+        reply = obligations.alias("reply")
+        r = reply.c
+        conditions = [r.person_key == obligations.c.person_key, r.rule == reply_rule,
+                      r.triggered_by == l_.notice_event, r.fulfilled_us <= at_us,
+                      *ReadModel._holding(reply, at_us, None, rule_set)]
+        return sa.exists().where(*conditions)
+
+    def _lead_state_now(self, at_us: int, reply_rule: str, rule_set: str | None) -> Any:
+        """The lead's state as shown at `at_us` (domain.leads.Lead.effective_state), NULL for a lead never acted on
+        (new)."""
+        snoozed = sa.and_(l_.snoozed_until_us > at_us, l_.state != "closed")
+        shown = sa.case((snoozed, "snoozed"),
+                        (sa.and_(l_.state == "notice_issued", self._replied(at_us, reply_rule, rule_set)), "replied"),
+                        else_=l_.state)
+        return sa.select(shown).where(*self._lead_now(at_us)).limit(1).scalar_subquery()
+
+    def _lead_conditions(self, leads: LeadFilter, rule_set: str | None) -> list[Any]:
+        o = obligations.c
+        conditions: list[Any] = []
+        if leads.person_keys is not None:
+            conditions.append(o.person_key.in_(leads.person_keys))
+        if leads.assignee is not None:
+            conditions.append(sa.exists().where(*self._lead_now(leads.at_us), l_.assignee == leads.assignee))
+        if leads.state == "new":
+            # Never acted on, or acted on and still new (assigned only), and not snoozed.
+            conditions.append(sa.not_(sa.exists().where(
+                *self._lead_now(leads.at_us), sa.or_(l_.state != "new", l_.snoozed_until_us > leads.at_us))))
+        elif leads.state is not None:
+            conditions.append(self._lead_state_now(leads.at_us, leads.reply_rule, rule_set) == leads.state)
+        return conditions
+
+    def lead_counts(self, at_us: int, region: str | None, reply_rule: str, rule_set: str | None) -> dict[str, int]:
+        """How many leads of the region's current gaps are in each state other than new (new: the rest)."""
+        o = obligations.c
+        state = self._lead_state_now(at_us, reply_rule, rule_set)
+        conditions = [*self._gap_conditions(at_us, ("open", "late"), None, None, None, None, None, rule_set, False,
+                                            None),
+                      sa.exists().where(*self._lead_now(at_us))]
+        if region:
+            conditions.append(o.region.in_(self._regions_under(region)))
+        query = sa.select(state.label("state"), sa.func.count()).where(*conditions).group_by(state)
         with self.engine.connect() as connection:
-            return self._opened(connection.execute(query))
+            return {row[0]: int(row[1]) for row in connection.execute(query)}
+
+    def gap_of_lead(self, triggered_by: str, rule: str, as_of_us: int, known_at_us: int | None = None,
+                    rule_set: str | None = None) -> SimpleNamespace | None:
+        """The obligation row of a lead at a moment, whatever its state (None: there is none then)."""
+        o = obligations.c
+        query = sa.select(obligations).where(o.triggered_by == triggered_by, o.rule == rule,
+                                             *self._holding(obligations, as_of_us, known_at_us, rule_set))
+        with self.engine.connect() as connection:
+            rows = self._opened(connection.execute(query.limit(1)))
+        return rows[0] if rows else None
+
+    def person_keys_named(self, name: str) -> list[str]:
+        """The keys of the persons of this name (compared normalised), whatever their region."""
+        p = persons.c
+        with self.engine.connect() as connection:
+            return list(connection.execute(sa.select(p.person_key).distinct()
+                                           .where(p.name_key == self.sealer.name_token(name))).scalars())
+
+    def lead_versions_of(self, lead_ids: Sequence[str], at_us: int | None = None) -> dict[str, SimpleNamespace]:
+        """The version of each lead holding at `at_us` (None: its current one)."""
+        if not lead_ids:
+            return {}
+        conditions: list[Any] = [l_.lead_id.in_(list(lead_ids))]
+        if at_us is None:
+            conditions.append(l_.to_us.is_(None))
+        else:
+            conditions += [l_.from_us <= at_us, sa.or_(l_.to_us.is_(None), l_.to_us > at_us)]
+        with self.engine.connect() as connection:
+            return {row.lead_id: SimpleNamespace(**row._mapping)
+                    for row in connection.execute(sa.select(lead_versions).where(*conditions))}
+
+    def write_leads(self, position: int, new_position: int, versions: Sequence[dict[str, Any]]) -> None:
+        """Replace the versions of the leads given (all of each one's versions) and move the register's position
+        from `position` to `new_position`, atomically (PositionMoved if another writer moved it first)."""
+        with self.engine.begin() as connection:
+            where = (positions.c.projection == LEADS_PROJECTION, positions.c.rule_set == "")
+            moved = connection.execute(positions.update().where(*where, positions.c.position == position)
+                                       .values(position=new_position)).rowcount
+            if moved == 0:
+                if position != 0 or connection.execute(sa.select(positions.c.position).where(*where)).first():
+                    raise PositionMoved(LEADS_PROJECTION)
+                connection.execute(positions.insert().values(projection=LEADS_PROJECTION, rule_set="",
+                                                             position=new_position, complete=True))
+            ids = sorted({v["lead_id"] for v in versions})
+            for chunk in _chunks(ids, 500):
+                connection.execute(lead_versions.delete().where(l_.lead_id.in_(chunk)))
+            if versions:
+                connection.execute(lead_versions.insert(), list(versions))
+
+    def leads_position(self) -> int:
+        return self.position(LEADS_PROJECTION, "")[0]
 
     def _regions_under(self, prefix: str | None) -> list[str]:
         """The regions rows were written for whose code starts with `prefix` (None: all of them)."""

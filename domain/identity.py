@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import unicodedata
 import uuid
 
 # GB 11643-1999: weights for the first 17 digits and the check character for each remainder mod 11.
@@ -91,3 +92,15 @@ def region_problem(value: str) -> str | None:
     if len(value) != 6:
         return "must be a 6-digit administrative division code (GB/T 2260)"
     return _region_problem(value)
+
+
+# The separators of names of several parts (阿依古丽·买买提) as typed on different systems: the middle dot of GB 18030,
+# the bullet, the katakana middle dot, the hyphenation point, a full stop between parts.
+_NAME_SEPARATORS = str.maketrans({"•": "·", "・": "·", "‧": "·", "∙": "·", "⋅": "·", ".": "·"})
+
+
+def normalised_name(name: str) -> str:
+    """A name as compared (never as shown): full-width letters and digits made half-width, the middle dots made
+    one, spaces dropped, Latin letters upper-cased."""
+    folded = unicodedata.normalize("NFKC", name).translate(_NAME_SEPARATORS)
+    return "".join(folded.split()).upper()

@@ -37,8 +37,10 @@ class Principal(Aggregate):
 
     @event("Created")
     def __init__(self, hashed_token: str, role: str, name: str, kind: str | None, agency_id: str | None,
-                 region: str | None, created_at: str):
+                 region: str | None, created_at: str, supervisor: bool = False):
         self.hashed_token = hashed_token
+        # Oversight only: a supervisor approves long snoozes and escalations of leads (domain/leads.py).
+        self.supervisor = supervisor
         self.role = Role(role)
         self.name = name
         self.kind = kind
@@ -77,8 +79,8 @@ class Principal(Aggregate):
 
     def summary(self) -> dict[str, str | None]:
         return {"id": str(self.id), "role": str(self.role), "name": self.name, "kind": self.kind,
-                "agency_id": self.agency_id, "region": self.region, "created_at": self.created_at,
-                "revoked_at": self.revoked_at}
+                "agency_id": self.agency_id, "region": self.region, "supervisor": self.supervisor,
+                "created_at": self.created_at, "revoked_at": self.revoked_at}
 
 
 class AccessRecorded(Aggregate):

@@ -14,6 +14,7 @@ from domain.catalog import configure_plausible_dates
 from domain.rules import RuleSet, load_rule_set
 from projections.supervision import SupervisionProjection
 
+from services.leads import LeadRegister
 from services.projector import Projector
 from services.principals import DashboardSessions, Principals
 from services.ingest import Ingestor, utc_now
@@ -34,6 +35,7 @@ class Services:
     replay: Replay
     principals: Principals
     timelines: Timelines
+    leads: LeadRegister
     chain: AuditChain | None = None  # the audit hash chain, extended after every write (services/audit.py)
     sessions: DashboardSessions | None = None  # the dashboard's server-side logins
     projector: Projector | None = None  # keeps the read model current (its mode: Settings.projector)
@@ -82,5 +84,6 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
         read_model=read_model, projection=projection, queries=queries,
         replay=Replay(store, token=read_model.sealer.token, queries=queries), chain=chain,
         principals=principals, timelines=Timelines(queries),
+        leads=LeadRegister(store, read_model, queries, ingestor, rules, clock),
         sessions=DashboardSessions(SessionStore(settings.database_url), principals, clock),
     )

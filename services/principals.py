@@ -50,7 +50,7 @@ class Principals:
         self._chained_versions: set[tuple[Any, int]] = set()  # linked rows stay linked: checked once per version
 
     def add(self, role: str, name: str, kind: str | None = None, agency_id: str | None = None,
-            region: str | None = None) -> tuple[Principal, str]:
+            region: str | None = None, supervisor: bool = False) -> tuple[Principal, str]:
         """Create a principal; returns it and its token (shown once, stored only hashed)."""
         try:
             role = Role(role)
@@ -68,12 +68,18 @@ class Principals:
         elif role is Role.OVERSIGHT:
             if not region or not region.isdigit() or not 2 <= len(region) <= 6:
                 raise PrincipalError("oversight needs --region: a region code or its prefix (52, 5202, 520222)")
-            kind = agency_id = None
+            # The officer's own agency (a procuratorate issues notices as itself), when given.
+            if kind not in (None, "procuratorate", "bureau"):
+                raise PrincipalError("oversight --kind: procuratorate or bureau (the officer's own agency)")
+            if (kind is None) != (agency_id is None):
+                raise PrincipalError("oversight: give --kind and --id together (the officer's own agency)")
         else:
             kind = agency_id = region = None
         token = secrets.token_urlsafe(32)
+        if supervisor and role is not Role.OVERSIGHT:
+            raise PrincipalError("--supervisor is a variant of the oversight role")
         principal = Principal(token_hash(token), str(role), name.strip(), kind, agency_id, region,
-                              self.clock().isoformat())
+                              self.clock().isoformat(), supervisor=supervisor)
         self.store.save(principal)
         return principal, token
 

@@ -434,6 +434,7 @@ def cmd_principal_add(args: argparse.Namespace, services: Services) -> int:
 
     try:
         principal, token = services.principals.add(args.role, args.name, kind=args.kind, agency_id=args.agency_id,
+                                                   supervisor=args.supervisor,
                                                    region=args.region)
     except PrincipalError as error:
         return fail(str(error), EXIT_USAGE)
@@ -656,8 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
     add = principal_commands.add_parser("add", help="create one and print its token (shown once, stored hashed)")
     add.add_argument("--role", required=True, choices=("publisher", "oversight", "auditor", "admin"))
     add.add_argument("--kind", choices=("court", "procuratorate", "police", "prison", "bureau"),
-                     help="publisher: the agency's kind")
-    add.add_argument("--id", dest="agency_id", help="publisher: the agency's own code, e.g. FY-520222")
+                     help="publisher: the agency's kind; oversight: the officer's own agency (procuratorate or "
+                          "bureau; a procuratorate's officer issues notices as it)")
+    add.add_argument("--id", dest="agency_id", help="publisher (oversight: optional): the agency's own code, e.g. "
+                                                    "FY-520222")
+    add.add_argument("--supervisor", action="store_true",
+                     help="oversight: a supervisor, who approves long snoozes and escalations of leads")
     add.add_argument("--region", help="publisher: the agency's region; oversight: the region prefix it oversees")
     add.add_argument("--name", required=True)
     add.set_defaults(handler=cmd_principal_add)

@@ -11,12 +11,13 @@ import json
 import logging
 import re
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.authorisation import PublisherIdentity
@@ -24,6 +25,7 @@ from domain.catalog import CATALOG, AgencyKind
 from domain.envelope import DuplicateKey, Envelope, refuse_duplicate_keys
 from domain.errors import RejectionCode
 from domain.identity import id_number_problem, id_number_refusal
+from domain.leads import ACTIONS, Actor, LeadRefused
 from domain.messages import bilingual, english
 from domain.principals import OutsideScope, Principal, Role
 from projections.supervision import Unfoldable
@@ -32,6 +34,7 @@ from services.entrypoints import timeparse
 from services.bootstrap import Services
 from services.history import person_history
 from services.ingest import Source
+from services.leads import LEAD_STATES, SORTS, LeadNotFound, LeadQuery
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("handoff.access")
@@ -191,6 +194,41 @@ TimeParam = Annotated[str | None, Query(max_length=40, description="ISO date (en
 StateParam = Annotated[str, Query(pattern="^(open|late|all)$")]
 RuleParam = Annotated[str | None, Query(max_length=40)]
 AgencyParam = Annotated[AgencyKind | None, Query(description="only obligations borne by this agency kind")]
+
+
+LeadStateParam = Annotated[str | None, Query(pattern=f"^({'|'.join(LEAD_STATES)})$")]
+SortParam = Annotated[str, Query(pattern=f"^({'|'.join(SORTS)})$")]
+# How a refused lead action is answered: the lead's state does not allow it (409), the principal may not (403).
+REFUSAL_STATUS = {"invalid_transition": 409, "needs_supervisor": 403, "needs_procuratorate": 403,
+                  "invalid_action": 422}
+
+
+class AddresseeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: AgencyKind
+    id: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class LeadActionBody(BaseModel):
+    """An action on a lead and its fields (which ones each action needs: docs/reference.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal[ACTIONS]  # type: ignore[valid-type]
+    note: Annotated[str | None, Field(max_length=2000)] = None
+    assignee: Annotated[str | None, Field(max_length=64, description="assign: the officer's principal id")] = None
+    reason: Annotated[str | None, Field(max_length=2000, description=(
+        "dismiss: data_error | fulfilled_unrecorded | legal_exception | duplicate | other; snooze: why"))] = None
+    until: Annotated[str | None, Field(max_length=10, description="snooze: YYYY-MM-DD")] = None
+    notice_kind: Literal["correction", "suggestion"] | None = None
+    document_no: Annotated[str | None, Field(max_length=200, description="issue_notice: 文书编号")] = None
+    addressed_to: AddresseeBody | None = None
+    reply_within_days: Annotated[int | None, Field(ge=1, le=366)] = None
+    finding: Annotated[str | None, Field(max_length=2000)] = None
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(id=str(principal.id), name=principal.name, supervisor=principal.supervisor,
+                 agency_kind=principal.kind, agency_id=principal.agency_id, region=principal.region)
 
 
 def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAPI:
@@ -432,6 +470,57 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         principals.record_access(me, "GET /v1/persons/{id}/timeline", id_number)
         return services.timelines.timeline(id_number, as_of=moment(as_of, "as_of"),
                                            known_at=moment(known_at, "known_at"))
+
+    # -- the lead register (线索台账) -------------------------------------------------------------------------------
+
+    @v1.get("/leads", tags=["leads"])
+    def leads(me: Me, state: LeadStateParam = None, region: RegionParam = None, rule: RuleParam = None,
+              agency: AgencyParam = None, assignee: Annotated[str | None, Query(max_length=64)] = None,
+              q: Annotated[str | None, Query(max_length=100, description="姓名、身份证号 / name or ID number")] = None,
+              as_of: TimeParam = None, known_at: TimeParam = None, sort: SortParam = "due",
+              limit: Limit = PAGE_DEFAULT, offset: Offset = 0) -> dict[str, Any]:
+        """Leads (every gap and anomaly, open or late) with their state, most overdue first, a page with the total.
+        `as_of` / `known_at`: the register as it stood then."""
+        require(me, Role.OVERSIGHT, Role.AUDITOR)
+        query = LeadQuery(region=region, state=state, rule=rule, agency=str(agency) if agency else None,
+                          assignee=assignee, q=q, as_of=moment(as_of, "as_of"),
+                          known_at=moment(known_at, "known_at"), limit=limit, offset=offset, order=sort)
+        scope = {"region": scoped_region(me, region), "agency": query.agency}
+        result = services.leads.page(query, scope)
+        principals.record_access(me, f"GET /v1/leads region={scope['region']} state={state} q={'…' if q else None}",
+                                 [item["id_number"] for item in result["items"]])
+        return {**result, "freshness": services.queries.freshness()}
+
+    @v1.get("/leads/{lead_id}", tags=["leads"])
+    def lead(me: Me, lead_id: Annotated[str, Path(max_length=80)], as_of: TimeParam = None,
+             known_at: TimeParam = None) -> dict[str, Any]:
+        """One lead: its gap, its state, who holds it and every action taken on it (as of a moment)."""
+        require(me, Role.OVERSIGHT, Role.AUDITOR)
+        try:
+            record = services.leads.lead(lead_id, me.sees_region, as_of=moment(as_of, "as_of"),
+                                         known_at=moment(known_at, "known_at"))
+        except LeadNotFound:
+            raise ApiError(404, "not_found", "no such lead in your scope") from None
+        if not me.sees_region(record["region"]):
+            raise ApiError(404, "not_found", "no such lead in your scope")
+        principals.record_access(me, "GET /v1/leads/{id}", record["id_number"])
+        return record
+
+    @v1.post("/leads/{lead_id}/actions", tags=["leads"])
+    def lead_action(request: Request, me: Me, lead_id: Annotated[str, Path(max_length=80)],
+                    body: LeadActionBody) -> dict[str, Any]:
+        """Act on a lead: assign, start_check, confirm, dismiss, issue_notice, follow_up, close, snooze, escalate;
+        a supervisor approves or rejects a long snooze or an escalation. A refused transition is a 409."""
+        require(me, Role.OVERSIGHT)
+        try:
+            record = services.leads.act(lead_id, body.action, body.model_dump(exclude={"action"}, exclude_none=True),
+                                        actor_of(me), me.sees_region, principals.active)
+        except LeadNotFound:
+            raise ApiError(404, "not_found", "no such lead in your scope") from None
+        except LeadRefused as refused:
+            raise ApiError(REFUSAL_STATUS.get(refused.code, 409), refused.code, refused.message) from None
+        principals.record_access(me, f"POST /v1/leads/{{id}}/actions {body.action}", record["id_number"])
+        return record
 
     @v1.get("/schemas", tags=["service"])
     def schemas(me: Me) -> dict[str, Any]:

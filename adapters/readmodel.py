@@ -162,6 +162,7 @@ lead_versions = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("snoozed_until_us", sa.BigInteger),  # snoozed while the moment is earlier
     sa.Column("assignee", sa.String(64)),
+    sa.Column("assignee_name", sa.Text),
     sa.Column("notice_event", sa.String(64)),  # the procuratorial_notice_issued event, whose reply fulfils R16
     sa.Column("escalated_to", sa.String(6)),
     sa.Column("pending", sa.String(16)),  # the action waiting for a supervisor
@@ -654,6 +655,24 @@ class ReadModel:
                 connection.execute(lead_versions.delete().where(l_.lead_id.in_(chunk)))
             if versions:
                 connection.execute(lead_versions.insert(), list(versions))
+
+    def lead_outcomes(self, region: str | None, rule_set: str | None) -> list[SimpleNamespace]:
+        """Per lead acted on (of a region prefix): its rule, whether it was ever confirmed or dismissed, when it was
+        closed (None: open) and when its gap fell due (None: the gap is gone)."""
+        o = obligations.c
+        conditions = [_in_region(l_.region, region)] if region else []
+        ever = sa.select(l_.lead_id, l_.rule, l_.person_key, l_.triggered_by,
+                         sa.func.max(sa.case((l_.state == "confirmed", 1), else_=0)).label("confirmed"),
+                         sa.func.max(sa.case((l_.state == "dismissed", 1), else_=0)).label("dismissed"),
+                         sa.func.max(sa.case((l_.state == "closed", l_.from_us), else_=None)).label("closed_us")) \
+            .where(*conditions).group_by(l_.lead_id, l_.rule, l_.person_key, l_.triggered_by).subquery()
+        due = sa.select(sa.func.min(o.due_us)).where(
+            o.person_key == ever.c.person_key, o.rule == ever.c.rule, o.triggered_by == ever.c.triggered_by,
+            o.known_to_us.is_(None), *([o.rule_set == rule_set] if rule_set else [])).scalar_subquery()
+        query = sa.select(ever.c.lead_id, ever.c.rule, ever.c.confirmed, ever.c.dismissed, ever.c.closed_us,
+                          due.label("due_us"))
+        with self.engine.connect() as connection:
+            return [SimpleNamespace(**row._mapping) for row in connection.execute(query)]
 
     def leads_position(self) -> int:
         return self.position(LEADS_PROJECTION, "")[0]

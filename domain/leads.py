@@ -208,6 +208,20 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
 SELF_FULFILLED_CLOSABLE = ("new", "checking", "confirmed", "snoozed", "escalated")
 
 
+def available_actions(lead: Lead, moment: dt.datetime, zone: dt.tzinfo, situation: GapSituation,
+                      supervisor: bool) -> list[str]:
+    """The actions an officer (a supervisor, if so) can take on the lead now, in the order of the path."""
+    shown = lead.effective_state(moment, zone, situation)
+    if shown == LeadState.CLOSED:
+        return []
+    actions = [action for action, states in ALLOWED_FROM.items() if shown in states]
+    if "close" not in actions and self_fulfilled(lead, situation, moment) and shown in SELF_FULFILLED_CLOSABLE:
+        actions.append("close")
+    if supervisor and lead.pending is not None:
+        actions += ["approve", "reject"]
+    return actions
+
+
 def _refuse_transition(action: str, shown: str) -> LeadRefused:
     allowed = "、".join(STATE_LABELS[s] for s in ALLOWED_FROM[action])
     return LeadRefused(
@@ -257,6 +271,8 @@ def decide(lead: Lead, action: str, fields: dict[str, Any], actor: Actor, now: d
     if action == "assign":
         recorded.update(assignee=_text(fields, "assignee", required=True, limit=64),
                         assignee_name=_text(fields, "assignee_name", required=True, limit=200))
+        if fields.get("assignee_kind"):  # the assignee's own agency: who is told of the assignment
+            recorded["assignee_kind"] = fields["assignee_kind"]
     elif action == "dismiss":
         reason = fields.get("reason")
         if reason not in set(DismissReason):
@@ -313,7 +329,8 @@ def apply(lead: Lead, recorded: RecordedAction) -> Lead:
     if action != "assign" and action != "snooze":
         changes["snoozed_until"] = None  # acting on a snoozed lead ends its snooze
     if action == "assign":
-        changes["assignee"] = {"id": f["assignee"], "name": f["assignee_name"]}
+        changes["assignee"] = {"id": f["assignee"], "name": f["assignee_name"],
+                               **({"kind": f["assignee_kind"]} if f.get("assignee_kind") else {})}
     elif action == "start_check":
         changes["state"] = LeadState.CHECKING
     elif action == "confirm":

@@ -10,6 +10,8 @@ Recipients are an agency kind and a region (the router publishes to `handoff.out
 | `discharged` | the decision organ (the court, at its region), procuratorate and police of the current region |
 | `procuratorial_notice_issued` | its addressee (`payload.addressed_to.kind`) at the issuing procuratorate's region |
 | a gap opens | the obligated agency (kind, region) and the procuratorate of that region |
+| a lead is assigned | the assignee's agency (its kind, else the procuratorate) of the lead's region |
+| a lead is escalated (督办) | the procuratorate of the region above (a city's code ends in 00, a province's in 0000) |
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .leads import Lead
 from .supervision import Obligation, PersonView
 
 
@@ -81,3 +84,15 @@ def opened_gaps(before: PersonView | None, after: PersonView, now: dt.datetime) 
     """Open gaps of `after` that were not open in `before` (both folded at `now`)."""
     was = {(o.rule, o.triggered_by) for o in before.gaps(now, ("open",))} if before is not None else set()
     return [o for o in after.gaps(now, ("open",)) if (o.rule, o.triggered_by) not in was]
+
+
+def lead_recipients(before: Lead, after: Lead, region: str | None) -> list[tuple[Recipient, str, str]]:
+    """Who must learn of a lead's action (the lead before and after it): (recipient, why, notification type)."""
+    out: list[tuple[Recipient | None, str, str]] = []
+    if after.assignee and after.assignee != before.assignee and region:
+        kind = after.assignee.get("kind") or "procuratorate"
+        out.append((Recipient(kind, region), f"lead assigned to {after.assignee['name']}", "lead_assigned"))
+    if after.escalated_to and after.escalated_to != before.escalated_to:
+        out.append((Recipient("procuratorate", after.escalated_to.ljust(6, "0")),
+                    f"lead escalated (督办) to the oversight of {after.escalated_to}", "lead_escalated"))
+    return [(recipient, why, kind) for recipient, why, kind in out if recipient is not None]

@@ -10,6 +10,7 @@ sees their own action at once; a crash between the two is caught up by the next 
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from domain.calendar import SHANGHAI, micros
 from domain.catalog import AgencyKind
 from domain.identity import id_number_problem, normalise_id_number
 from domain.leads import (DISMISS_LABELS, NOTICE_LABELS, NOTICE_REPLY_RULE, STATE_LABELS, Actor, GapSituation, Lead,
-                          LeadRefused, LeadStream, decide, lead_id, parse_lead_id, replay, self_fulfilled,
+                          LeadRefused, LeadStream, available_actions, decide, lead_id, parse_lead_id, replay, self_fulfilled,
                           stream_id_of)
 from domain.leads import apply as apply_action
 from domain.rules import RuleSet
@@ -30,9 +31,29 @@ from domain.supervision import iso
 from services.ingest import Ingestor, Source
 
 LEAD_TOPICS = [f"{LeadStream.__module__}:{LeadStream.__qualname__}.{name}" for name in ("Opened", "Acted")]
+LEAD_ACTED_TOPIC = LEAD_TOPICS[1]
 NOTICE_NAMESPACE = uuid.UUID("0c9b8a7d-6e5f-5a4b-8c3d-2e1f0a9b8c7d")
 LEAD_STATES = tuple(STATE_LABELS)
 SORTS = ("due", "-due", "rule", "region")
+
+
+# The register as a table (CSV, Excel, the CLI): the field's words first, the API's names after.
+EXPORT_COLUMNS = ("线索编号 lead_id", "状态 state", "规则 rule", "规则名称 rule title", "社区矫正对象 name",
+                  "身份证号 id_number", "地区 region", "期限 due", "漏洞 gap", "已自行履行 self-fulfilled",
+                  "承办人 assignee", "督办至 escalated to", "暂缓至 snoozed until")
+
+
+def export_row(item: dict[str, Any], rule_title: Callable[[str], str]) -> list[Any]:
+    return [item["lead_id"], item["state_label"], item["rule"], rule_title(item["rule"]), item["name"],
+            item["id_number"], item["region"], (item["due_at"] or "")[:10], item["gap_state"],
+            "是" if item["self_fulfilled"] else "", (item["assignee"] or {}).get("name"), item["escalated_to"],
+            item["snoozed_until"]]
+
+
+def actor_of(principal: Any) -> Actor:
+    """An oversight principal as the lead register's actor."""
+    return Actor(id=str(principal.id), name=principal.name, supervisor=principal.supervisor,
+                 agency_kind=principal.kind, agency_id=principal.agency_id, region=principal.region)
 
 
 class LeadNotFound(Exception):
@@ -100,6 +121,7 @@ class LeadRegister:
                 "snoozed_until_us": micros(dt.datetime.combine(lead.snoozed_until, dt.time(), SHANGHAI))
                 if lead.snoozed_until else None,
                 "assignee": lead.assignee["id"] if lead.assignee else None,
+                "assignee_name": lead.assignee["name"] if lead.assignee else None,
                 "notice_event": (lead.notice or {}).get("event_id"), "escalated_to": lead.escalated_to,
                 "pending": lead.pending.action if lead.pending else None, "updated_by": action.by_name,
             })
@@ -146,6 +168,27 @@ class LeadRegister:
         counts["all"] = total
         return counts
 
+    def figures(self, region: str | None) -> list[dict[str, Any]]:
+        """Per rule: leads decided (confirmed or dismissed), the share confirmed (the rule's precision: how often a
+        raised gap is a real one), and the median whole days from the gap falling due to the lead's closing."""
+        self.catch_up()
+        by_rule: dict[str, dict[str, Any]] = {}
+        for row in self.read_model.lead_outcomes(region, self.queries.projection.serving_rule_set()):
+            entry = by_rule.setdefault(row.rule, {"rule": row.rule, "confirmed": 0, "dismissed": 0, "closed_days": []})
+            entry["confirmed"] += bool(row.confirmed)
+            entry["dismissed"] += bool(row.dismissed) and not row.confirmed
+            if row.closed_us is not None and row.due_us is not None:
+                entry["closed_days"].append(max(0, (row.closed_us - row.due_us) // 86_400_000_000))
+        figures = []
+        for rule in sorted(by_rule):
+            entry = by_rule[rule]
+            decided = entry["confirmed"] + entry["dismissed"]
+            days = entry.pop("closed_days")
+            figures.append({**entry, "decided": decided,
+                            "precision": round(entry["confirmed"] / decided, 3) if decided else None,
+                            "closed": len(days), "median_days_to_close": statistics.median_low(days) if days else None})
+        return figures
+
     def _person_keys(self, q: str | None) -> list[str] | None:
         """The persons a search names: an ID number (18 characters), or a name compared normalised."""
         if not q or not q.strip():
@@ -165,7 +208,8 @@ class LeadRegister:
             "rule": row.rule, "region": row.region, "id_number": gap["id_number"], "name": gap["name"],
             "due_at": gap["due_at"], "gap_state": gap["state"],
             "self_fulfilled": gap["state"] == "late" and state not in ("closed", "dismissed"),
-            "assignee": version.assignee if version else None,
+            "assignee": {"id": version.assignee, "name": version.assignee_name}
+            if version and version.assignee else None,
             "escalated_to": version.escalated_to if version else None,
             "pending": version.pending if version else None,
             "snoozed_until": _day_of(version.snoozed_until_us) if version and state == "snoozed" else None,
@@ -173,10 +217,13 @@ class LeadRegister:
         }
 
     def lead(self, lead: str, visible: Callable[[str | None], bool], as_of: dt.datetime | None = None,
-             known_at: dt.datetime | None = None) -> dict[str, Any]:
-        """One lead: its gap, its state and every action, as of a moment. LeadNotFound outside `visible` regions."""
+             known_at: dt.datetime | None = None, supervisor: bool = False) -> dict[str, Any]:
+        """One lead: its gap, its state, every action and the actions open to an officer (a supervisor if so), as
+        of a moment. LeadNotFound outside `visible` regions."""
         self.catch_up()
         row, stream = self._find(lead, as_of, known_at)
+        if not visible(row.region):
+            raise LeadNotFound(lead)
         moment = as_of or self.clock()
         at = min(moment, known_at) if known_at else moment
         actions = stream.actions() if stream is not None else []
@@ -189,7 +236,8 @@ class LeadRegister:
             "kind": "anomaly" if row.rule.startswith("A") else "gap",
             "rule": row.rule, "region": row.region, "id_number": gap["id_number"], "name": gap["name"],
             "self_fulfilled": self_fulfilled(state, situation, moment),
-            "assignee": state.assignee, "snoozed_until": state.snoozed_until.isoformat()
+            "assignee": {"id": state.assignee["id"], "name": state.assignee["name"]} if state.assignee else None,
+            "snoozed_until": state.snoozed_until.isoformat()
             if shown == "snoozed" and state.snoozed_until else None,
             "snooze_reason": state.snooze_reason if shown == "snoozed" else None,
             "dismissal": {**state.dismissal, "reason_label": DISMISS_LABELS[state.dismissal["reason"]]}
@@ -200,6 +248,8 @@ class LeadRegister:
             "escalated_to": state.escalated_to,
             "pending": _action_record(state.pending) if state.pending else None,
             "history": [_action_record(a) for a in actions if a.at <= at],
+            "available_actions": available_actions(state, at, SHANGHAI, situation, supervisor)
+            if as_of is None and known_at is None else [],
             "gap": gap,
         }
 
@@ -262,7 +312,7 @@ class LeadRegister:
                    recorded.outcome)
         self.store.save(stream)
         self.catch_up()
-        return self.lead(lead, visible)
+        return self.lead(lead, visible, supervisor=actor.supervisor)
 
     @staticmethod
     def _assignee(assignee: Any, region: str | None, assignee_of: Callable[[str], Any]) -> dict[str, str]:
@@ -270,7 +320,8 @@ class LeadRegister:
         if principal is None or str(principal.role) != "oversight" or not principal.sees_region(region):
             raise LeadRefused("invalid_action", "只能指派给本辖区在用的监督人员（assignee 为其 id） / assign to an active "
                                                 "oversight principal whose region covers the lead (assignee: its id)")
-        return {"assignee": str(principal.id), "assignee_name": principal.name}
+        return {"assignee": str(principal.id), "assignee_name": principal.name,
+                **({"assignee_kind": principal.kind} if principal.kind else {})}
 
     def _issue_notice(self, lead: str, row: Any, fields: dict[str, Any], actor: Actor,
                       now: dt.datetime) -> dict[str, Any]:
@@ -309,9 +360,11 @@ class LeadRegister:
         item = result.items[0]
         if item.status == "rejected":
             raise LeadRefused("invalid_action", f"文书未能发布 / the notice was refused: {item.reason}")
-        return {"event_id": event_id, "notice_kind": kind, "document_no": document_no.strip(),
-                "addressed_to": envelope["payload"]["addressed_to"],
-                "reply_within_days": fields.get("reply_within_days")}
+        recorded = {"event_id": event_id, "notice_kind": kind, "document_no": document_no.strip(),
+                    "addressed_to": envelope["payload"]["addressed_to"]}
+        if fields.get("reply_within_days") is not None:
+            recorded["reply_within_days"] = fields["reply_within_days"]
+        return recorded
 
 
 def _day_of(until_us: int) -> str:

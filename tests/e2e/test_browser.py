@@ -202,3 +202,87 @@ def test_oversight_walks_from_the_overview_to_a_gap_and_back_in_time(request):
     assert page.url.startswith(base + "/login")
     context.close()
     assert len(list(ARTIFACTS.glob("*.png"))) == 7
+
+
+def test_an_officer_works_a_lead_from_search_to_a_suggestion_and_exports_the_register(request):
+    """线索台账: an officer logs in, finds a lead by the person's name, checks it, confirms it, issues a 检察建议, and
+    the lead shows so in the exported Excel workbook (read back with openpyxl)."""
+    import io
+
+    import openpyxl
+
+    from services.leads import LeadQuery
+
+    chromium_or_fail()
+    server, browser = request.getfixturevalue("server"), request.getfixturevalue("browser")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    services, base = server["services"], server["base"]
+    _, token = services.principals.add("oversight", "王检察官", kind="procuratorate", agency_id="JCY-520222",
+                                       region="520222")
+    [target] = services.leads.page(LeadQuery(state="new", rule="R04_not_reported", limit=1),
+                                   {"region": "520222"})["items"]
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai", accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+
+    def shot(name: str) -> None:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    page.goto(base + "/leads")
+    page.fill("#token", token)
+    page.click("button[type=submit] >> text=登录")
+    page.wait_for_url(base + "/leads")
+    assert "线索台账" in page.inner_text("main h1")
+    assert page.locator('.tabs a[data-state="new"] .count').inner_text().strip() != "0"
+    shot("11-lead-register")
+
+    # Found by the name of the 社区矫正对象.
+    page.fill("#lead-search", target["name"])
+    page.click("#lead-search-button")
+    page.wait_for_url(lambda url: "q=" in url)
+    row = page.locator(f'tr.lead-row[data-lead="{target["lead_id"]}"]')
+    assert row.count() == 1 and row.get_attribute("data-state") == "new"
+    assert all(r == target["id_number"] for r in page.locator("tr.lead-row").evaluate_all(
+        "rows => rows.map(r => r.dataset.id)"))
+    shot("12-lead-found-by-name")
+    row.locator("a.lead-link").click()
+    page.wait_for_url(f"{base}/leads/{target['lead_id']}")
+    assert page.locator("svg#timeline").is_visible()
+
+    def act(action: str, **fields: str) -> None:
+        form = page.locator(f'form.action-form[data-action="{action}"]')
+        for name, value in fields.items():
+            field = form.locator(f'[name="{name}"]')
+            if field.evaluate("e => e.tagName") == "SELECT":
+                field.select_option(value)
+            else:
+                field.fill(value)
+        form.locator("button[type=submit]").click()
+        page.wait_for_url(f"{base}/leads/{target['lead_id']}?done={action}")
+
+    act("start_check")
+    assert page.locator("#lead-state").get_attribute("data-state") == "checking"
+    act("confirm", note="电话核实：未按时报到")
+    assert page.locator("#lead-state").get_attribute("data-state") == "confirmed"
+    shot("13-lead-confirmed")
+    act("issue_notice", notice_kind="suggestion", document_no="盘检刑执建〔2026〕3号", addressee_id="SFJ-520222",
+        finding="社区矫正对象逾期未报到，司法局未及时查找")
+    assert page.locator("#lead-state").get_attribute("data-state") == "notice_issued"
+    assert "检察建议" in page.inner_text("#lead-notice")
+    assert [page.locator("#lead-history tbody tr").nth(i).get_attribute("data-action")
+            for i in range(page.locator("#lead-history tbody tr").count())] == \
+        ["start_check", "confirm", "issue_notice"]
+    shot("14-suggestion-issued")
+
+    page.click("nav >> text=线索台账")
+    page.wait_for_url(base + "/leads")
+    with page.expect_download() as download:
+        page.click("#export-xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(open(download.value.path(), "rb").read())).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][0].startswith("线索台账 截至 ")
+    [exported] = [r for r in rows if r[0] == target["lead_id"]]
+    assert exported[1] == "已制发" and exported[4] == target["name"]
+    shot("15-register-after")
+    context.close()

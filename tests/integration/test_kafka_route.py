@@ -211,3 +211,32 @@ def test_handoff_route_once_from_the_command_line(services, database_url, kafka,
     summary = json.loads(completed.stdout.decode().strip().splitlines()[-1])
     assert summary["routed_events"] == 1 and summary["notifications"] == 3
     assert len(out_messages(kafka)) == 3
+
+
+def test_a_lead_assigned_and_escalated_is_told_to_the_assignees_agency_and_the_region_above(services, kafka, now):
+    from domain.leads import Actor
+    from services.leads import LeadQuery, actor_of
+
+    ingest(services, decision(id_number(7), start=(now - dt.timedelta(days=60)).date()))
+    services.projection.catch_up()
+    lead = services.leads.page(LeadQuery(rule="R04_not_reported"), {"region": "520222"})["items"][0]["lead_id"]
+    officer, _ = services.principals.add("oversight", "王检察官", kind="procuratorate", agency_id="JCY-520222",
+                                         region="520222")
+    section, _ = services.principals.add("oversight", "李科员", kind="bureau", agency_id="SFJ-520222",
+                                         region="520222")
+    chief = Actor(id="chief", name="市院 赵主任", supervisor=True, agency_kind="procuratorate", region="5202")
+    route = router(services, kafka)
+    act = services.leads.act
+    act(lead, "assign", {"assignee": str(section.id)}, actor_of(officer), officer.sees_region,
+        services.principals.active)
+    act(lead, "start_check", {}, actor_of(officer), officer.sees_region, services.principals.active)
+    act(lead, "escalate", {"note": "提请市院督办"}, chief, lambda region: True, services.principals.active)
+    route.run_once()
+    sent = [body_of(r) | {"topic": r.topic} for r in out_messages(kafka) if body_of(r)["type"].startswith("lead_")]
+    assert sorted((b["type"], b["topic"].removeprefix(f"{kafka.prefix}.out.")) for b in sent) == [
+        ("lead_assigned", "bureau.520222"), ("lead_escalated", "procuratorate.520200")]
+    [assigned] = [b for b in sent if b["type"] == "lead_assigned"]
+    assert assigned["lead"]["lead_id"] == lead and assigned["lead"]["assignee"]["name"] == "李科员"
+    assert assigned["by"] == "王检察官"
+    router(services, kafka).run_once()
+    assert len([r for r in out_messages(kafka) if body_of(r)["type"].startswith("lead_")]) == 2  # routed once

@@ -575,6 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
     formats(stats)
     stats.set_defaults(handler=cmd_stats)
 
+    from services.entrypoints.cli.leads import register as register_lead_commands  # handoff leads
+
+    register_lead_commands(commands, bitemporal, caught_up)
+
     upcoming = commands.add_parser("upcoming", help="obligations falling due soon")
     upcoming.add_argument("--within", type=parse_duration, default=dt.timedelta(days=7))
     upcoming.add_argument("--region")

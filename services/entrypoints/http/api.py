@@ -25,7 +25,7 @@ from domain.catalog import CATALOG, AgencyKind
 from domain.envelope import DuplicateKey, Envelope, refuse_duplicate_keys
 from domain.errors import RejectionCode
 from domain.identity import id_number_problem, id_number_refusal
-from domain.leads import ACTIONS, Actor, LeadRefused
+from domain.leads import ACTIONS, LeadRefused
 from domain.messages import bilingual, english
 from domain.principals import OutsideScope, Principal, Role
 from projections.supervision import Unfoldable
@@ -34,7 +34,7 @@ from services.entrypoints import timeparse
 from services.bootstrap import Services
 from services.history import person_history
 from services.ingest import Source
-from services.leads import LEAD_STATES, SORTS, LeadNotFound, LeadQuery
+from services.leads import LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("handoff.access")
@@ -224,11 +224,6 @@ class LeadActionBody(BaseModel):
     addressed_to: AddresseeBody | None = None
     reply_within_days: Annotated[int | None, Field(ge=1, le=366)] = None
     finding: Annotated[str | None, Field(max_length=2000)] = None
-
-
-def actor_of(principal: Principal) -> Actor:
-    return Actor(id=str(principal.id), name=principal.name, supervisor=principal.supervisor,
-                 agency_kind=principal.kind, agency_id=principal.agency_id, region=principal.region)
 
 
 def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAPI:
@@ -498,11 +493,9 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         require(me, Role.OVERSIGHT, Role.AUDITOR)
         try:
             record = services.leads.lead(lead_id, me.sees_region, as_of=moment(as_of, "as_of"),
-                                         known_at=moment(known_at, "known_at"))
+                                         known_at=moment(known_at, "known_at"), supervisor=me.supervisor)
         except LeadNotFound:
             raise ApiError(404, "not_found", "no such lead in your scope") from None
-        if not me.sees_region(record["region"]):
-            raise ApiError(404, "not_found", "no such lead in your scope")
         principals.record_access(me, "GET /v1/leads/{id}", record["id_number"])
         return record
 

@@ -32,11 +32,18 @@ from markupsafe import Markup
 from domain.calendar import SHANGHAI, end_of_day
 from domain.catalog import date_range_problem, plausible_dates
 from domain.identity import id_number_problem
+from domain.messages import english
 from domain.principals import OutsideScope, Principal, Role
 
 from services.bootstrap import Services
-from services.entrypoints.http.labels import (AGENCY_LABELS, CATEGORY_LABELS, EVENT_LABELS, ROLE_LABELS,
+from domain.leads import DismissReason, LeadRefused
+
+from services.entrypoints import timeparse
+from services.entrypoints.exports import csv_text, xlsx_bytes
+from services.entrypoints.http.labels import (ACTION_LABELS, AGENCY_LABELS, CATEGORY_LABELS, DISMISS_LABELS,
+                                              EVENT_LABELS, LEAD_STATE_LABELS, NOTICE_KIND_LABELS, ROLE_LABELS,
                                               STATE_LABELS, STATUS_LABELS, TEXT)
+from services.leads import EXPORT_COLUMNS, LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of, export_row
 from services.entrypoints.http.pictures import (bar_rows, fmt_date, fmt_due, fmt_time, timeline_picture,
                                                 trend_picture)
 from services.overview import TREND_MONTHS, Overview
@@ -48,6 +55,8 @@ SESSION_COOKIE = "handoff_session"
 LANG_COOKIE = "handoff_lang"
 SESSION_SECONDS = 12 * 3600  # the cookie's life; the session itself ends sooner when idle
 PER_PAGE = 50
+EXPORT_LIMIT = 100_000  # rows of an export: a province's register fits
+DUE_WINDOWS = ("48h", "7d", "14d", "30d")
 MAX_LOGIN_BODY = 4096
 TEMPLATES = Path(__file__).parent / "templates"
 AGENCY_KINDS = ("court", "procuratorate", "police", "prison", "bureau")
@@ -121,6 +130,12 @@ class Dashboard:
             category_label=lambda c: CATEGORY_LABELS[lang].get(c, c or "—") if c else "—",
             agency_label=lambda k: AGENCY_LABELS[lang].get(k, k or "—") if k else "—",
             state_label=lambda s: STATE_LABELS[lang].get(s, s),
+            lead_state_label=lambda s: LEAD_STATE_LABELS[lang].get(s, s),
+            action_label=lambda a: ACTION_LABELS[lang].get(a, a),
+            dismiss_label=lambda r: DISMISS_LABELS[lang].get(r, r),
+            notice_label=lambda k: NOTICE_KIND_LABELS[lang].get(k, k),
+            region_label=lambda code: code or "—",
+            agency_name=lambda agency_id: agency_id or "",
             role_label=lambda r: ROLE_LABELS[lang].get(str(r), str(r)),
             event_label=lambda e: EVENT_LABELS.get(e, e) if lang == "zh" else e,
             provisional_mark=lambda: Markup('<span class="provisional small" title="{}">{}</span>').format(
@@ -313,6 +328,8 @@ class Dashboard:
             "by_rule": bar_rows(figures.summary["open_gaps"].items()),
             "by_category": by_category, "by_status": by_status,
             "trend": trend_picture(figures.trend), "trend_months": TREND_MONTHS,
+            # The register's precision is a figure of now: the past register is read on the register's page.
+            "lead_figures": self.services.leads.figures(region) if as_of is None else None,
         }
 
     @staticmethod
@@ -409,6 +426,205 @@ class Dashboard:
         picture = timeline_picture(timeline, lang, self.rule_titles(lang))
         return "person.html", {"record": record, "timeline": timeline, "region": region, "picture": picture}
 
+    # -- the lead register ---------------------------------------------------------------------------------------
+
+    def leads(self, request: Request) -> Response:
+        return self.page(request, lambda p, as_of, day, lang: self.build_leads(request, p, as_of, day, lang))
+
+    def _lead_query(self, request: Request, principal: Principal, as_of: dt.datetime | None,
+                    limit: int, offset: int) -> tuple[LeadQuery, dict[str, Any]]:
+        """The register's filters from the query string, checked; and the filters to keep in links."""
+        self.require(principal, Role.OVERSIGHT, Role.AUDITOR)
+        q = request.query_params
+        state, rule, agency = q.get("state") or None, q.get("rule") or None, q.get("agency") or None
+        sort = q.get("sort") or "due"
+        if state is not None and state not in LEAD_STATES:
+            raise DashboardError(422, "bad_request", detail=f"state={state[:20]!r}")
+        if rule is not None and rule not in self.services.rules.rules:
+            raise DashboardError(422, "bad_request", detail=f"rule={rule[:40]!r}")
+        if agency is not None and agency not in AGENCY_KINDS:
+            raise DashboardError(422, "bad_request", detail=f"agency={agency[:20]!r}")
+        if sort not in SORTS:
+            raise DashboardError(422, "bad_request", detail=f"sort={sort[:10]!r}")
+        search = (q.get("q") or "").strip()[:100] or None
+        assignee = (q.get("assignee") or "")[:64] or None
+        region = q.get("region") or None
+        query = LeadQuery(region=self.scoped_region(principal, region), state=state, rule=rule, agency=agency,
+                          assignee=assignee, q=search, as_of=as_of, limit=limit, offset=offset, order=sort)
+        filters = {"state": state, "rule": rule, "agency": agency, "q": search, "assignee": assignee,
+                   "region": region, "sort": sort if sort != "due" else None}
+        return query, {k: v for k, v in filters.items() if v}
+
+    def build_leads(self, request: Request, principal: Principal, as_of: dt.datetime | None, as_of_date: dt.date,
+                    lang: str) -> tuple[str, dict[str, Any]]:
+        page_no = self.page_number(request)
+        query, filters = self._lead_query(request, principal, as_of, PER_PAGE, (page_no - 1) * PER_PAGE)
+        register = self.services.leads
+        result = register.page(query, {"region": query.region, "agency": query.agency})
+        self.services.principals.record_access(principal, f"dashboard leads region={query.region} "
+                                               f"state={query.state}", [i["id_number"] for i in result["items"]])
+        counts = register.counts(query.region) if as_of is None else None
+        tabs = [("all", counts["all"] if counts else "")] + \
+            [(s, counts[s] if counts else "") for s in LEAD_STATES]
+        pages = max(1, -(-result["total"] // PER_PAGE))
+        labels = {"state": TEXT[lang]["state"], "rule": TEXT[lang]["rule"], "agency": TEXT[lang]["agency"],
+                  "q": TEXT[lang]["search"], "assignee": TEXT[lang]["assignee"], "region": TEXT[lang]["region"],
+                  "sort": TEXT[lang]["sort_by"]}
+        return "leads.html", {
+            "rows": [{**item, "overdue_days": self.overdue_days(item["gap"], as_of)} for item in result["items"]],
+            "total": result["total"], "counts": tabs, "page_no": page_no, "offset": query.offset,
+            "has_next": result["next_offset"] is not None, "page_numbers": page_numbers(page_no, pages),
+            "filters": filters, "shown_filters": [(labels[k], v) for k, v in filters.items()],
+            "state": query.state, "rule": query.rule or "", "agency": query.agency or "", "q": query.q or "",
+            "assignee": query.assignee, "region": request.query_params.get("region") or "", "sort": query.order,
+            "rules": list(self.services.rules.rules), "agencies": AGENCY_KINDS,
+            "hidden": {k: v for k, v in filters.items()},
+        }
+
+    def overdue_days(self, gap: dict[str, Any], as_of: dt.datetime | None) -> int | None:
+        """Whole days a gap has been (or was) overdue: to its late fulfilment, else to the moment shown."""
+        if not gap["due_at"]:
+            return None
+        end = dt.datetime.fromisoformat(gap["fulfilled_at"]) if gap["fulfilled_at"] else \
+            (as_of or self.services.queries.clock())
+        return max(0, (end - dt.datetime.fromisoformat(gap["due_at"])).days)
+
+    @staticmethod
+    def page_number(request: Request) -> int:
+        try:
+            page_no = int(request.query_params.get("page") or 1)
+            if not 1 <= page_no <= 100_000:
+                raise ValueError
+        except ValueError:
+            raise DashboardError(422, "bad_request", detail="page") from None
+        return page_no
+
+    def export_leads(self, request: Request, kind: str) -> Response:
+        """The register with the page's filters, every page of it, as CSV or an Excel workbook."""
+        principal = self.principal(request)
+        if principal is None:
+            return self.to_login(request)
+        if kind not in ("csv", "xlsx"):
+            return self.render(request, "error.html", {"principal": principal, "as_of_date": self.today(),
+                                                       "message": TEXT[self.language(request)]["not_found"]}, 404)
+        lang = self.language(request)
+        try:
+            as_of, as_of_date, _ = self.as_of(request.query_params.get("as_of"))
+            query, filters = self._lead_query(request, principal, as_of, EXPORT_LIMIT, 0)
+        except DashboardError as problem:
+            return self.render(request, "error.html", {"principal": principal, "as_of_date": self.today(),
+                                                       "message": TEXT[lang][problem.key].format(**problem.params)},
+                               problem.status)
+        result = self.services.leads.page(query, {"region": query.region, "agency": query.agency})
+        self.services.principals.record_access(principal, f"dashboard leads export {kind} region={query.region}",
+                                               [i["id_number"] for i in result["items"]])
+        rows = [export_row(item, self.rule_titles("zh")) for item in result["items"]]
+        heading = [f"{TEXT['zh']['leads']} 截至 {as_of_date.isoformat()}",
+                   "筛选条件：" + ("；".join(f"{k}={v}" for k, v in filters.items()) or "无"),
+                   f"共 {result['total']} 条" + (f"（导出前 {len(rows)} 条）" if result["total"] > len(rows) else "")]
+        name = f"leads-{as_of_date.isoformat()}.{kind}"
+        headers = {**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+        if kind == "csv":
+            body = csv_text(EXPORT_COLUMNS, rows, bom=True)
+            return Response(body.encode("utf-8"), media_type="text/csv; charset=utf-8", headers=headers)
+        return Response(xlsx_bytes(TEXT["zh"]["leads"], heading, EXPORT_COLUMNS, rows), headers=headers,
+                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+    def lead(self, request: Request, lead_id: str) -> Response:
+        return self.page(request, lambda p, as_of, day, lang: self.build_lead(request, p, lead_id, as_of, lang))
+
+    def build_lead(self, request: Request, principal: Principal, lead_id: str, as_of: dt.datetime | None,
+                   lang: str, message: str | None = None, message_kind: str = "info") -> tuple[str, dict[str, Any]]:
+        self.require(principal, Role.OVERSIGHT, Role.AUDITOR)
+        try:
+            record = self.services.leads.lead(lead_id, principal.sees_region, as_of=as_of,
+                                              supervisor=principal.supervisor)
+        except LeadNotFound:
+            raise DashboardError(404, "not_found") from None
+        self.services.principals.record_access(principal, "dashboard lead", record["id_number"])
+        timeline = self.services.timelines.timeline(record["id_number"], as_of=as_of)
+        assignees = [p for p in self.services.principals.all()
+                     if p.active and p.role is Role.OVERSIGHT and p.sees_region(record["region"])]
+        done = request.query_params.get("done")
+        if message is None and done in ACTION_LABELS[lang]:
+            message = TEXT[lang]["done"].format(action=ACTION_LABELS[lang][done])
+        return "lead.html", {
+            "lead": record, "overdue_days": self.overdue_days(record["gap"], as_of),
+            "picture": timeline_picture(timeline, lang, self.rule_titles(lang)), "timeline": timeline,
+            "can_act": principal.role is Role.OVERSIGHT and as_of is None, "assignees": assignees,
+            "dismiss_reasons": list(DismissReason), "agencies": AGENCY_KINDS,
+            "message": message, "message_kind": message_kind,
+        }
+
+    async def lead_action(self, request: Request, lead_id: str) -> Response:
+        """An action form of the lead page (CSRF-checked), then back to the lead page, with what happened."""
+        fields = await self.form_fields(request)
+        principal = await run_in_threadpool(self.checked_form, request, fields)
+        if principal is None:
+            if self.principal(request) is None:
+                return self.to_login(request)
+            return self.refused_form(request)
+        lang = self.language(request)
+        form = {name: values[0].strip() for name, values in fields.items() if values and values[0].strip()}
+        action = form.pop("action", "")
+        form.pop("csrf_token", None)
+        if "addressee_id" in form:
+            form["addressed_to"] = {"kind": form.pop("addressee_kind", ""), "id": form.pop("addressee_id")}
+        if "reply_within_days" in form:
+            try:
+                form["reply_within_days"] = int(form["reply_within_days"])
+            except ValueError:
+                form.pop("reply_within_days")
+        try:
+            self.require(principal, Role.OVERSIGHT)
+            await run_in_threadpool(self.services.leads.act, lead_id, action, form, actor_of(principal),
+                                    principal.sees_region, self.services.principals.active)
+        except LeadNotFound:
+            return self.render(request, "error.html", {"principal": principal, "as_of_date": self.today(),
+                                                       "message": TEXT[lang]["not_found"]}, 404)
+        except (LeadRefused, DashboardError) as problem:
+            message = problem.message if isinstance(problem, LeadRefused) else \
+                TEXT[lang][problem.key].format(**{**problem.params, "role": str(principal.role)})
+            status = 409 if isinstance(problem, LeadRefused) and problem.code == "invalid_transition" else 422
+            if isinstance(problem, DashboardError) or (isinstance(problem, LeadRefused)
+                                                        and problem.code.startswith("needs_")):
+                status = 403
+            text = message if lang == "zh" else english(message)
+            try:
+                template, built = self.build_lead(request, principal, lead_id, None, lang,
+                                                  TEXT[lang]["refused"].format(message=text), "error")
+            except DashboardError:
+                return self.refused_form(request)
+            return self.render(request, template, {"principal": principal, "as_of_date": self.today(), **built},
+                               status=status)
+        self.services.principals.record_access(principal, f"dashboard lead action {action}", None)
+        response = RedirectResponse(f"/leads/{urllib.parse.quote(lead_id)}?done={action}", status_code=303)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    # -- due soon -------------------------------------------------------------------------------------------------
+
+    def due(self, request: Request) -> Response:
+        return self.page(request, lambda p, as_of, day, lang: self.build_due(request, p, lang))
+
+    def build_due(self, request: Request, principal: Principal, lang: str) -> tuple[str, dict[str, Any]]:
+        self.require(principal, Role.PUBLISHER, Role.OVERSIGHT, Role.AUDITOR)
+        within = request.query_params.get("within") or "7d"
+        withins = [(w, w.replace("h", " " + TEXT[lang]["hours"]).replace("d", " " + TEXT[lang]["days"]))
+                   for w in DUE_WINDOWS]
+        if within not in DUE_WINDOWS:
+            raise DashboardError(422, "bad_request", detail=f"within={within[:10]!r}")
+        region = request.query_params.get("region") or None
+        scope: dict[str, Any] = {"region": self.scoped_region(principal, region)}
+        if principal.role is Role.PUBLISHER:
+            scope.update(agency=principal.kind, agency_region=principal.region, agency_id=principal.agency_id)
+        rows = self.services.queries.upcoming(timeparse.parse_duration(within), **scope)
+        self.services.principals.record_access(principal, f"dashboard due within={within}",
+                                               [row["id_number"] for row in rows])
+        return "due.html", {"rows": rows, "within": within, "withins": withins, "region": region or "",
+                            "within_label": dict(withins)[within],
+                            "links_persons": principal.role in (Role.OVERSIGHT, Role.AUDITOR)}
+
     # -- routes ---------------------------------------------------------------------------------------------------
 
     def router(self) -> APIRouter:
@@ -419,7 +635,25 @@ class Dashboard:
         router.add_api_route("/", self.overview, methods=["GET"], response_class=HTMLResponse)
         router.add_api_route("/gaps", self.gaps, methods=["GET"], response_class=HTMLResponse)
         router.add_api_route("/persons/{id_number}", self.person, methods=["GET"], response_class=HTMLResponse)
+        router.add_api_route("/leads", self.leads, methods=["GET"], response_class=HTMLResponse)
+        router.add_api_route("/leads/export.{kind}", self.export_leads, methods=["GET"])
+        router.add_api_route("/leads/{lead_id}", self.lead, methods=["GET"], response_class=HTMLResponse)
+        router.add_api_route("/leads/{lead_id}/actions", self.lead_action, methods=["POST"],
+                             response_class=HTMLResponse)
+        router.add_api_route("/due", self.due, methods=["GET"], response_class=HTMLResponse)
         return router
+
+
+def page_numbers(current: int, pages: int) -> list[int | None]:
+    """The page links of a pager: the first, the last and two around the current one; None where pages are left
+    out (shown as …)."""
+    wanted = sorted({1, pages, *range(max(1, current - 2), min(pages, current + 2) + 1)})
+    numbers: list[int | None] = []
+    for number in wanted:
+        if numbers and number - (numbers[-1] or 0) > 1:
+            numbers.append(None)
+        numbers.append(number)
+    return numbers
 
 
 def safe_next(target: str | None) -> str:

@@ -49,6 +49,34 @@ EVENT_LABELS = {
     "supervision_review_recorded": "检察监督记录", "event_retracted": "撤回事件",
 }
 
+# The lead register's words (domain/leads.py keeps the Chinese ones beside the rules).
+LEAD_STATE_LABELS = {
+    "zh": {"new": "待核实", "checking": "核实中", "confirmed": "属实", "dismissed": "不属实", "notice_issued": "已制发",
+           "replied": "已回复", "followed_up": "已回访", "closed": "结案", "snoozed": "暂缓", "escalated": "督办",
+           "all": "全部"},
+    "en": {"new": "new", "checking": "checking", "confirmed": "confirmed", "dismissed": "dismissed",
+           "notice_issued": "notice issued", "replied": "replied", "followed_up": "followed up", "closed": "closed",
+           "snoozed": "snoozed", "escalated": "escalated", "all": "all"},
+}
+ACTION_LABELS = {
+    "zh": {"assign": "指派", "start_check": "开始核实", "confirm": "确认属实", "dismiss": "认定不属实",
+           "issue_notice": "制发文书", "follow_up": "记录回访", "close": "结案", "snooze": "暂缓", "escalate": "提请督办",
+           "approve": "批准", "reject": "驳回"},
+    "en": {"assign": "assign", "start_check": "start checking", "confirm": "confirm", "dismiss": "dismiss",
+           "issue_notice": "issue a notice", "follow_up": "record the follow-up", "close": "close",
+           "snooze": "snooze", "escalate": "escalate", "approve": "approve", "reject": "reject"},
+}
+DISMISS_LABELS = {
+    "zh": {"data_error": "数据错误", "fulfilled_unrecorded": "已履行未录入", "legal_exception": "依法例外",
+           "duplicate": "重复", "other": "其他"},
+    "en": {"data_error": "data error", "fulfilled_unrecorded": "fulfilled, not recorded",
+           "legal_exception": "legal exception", "duplicate": "duplicate", "other": "other"},
+}
+NOTICE_KIND_LABELS = {
+    "zh": {"correction": "纠正违法通知书", "suggestion": "检察建议"},
+    "en": {"correction": "correction notice (纠正违法通知书)", "suggestion": "procuratorial suggestion (检察建议)"},
+}
+
 TEXT = {
     "zh": {
         "app": "社区矫正衔接监督", "overview": "概览", "gaps": "衔接缺口", "logout": "退出", "login": "登录",
@@ -68,7 +96,7 @@ TEXT = {
         "no_data": "无数据", "none": "无",
         "gap_queue": "衔接缺口队列", "gap_queue_help": "按逾期时间排序，逾期最久的在前。",
         "filter": "筛选", "state": "状态", "agency": "责任机关", "any": "全部", "apply": "应用",
-        "person": "人员", "id_number": "身份证号", "due": "期限", "overdue_days": "逾期天数", "fulfilled": "履行时间",
+        "person": "社区矫正对象", "id_number": "身份证号", "due": "期限", "overdue_days": "逾期天数", "fulfilled": "履行时间",
         "obligated": "责任机关", "prev": "上一页", "next": "下一页", "page": "第 {n} 页", "no_gaps": "没有符合条件的缺口。",
         "days": "天", "hours": "小时",
         "responsible": "当前责任机关", "nobody": "无（已结束）", "episode": "矫正情况", "term": "矫正期限",
@@ -84,6 +112,26 @@ TEXT = {
         "error": "出错了", "not_found": "未找到：此人不在您的查看范围内，或在所选日期尚无记录。",
         "forbidden": "无权访问：您的角色（{role}）不能查看此页面。", "outside_scope": "地区 {region} 不在您的范围 {scope} 内。",
         "csrf": "表单已过期或并非来自本站，请刷新页面后重试。", "bad_request": "请求无效：{detail}", "back": "返回概览", "signed_in_as": "当前用户",
+        "leads": "线索台账", "leads_help": "每个衔接缺口和数据不一致都是一条线索：核实、处置、回访、结案。",
+        "due_soon": "即将到期", "due_soon_help": "{within} 内到期、尚未履行的衔接义务：在缺口出现前处理。",
+        "within": "期限", "remaining": "剩余", "no_upcoming": "没有即将到期的义务。",
+        "search": "姓名或身份证号", "search_button": "查找", "mine": "只看指派给我的", "assignee": "承办人",
+        "lead": "线索", "lead_id": "线索编号", "total": "共 {n} 条", "pages": "页码", "sort_by": "排序",
+        "export_csv": "导出 CSV", "export_xlsx": "导出 Excel", "print_help": "打印：使用浏览器的打印（Ctrl+P），打印件保留截至日期和筛选条件。",
+        "register_as_of": "截至 {date}", "filters_shown": "筛选条件", "no_filters": "无",
+        "anomaly": "数据不一致", "found_on": "发现于 {date}", "self_fulfilled": "已自行履行",
+        "escalated_to": "督办至", "snoozed_until": "暂缓至", "pending": "待批准", "history": "办理经过",
+        "at": "时间", "action": "操作", "by": "经办人", "details": "说明", "note": "说明", "reason": "理由",
+        "dismiss_reason": "不属实理由", "until_day": "暂缓至（日期）", "document_no": "文书编号", "notice_kind": "文书种类",
+        "addressee": "主送单位", "addressee_kind": "主送单位类别", "addressee_id": "主送单位代码",
+        "reply_within_days": "回复期限（天）", "finding": "认定事实", "notice": "检察文书", "reply": "回复",
+        "replied_at": "已回复于 {date}", "no_actions": "此线索当前没有可办理的操作。", "actions": "办理",
+        "done": "已办理：{action}。", "refused": "未能办理：{message}", "precision": "线索准确率（按规则）",
+        "precision_help": "经核实属实的线索占已核实线索的比例；结案天数为从到期到结案的中位数。",
+        "decided": "已核实", "confirmed_n": "属实", "dismissed_n": "不属实", "precision_short": "准确率",
+        "median_close": "结案中位天数", "no_leads_decided": "尚无已核实的线索。", "requested": "（待主管批准）",
+        "supervisor": "主管", "no_leads": "没有符合条件的线索。", "gap_facts": "缺口",
+        "case_ref": "案号", "lead_page_help": "核实线索、认定属实后制发检察建议或纠正违法通知书，收到回复后回访并结案。",
     },
     "en": {
         "app": "Community corrections handoffs", "overview": "Overview", "gaps": "Gaps", "logout": "Log out",
@@ -129,5 +177,28 @@ TEXT = {
         "outside_scope": "Region {region} is outside your scope {scope}.", "bad_request": "Bad request: {detail}",
         "csrf": "The form has expired or did not come from this site: reload the page and try again.",
         "back": "Back to the overview", "signed_in_as": "Signed in as",
+        "leads": "Lead register", "leads_help": "Every gap and data inconsistency is a lead: check, act, follow up, close.",
+        "due_soon": "Due soon", "due_soon_help": "Obligations falling due within {within}, not yet met: act before a gap opens.",
+        "within": "Within", "remaining": "Remaining", "no_upcoming": "Nothing falls due soon.",
+        "search": "Name or ID number", "search_button": "Find", "mine": "Assigned to me", "assignee": "Assignee",
+        "lead": "Lead", "lead_id": "Lead id", "total": "{n} in all", "pages": "Pages", "sort_by": "Sort",
+        "export_csv": "Export CSV", "export_xlsx": "Export Excel",
+        "print_help": "To print, use the browser's print (Ctrl+P): the printout keeps the date and the filters.",
+        "register_as_of": "as of {date}", "filters_shown": "Filters", "no_filters": "none",
+        "anomaly": "data inconsistency", "found_on": "found {date}", "self_fulfilled": "met late by itself",
+        "escalated_to": "Escalated to", "snoozed_until": "Snoozed until", "pending": "Awaiting approval",
+        "history": "History", "at": "When", "action": "Action", "by": "By", "details": "Details", "note": "Note",
+        "reason": "Reason", "dismiss_reason": "Reason", "until_day": "Until (date)", "document_no": "Document number",
+        "notice_kind": "Kind", "addressee": "Addressed to", "addressee_kind": "Addressee kind",
+        "addressee_id": "Addressee code", "reply_within_days": "Reply within (days)", "finding": "Finding",
+        "notice": "Notice", "reply": "Reply", "replied_at": "replied {date}",
+        "no_actions": "No action is open on this lead now.", "actions": "Act", "done": "Done: {action}.",
+        "refused": "Not done: {message}", "precision": "Lead precision by rule",
+        "precision_help": "Share of checked leads found true; days to close: median from falling due to closing.",
+        "decided": "Checked", "confirmed_n": "True", "dismissed_n": "Not true", "precision_short": "Precision",
+        "median_close": "Median days to close", "no_leads_decided": "No lead has been checked yet.",
+        "requested": "(awaiting a supervisor)", "supervisor": "supervisor", "no_leads": "No leads match.",
+        "gap_facts": "Gap", "case_ref": "Case number",
+        "lead_page_help": "Check the lead; once confirmed, issue a suggestion or a correction notice; follow up on the reply and close.",
     },
 }

@@ -38,11 +38,13 @@ from adapters.eventstore import EventStore
 from adapters.kafka import KafkaConfig
 from adapters.readmodel import ReadModel
 from domain.calendar import micros
-from domain.routing import Recipient, event_recipients, gap_recipients, opened_gaps
+from domain.leads import replay
+from domain.routing import Recipient, event_recipients, gap_recipients, lead_recipients, opened_gaps
 from domain.supervision import Obligation, PersonView
 from projections.supervision import PERSON_TOPIC, SupervisionProjection, Unfoldable, quarantining
 
 from services.ingest import utc_now
+from services.leads import LEAD_ACTED_TOPIC
 from services.views import gap_record
 
 log = logging.getLogger("handoff.kafka")
@@ -137,7 +139,7 @@ class Router:
         if head <= position:
             return 0
         notifications_ = self.store.recorder.select_notifications(position + 1, self.page_size, stop=head,
-                                                                  topics=[PERSON_TOPIC])
+                                                                  topics=[PERSON_TOPIC, LEAD_ACTED_TOPIC])
         if not notifications_:
             self._save(ROUTE_TRACKING, head)  # only receipts, dead letters and the like remained
             return 0
@@ -148,6 +150,9 @@ class Router:
         out: list[Notification] = []
         for note in notifications_:
             stream_id, version = note.originator_id, note.originator_version
+            if note.topic == LEAD_ACTED_TOPIC:
+                out += self._lead_notifications(stream_id, version, note.id)
+                continue
             if stream_id not in events:
                 events[stream_id] = [self.store.mapper.to_domain_event(item) for item in streams[stream_id]]
             stream = events[stream_id]
@@ -208,6 +213,26 @@ class Router:
                       "caused_by": cause},
                 headers=[(H_NOTIFICATION_ID, nid.encode()), (H_TYPE, b"gap_opened"), (H_RULE, record["rule"].encode())])
             for recipient, why in gap_recipients(obligated["kind"], obligated["region"], record["region"])
+        ]
+
+    def _lead_notifications(self, stream_id: UUID, version: int, position: int) -> list[Notification]:
+        """An action on a lead that assigned or escalated it (version 1 opened the stream; each later one is an
+        action)."""
+        stream = self.store.get_aggregate(stream_id)
+        actions = stream.actions()
+        done = actions[version - 2]
+        before, after = replay(actions[:version - 2]), replay(actions[:version - 1])
+        lead = {"lead_id": stream.lead_id, "rule": stream.rule, "region": stream.region,
+                "state": str(after.state), "assignee": after.assignee, "escalated_to": after.escalated_to}
+        return [
+            Notification(
+                id=(nid := str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"lead|{stream.lead_id}|{version}|{recipient.kind}|"
+                                                                  f"{recipient.region}"))),
+                recipient=recipient, key=str(stream_id).encode(),
+                body={"notification_id": nid, "type": kind, "recipient": vars(recipient), "why": why, "lead": lead,
+                      "by": done.by_name, "at": done.at.isoformat(), "log_position": position},
+                headers=[(H_NOTIFICATION_ID, nid.encode()), (H_TYPE, kind.encode()), (H_RULE, stream.rule.encode())])
+            for recipient, why, kind in lead_recipients(before, after, stream.region)
         ]
 
     # -- the clock ----------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 
 from domain.identity import normalised_name
+from domain.leads import LeadFilter
 
 from .config import create_engine
 
@@ -232,17 +233,6 @@ OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "oblig
 
 
 LEADS_PROJECTION = "leads"
-
-
-class LeadFilter(NamedTuple):
-    """Which gaps' leads a register query keeps: `state` as shown at `at_us` ("new": never acted on or still
-    new), assigned to `assignee`, of the persons `person_keys`; `reply_rule` is the rule a notice's reply fulfils."""
-
-    at_us: int
-    reply_rule: str
-    state: str | None = None
-    assignee: str | None = None
-    person_keys: Sequence[str] | None = None
 
 
 class PersonRows(NamedTuple):
@@ -638,16 +628,17 @@ class ReadModel:
             return {row.lead_id: SimpleNamespace(**row._mapping)
                     for row in connection.execute(sa.select(lead_versions).where(*conditions))}
 
-    def write_leads(self, position: int, new_position: int, versions: Sequence[dict[str, Any]]) -> None:
+    def write_leads(self, position: int, new_position: int, versions: Sequence[dict[str, Any]]) -> bool:
         """Replace the versions of the leads given (all of each one's versions) and move the register's position
-        from `position` to `new_position`, atomically (PositionMoved if another writer moved it first)."""
+        from `position` to `new_position`, atomically; False (and nothing written) when another writer moved the
+        position first."""
         with self.engine.begin() as connection:
             where = (positions.c.projection == LEADS_PROJECTION, positions.c.rule_set == "")
             moved = connection.execute(positions.update().where(*where, positions.c.position == position)
                                        .values(position=new_position)).rowcount
             if moved == 0:
                 if position != 0 or connection.execute(sa.select(positions.c.position).where(*where)).first():
-                    raise PositionMoved(LEADS_PROJECTION)
+                    return False
                 connection.execute(positions.insert().values(projection=LEADS_PROJECTION, rule_set="",
                                                              position=new_position, complete=True))
             ids = sorted({v["lead_id"] for v in versions})
@@ -655,6 +646,7 @@ class ReadModel:
                 connection.execute(lead_versions.delete().where(l_.lead_id.in_(chunk)))
             if versions:
                 connection.execute(lead_versions.insert(), list(versions))
+            return True
 
     def lead_outcomes(self, region: str | None, rule_set: str | None) -> list[SimpleNamespace]:
         """Per lead acted on (of a region prefix): its rule, whether it was ever confirmed or dismissed, when it was

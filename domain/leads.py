@@ -25,7 +25,8 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
@@ -89,6 +90,18 @@ class LeadRefused(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code, self.message = code, message
+
+
+class LeadFilter(NamedTuple):
+    """Which gaps' leads a register query keeps: `state` as shown at `at_us` (microseconds; "new": never acted on
+    or still new), assigned to `assignee`, of the persons `person_keys`; `reply_rule` is the rule a notice's reply
+    fulfils."""
+
+    at_us: int
+    reply_rule: str
+    state: str | None = None
+    assignee: str | None = None
+    person_keys: Sequence[str] | None = None
 
 
 def lead_id(rule: str, triggered_by: str) -> str:

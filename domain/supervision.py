@@ -160,6 +160,7 @@ class Episode:
     in_custody: bool
     current_region: str
     allowed_regions: set[str] = field(default_factory=set)
+    document_no: str | None = None  # the judgment's or ruling's number (案号), as the decision organ gave it
     reported: bool = False
     transferred: bool = False
     enrolled_at: dt.datetime | None = None
@@ -514,7 +515,7 @@ class _Folder:
             term_start=dt.date.fromisoformat(p["term_start"]), term_end=dt.date.fromisoformat(p["term_end"]),
             execution_region=p["execution_region"], decision_kind=e.kind, decision_id=e.agency_id,
             decision_region=e.region, in_custody=p["in_custody"], current_region=p["execution_region"],
-            allowed_regions={p["execution_region"]},
+            allowed_regions={p["execution_region"]}, document_no=p.get("document_no"),
         )
         if p["in_custody"]:
             self.custody.append([e.occurred_at, None])

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.readmodel import LeadFilter, PositionMoved
 from domain.authorisation import PublisherIdentity
 from domain.calendar import SHANGHAI, micros
 from domain.catalog import AgencyKind
 from domain.identity import id_number_problem, normalise_id_number
 from domain.leads import (DISMISS_LABELS, NOTICE_LABELS, NOTICE_REPLY_RULE, STATE_LABELS, Actor, GapSituation, Lead,
+                          LeadFilter,
                           LeadRefused, LeadStream, available_actions, decide, lead_id, parse_lead_id, replay, self_fulfilled,
                           stream_id_of)
 from domain.leads import apply as apply_action
@@ -39,7 +39,7 @@ SORTS = ("due", "-due", "rule", "region")
 
 # The register as a table (CSV, Excel, the CLI): the field's words first, the API's names after.
 EXPORT_COLUMNS = ("线索编号 lead_id", "状态 state", "规则 rule", "规则名称 rule title", "社区矫正对象 name",
-                  "身份证号 id_number", "地区 region", "期限 due", "漏洞 gap", "已自行履行 self-fulfilled",
+                  "身份证号 id_number", "地区 region", "期限 due", "缺口 gap", "已自行履行 self-fulfilled",
                   "承办人 assignee", "督办至 escalated to", "暂缓至 snoozed until")
 
 
@@ -99,11 +99,8 @@ class LeadRegister:
                 return written
             streams = {stream_id for _, stream_id in page}
             versions = [row for stream_id in streams for row in self._versions(self.store.get_aggregate(stream_id))]
-            try:
-                self.read_model.write_leads(position, page[-1][0], versions)
-            except PositionMoved:  # another process wrote the same page first
-                continue
-            written += len(streams)
+            if self.read_model.write_leads(position, page[-1][0], versions):  # else another process wrote it first
+                written += len(streams)
 
     @staticmethod
     def _versions(stream: LeadStream) -> list[dict[str, Any]]:

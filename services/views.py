@@ -40,6 +40,9 @@ def status_record(view: PersonView, as_of: dt.datetime) -> dict[str, Any]:
             "category": episode.category, "term_start": episode.term_start.isoformat(),
             "term_end": episode.term_end.isoformat(), "execution_region": episode.execution_region,
             "current_region": episode.current_region, "ended": episode.ended, "ended_at": iso(episode.ended_at),
+            "decided_by": {"kind": episode.decision_kind, "id": episode.decision_id,
+                           "region": episode.decision_region},
+            "document_no": episode.document_no,
         } if episode else None,
         "open_obligations": [
             {"rule": o.rule, "due_at": iso(o.due_at), "provisional": o.provisional, "state": o.state(as_of),
@@ -48,6 +51,6 @@ def status_record(view: PersonView, as_of: dt.datetime) -> dict[str, Any]:
             for o in view.obligations if o.state(as_of) in ("upcoming", "open", "pending")
         ],
         "gaps": [gap_record(view, o, as_of) for o in view.gaps(as_of)],
-        "lost_supervision_days": round(view.lost_days(as_of), 2),
+        "lost_supervision_days": int(view.lost_days(as_of)),  # whole days, as they are reported
         "rule_set": view.rule_set,
     }

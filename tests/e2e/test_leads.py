@@ -190,7 +190,7 @@ def test_assignment_to_a_named_officer_in_scope(app, people, published, services
     assert assigned["assignee"] == {"id": str(section.id), "name": "社区矫正科 李科员"}
     assert assigned["state"] == "new"
     mine = leads(app, people["section"], assignee=str(section.id))
-    assert [i["lead_id"] for i in mine["items"]] == [lead] and mine["items"][0]["assignee"] == str(section.id)
+    assert [i["lead_id"] for i in mine["items"]] == [lead] and mine["items"][0]["assignee"]["id"] == str(section.id)
 
 
 def test_scope_404_outside_it_403_for_publishers_and_auditors_only_read(app, people, published):

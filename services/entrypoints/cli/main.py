@@ -20,6 +20,7 @@ from services.entrypoints import timeparse
 from services.bootstrap import Services, bootstrap
 from services.history import person_history
 from services.ingest import BULK_BATCH, Source
+from services.entrypoints.http.labels import AGENCY_LABELS, CATEGORY_LABELS, STATUS_LABELS
 from services.entrypoints.cli.output import (EXIT_DIFFERENT, EXIT_FATAL, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE,
                                              check_id_number, fail, print_json, table)
 
@@ -146,15 +147,29 @@ def parse_duration(text: str) -> dt.timedelta:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-STATE_LABELS = {"open": "open 未履行", "late": "late 逾期履行", "upcoming": "upcoming 即将到期"}
+GAP_STATES_ZH = {"open": "未履行", "late": "逾期履行", "upcoming": "即将到期"}
+# The field's words, as the dashboard shows them (services/entrypoints/http/labels.py).
+STATUS_NAMES, CATEGORY_NAMES, AGENCY_NAMES = STATUS_LABELS["zh"], CATEGORY_LABELS["zh"], AGENCY_LABELS["zh"]
 
 
 def _print_obligations(records: list[dict[str, Any]], title: str) -> None:
-    table(title, ["rule 规则", "state 状态", "id_number 身份证号", "name 姓名", "region 地区", "obligated 责任机关",
-                   "due_at 期限", "fulfilled_at 履行"],
-           [[r["rule"], STATE_LABELS.get(r["state"], r["state"]), r["id_number"], r["name"], r["region"],
-             f"{r['obligated']['kind']} {r['obligated']['id'] or ''} {r['obligated']['region'] or ''}".strip(),
-             r["due_at"], r["fulfilled_at"]] for r in records])
+    """Gaps or obligations in a table that fits 100 columns: the rule by its code, the person's name over the ID
+    number, times to the minute (a due time at midnight as 24:00 of the day before, as the law counts)."""
+    table(title, ["规则", "状态", "社区矫正对象", "地区", "责任机关", "期限 due", "履行 met"],
+          [[r["rule"].split("_")[0], "数据不一致" if r["rule"].startswith("A") else GAP_STATES_ZH.get(r["state"], r["state"]),
+            f"{r['name']}\n{r['id_number']}", r["region"],
+            f"{AGENCY_NAMES.get(r['obligated']['kind'], r['obligated']['kind'])}\n{r['obligated']['id'] or ''}".strip(),
+            _minute(r["due_at"]), _minute(r["fulfilled_at"])] for r in records])
+
+
+def _minute(moment: str | None) -> str:
+    """An ISO time as a clerk reads it, to the minute; midnight is 24:00 of the day before."""
+    if not moment:
+        return ""
+    at = dt.datetime.fromisoformat(moment)
+    if at.time() == dt.time(0):
+        return f"{(at.date() - dt.timedelta(days=1)).isoformat()} 24:00"
+    return at.strftime("%Y-%m-%d %H:%M")
 
 
 def cmd_gaps(args: argparse.Namespace, services: Services) -> int:
@@ -164,7 +179,7 @@ def cmd_gaps(args: argparse.Namespace, services: Services) -> int:
     if args.format == "json":
         print_json(records)
     else:
-        _print_obligations(records, f"gaps 衔接漏洞 ({len(records)})")
+        _print_obligations(records, f"gaps 衔接缺口 ({len(records)})")
     return EXIT_OK
 
 
@@ -189,21 +204,25 @@ def cmd_status(args: argparse.Namespace, services: Services) -> int:
         print_json(record)
         return EXIT_OK
     episode = record["episode"] or {}
+    decided = episode.get("decided_by") or {}
     responsible = record["responsible"] or {}
     table(f"{record['name']} {record['id_number']}", ["", ""], [
-        ["status 状态", record["status"]],
-        ["responsible 责任机关", f"{responsible.get('kind', '-')} {responsible.get('region') or ''}"],
-        ["category 类别", episode.get("category")],
+        ["status 状态", f"{STATUS_NAMES.get(record['status'], record['status'])} {record['status']}"],
+        ["responsible 责任机关", f"{AGENCY_NAMES.get(responsible.get('kind'), '-')} {responsible.get('region') or ''}"],
+        ["category 类别", f"{CATEGORY_NAMES.get(episode.get('category'), '')} {episode.get('category') or ''}"],
         ["term 矫正期限", f"{episode.get('term_start')} – {episode.get('term_end')}" if episode else None],
-        ["execution region 执行地", episode.get("execution_region")],
+        ["execution region 执行地", episode.get("current_region")],
+        ["decided by 决定机关", f"{AGENCY_NAMES.get(decided.get('kind'), '')} {decided.get('id') or ''}"],
+        ["case number 案号", episode.get("document_no")],
         ["lost supervision days 脱管天数", record["lost_supervision_days"]],
     ])
     if record["open_obligations"]:
-        table("open obligations 待履行义务", ["rule 规则", "state 状态", "due_at 期限", "obligated 责任机关"],
-               [[o["rule"], STATE_LABELS.get(o["state"], o["state"]), o["due_at"],
-                 f"{o['obligated']['kind']} {o['obligated']['region'] or ''}"] for o in record["open_obligations"]])
+        table("open obligations 待履行义务", ["规则", "规则名称", "状态", "期限 due", "责任机关"],
+              [[o["rule"].split("_")[0], services.rules[o["rule"]].title, GAP_STATES_ZH.get(o["state"], o["state"]),
+                _minute(o["due_at"]), f"{AGENCY_NAMES.get(o['obligated']['kind'], '')} {o['obligated']['region'] or ''}"]
+               for o in record["open_obligations"]])
     if record["gaps"]:
-        _print_obligations(record["gaps"], "gaps 衔接漏洞")
+        _print_obligations(record["gaps"], "gaps 衔接缺口")
     return EXIT_OK
 
 
@@ -274,7 +293,7 @@ def cmd_audit_replay(args: argparse.Namespace, services: Services) -> int:
                               if result["refolded_persons"] else "")
               if result["answered_from"] == "read_model" else "every person refolded")
     print(f"as shown at {result['known_at']} (as of {result['as_of']}), rule set {result['rule_set']} ({source})")
-    _print_obligations(result["gaps"], f"gaps 衔接漏洞 ({len(result['gaps'])})")
+    _print_obligations(result["gaps"], f"gaps 衔接缺口 ({len(result['gaps'])})")
     return EXIT_OK
 
 

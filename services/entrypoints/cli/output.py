@@ -39,4 +39,6 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*["" if value is None else str(value) for value in row])
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    # Written to a file or a pipe, a table is laid out for a 100-column terminal, the width the tables are designed
+    # for; on a terminal, for the terminal's own width.
+    Console(width=None if sys.stdout.isatty() else 100).print(table)

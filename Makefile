@@ -24,7 +24,7 @@ run: install
 	@mkdir -p $(DEMO_DIR)
 	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	@echo "Simulating a county of 1,297 people ($(DEMO_DIR)/demo-events.jsonl; injected failures: $(DEMO_DIR)/demo-truth.json) ..."
-	@$(BIN)/handoff simulate --persons 1297 --counties 520222,520221 --seed 2026 \
+	@$(BIN)/handoff simulate --persons 1297 --counties 632801,632802 --seed 2026 \
 		--out $(DEMO_DIR)/demo-events.jsonl --truth $(DEMO_DIR)/demo-truth.json 2> $(DEMO_DIR)/demo-simulate.log
 	@echo "Loading it into $(DEMO_DB) ..."
 	@$(DEMO) $(BIN)/handoff publish --import $(DEMO_DIR)/demo-events.jsonl > $(DEMO_DIR)/demo-publish.json

@@ -40,6 +40,8 @@ class Settings:
     # How many processes share the projection, each folding the persons whose stream id falls in its share
     # (`handoff project --share K`); every process of a deployment must agree on it.
     projector_shares: int = 1
+    # The directory of agencies' names (services/agencies.py): HANDOFF_AGENCIES_FILE, else agencies.toml here.
+    agencies_file: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -47,6 +49,7 @@ class Settings:
         return cls(
             database_url=environ.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL,
             rules_file=environ.get("HANDOFF_RULES_FILE") or None,
+            agencies_file=environ.get("HANDOFF_AGENCIES_FILE") or None,
             cipher_key=environ.get("HANDOFF_CIPHER_KEY") or None,
             kafka_bootstrap=environ.get("HANDOFF_KAFKA_BOOTSTRAP") or None,
             kafka_prefix=environ.get("HANDOFF_KAFKA_PREFIX") or "handoff",

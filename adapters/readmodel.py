@@ -235,6 +235,15 @@ OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "oblig
 LEADS_PROJECTION = "leads"
 
 
+# The orders of a gap page, on the columns of the rows' table (or of a subquery of them).
+_GAP_ORDERS: dict[str, Callable[[Any], tuple]] = {
+    "due": lambda c: (c.gap_us, c.person_key, c.rule, c.triggered_by),
+    "-due": lambda c: (c.gap_us.desc(), c.person_key, c.rule, c.triggered_by),
+    "rule": lambda c: (c.rule, c.gap_us, c.person_key, c.triggered_by),
+    "region": lambda c: (c.region, c.gap_us, c.person_key, c.rule, c.triggered_by),
+}
+
+
 class PersonRows(NamedTuple):
     """One person's read-model rows: plain tuples (cheap to build, to send between processes and to insert)."""
 
@@ -312,6 +321,14 @@ class ReadModel:
             with self.engine.begin() as connection:
                 for index in secondary:
                     index.create(connection, checkfirst=True)
+
+    def refresh_statistics(self) -> None:
+        """Gather the tables' statistics, from which the database chooses an index per query: without them SQLite
+        reads a region's gaps through the index of every obligation row (a hundred times the rows) rather than
+        through the small index of the gaps. PostgreSQL's autovacuum gathers them too, later."""
+        with self.engine.begin() as connection:
+            for table in metadata.sorted_tables:  # the read model's own (on SQLite the file holds the events too)
+                connection.exec_driver_sql(f"ANALYZE {table.name}")
 
     # -- positions ---------------------------------------------------------------------------------------------
 
@@ -477,28 +494,23 @@ class ReadModel:
         o = obligations.c
         conditions = self._gap_conditions(as_of_us, states, rule, agency, agency_region, agency_id, known_at_us,
                                           rule_set, exclude_imported, leads)
-        columns = [obligations]
-        if leads is not None:
-            columns.append(self._lead_state_now(leads.at_us, leads.reply_rule, rule_set).label("lead_state"))
-        orders = {"due": (o.gap_us, o.person_key, o.rule, o.triggered_by),
-                  "-due": (o.gap_us.desc(), o.person_key, o.rule, o.triggered_by),
-                  "rule": (o.rule, o.gap_us, o.person_key, o.triggered_by),
-                  "region": (o.region, o.gap_us, o.person_key, o.rule, o.triggered_by)}
-        by = orders[order]
-        if region and limit is not None and order == "due":
+        of_leads = self._lead_conditions(leads, rule_set) if leads is not None else None
+        if of_leads:
+            rows = self._gap_rows(conditions, region)
+            query = sa.select(rows).where(*of_leads(rows.c)).order_by(*_GAP_ORDERS[order](rows.c)).offset(offset)
+        elif region and limit is not None and order == "due":
             # Each region's page in the order of its gap index, then the first rows of those pages: a database
             # reads a page's worth of rows per region, where a range over the prefix would sort all of its gaps.
-            pages = [sa.select(*columns).where(*conditions, o.region == code).order_by(*by)
+            pages = [sa.select(obligations).where(*conditions, o.region == code).order_by(*_GAP_ORDERS[order](o))
                      .limit(offset + limit).subquery() for code in self._regions_under(region)]
             if not pages:
                 return []
             merged = sa.union_all(*(sa.select(page) for page in pages)).subquery()
-            m = merged.c
-            query = sa.select(merged).order_by(m.gap_us, m.person_key, m.rule, m.triggered_by).offset(offset)
+            query = sa.select(merged).order_by(*_GAP_ORDERS[order](merged.c)).offset(offset)
         else:
             if region:  # the regions' codes, each an equality on the index, so that gap_us is a range of it too
                 conditions.append(o.region.in_(self._regions_under(region)))
-            query = sa.select(*columns).where(*conditions).order_by(*by).offset(offset)
+            query = sa.select(obligations).where(*conditions).order_by(*_GAP_ORDERS[order](o)).offset(offset)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:
@@ -509,14 +521,25 @@ class ReadModel:
                    known_at_us: int | None = None, rule_set: str | None = None,
                    leads: LeadFilter | None = None) -> int:
         """How many gaps `gaps` would list without a limit."""
-        o = obligations.c
         conditions = self._gap_conditions(as_of_us, states, rule, agency, agency_region, agency_id, known_at_us,
                                           rule_set, False, leads)
-        if region:
-            conditions.append(o.region.in_(self._regions_under(region)))
+        of_leads = self._lead_conditions(leads, rule_set) if leads is not None else None
+        if of_leads:
+            rows = self._gap_rows(conditions, region)
+            query = sa.select(sa.func.count()).select_from(rows).where(*of_leads(rows.c))
+        else:
+            if region:
+                conditions.append(obligations.c.region.in_(self._regions_under(region)))
+            query = sa.select(sa.func.count()).select_from(obligations).where(*conditions)
         with self.engine.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.count()).select_from(obligations)
-                                          .where(*conditions)).scalar() or 0)
+            return int(connection.execute(query).scalar() or 0)
+
+    def _gap_rows(self, conditions: list[Any], region: str | None) -> Any:
+        """The gap rows of the conditions, gathered first (a region's gaps are a few thousand at most), so that
+        the conditions on their leads are tested on them alone, not on every row of the index range."""
+        if region:
+            conditions = [*conditions, obligations.c.region.in_(self._regions_under(region))]
+        return sa.select(obligations).where(*conditions).cte("gap_rows").prefix_with("MATERIALIZED")
 
     def _gap_conditions(self, as_of_us: int, states: Iterable[str], rule: str | None, agency: str | None,
                         agency_region: str | None, agency_id: str | None, known_at_us: int | None,
@@ -538,65 +561,97 @@ class ReadModel:
         if rule:
             conditions.append(o.rule == rule)
         conditions += self._agency_conditions(agency, agency_region, agency_id)
-        if leads is not None:
-            conditions += self._lead_conditions(leads, rule_set)
+        if leads is not None and leads.person_keys is not None:
+            conditions.append(o.person_key.in_(leads.person_keys))
         return conditions
 
     # -- the lead register ------------------------------------------------------------------------------------
 
     @staticmethod
-    def _lead_now(at_us: int) -> list[Any]:
-        """The version of the gap's lead (of the obligations row in the query) that holds at `at_us`."""
-        o = obligations.c
-        return [l_.person_key == o.person_key, l_.rule == o.rule, l_.triggered_by == o.triggered_by,
-                l_.from_us <= at_us, sa.or_(l_.to_us.is_(None), l_.to_us > at_us)]
+    def _lead_at(at_us: int) -> list[Any]:
+        """The versions of leads that hold at `at_us`."""
+        return [l_.from_us <= at_us, sa.or_(l_.to_us.is_(None), l_.to_us > at_us)]
+
+    @staticmethod
+    def _snoozed(at_us: int) -> Any:
+        return sa.and_(sa.func.coalesce(l_.snoozed_until_us, 0) > at_us, l_.state != "closed")
 
     @staticmethod
     def _replied(at_us: int, reply_rule: str, rule_set: str | None) -> Any:
         """The notice issued from the lead (`l_.notice_event`) was replied by `at_us`: its reply obligation is met."""
         reply = obligations.alias("reply")
         r = reply.c
-        conditions = [r.person_key == obligations.c.person_key, r.rule == reply_rule,
-                      r.triggered_by == l_.notice_event, r.fulfilled_us <= at_us,
-                      *ReadModel._holding(reply, at_us, None, rule_set)]
-        return sa.exists().where(*conditions)
+        return sa.exists().where(r.person_key == l_.person_key, r.rule == reply_rule,
+                                 r.triggered_by == l_.notice_event, r.fulfilled_us <= at_us,
+                                 *ReadModel._holding(reply, at_us, None, rule_set))
 
-    def _lead_state_now(self, at_us: int, reply_rule: str, rule_set: str | None) -> Any:
-        """The lead's state as shown at `at_us` (domain.leads.Lead.effective_state), NULL for a lead never acted on
-        (new)."""
-        snoozed = sa.and_(l_.snoozed_until_us > at_us, l_.state != "closed")
-        shown = sa.case((snoozed, "snoozed"),
-                        (sa.and_(l_.state == "notice_issued", self._replied(at_us, reply_rule, rule_set)), "replied"),
-                        else_=l_.state)
-        return sa.select(shown).where(*self._lead_now(at_us)).limit(1).scalar_subquery()
+    def _leads_in_state(self, state: str, at_us: int, reply_rule: str, rule_set: str | None) -> Any:
+        """The condition on a lead version (holding at `at_us`) of being in `state` as shown then
+        (domain.leads.Lead.effective_state)."""
+        snoozed = self._snoozed(at_us)
+        if state == "snoozed":
+            return snoozed
+        if state in ("replied", "notice_issued"):
+            replied = self._replied(at_us, reply_rule, rule_set)
+            return sa.and_(sa.not_(snoozed), l_.state == "notice_issued",
+                           replied if state == "replied" else sa.not_(replied))
+        return sa.and_(l_.state == state, sa.not_(snoozed))
 
-    def _lead_conditions(self, leads: LeadFilter, rule_set: str | None) -> list[Any]:
-        o = obligations.c
-        conditions: list[Any] = []
-        if leads.person_keys is not None:
-            conditions.append(o.person_key.in_(leads.person_keys))
-        if leads.assignee is not None:
-            conditions.append(sa.exists().where(*self._lead_now(leads.at_us), l_.assignee == leads.assignee))
-        if leads.state == "new":
-            # Never acted on, or acted on and still new (assigned only), and not snoozed.
-            conditions.append(sa.not_(sa.exists().where(
-                *self._lead_now(leads.at_us), sa.or_(l_.state != "new", l_.snoozed_until_us > leads.at_us))))
-        elif leads.state is not None:
-            conditions.append(self._lead_state_now(leads.at_us, leads.reply_rule, rule_set) == leads.state)
+    def _lead_conditions(self, leads: LeadFilter, rule_set: str | None) -> Callable[[Any], list[Any]] | None:
+        """The conditions of a register query on the leads of gap rows (given their columns), or None when it
+        asks nothing of the leads. A state other than new, or an assignee, is a set of gap keys read from the
+        leads' own table: the leads acted on are few beside the gaps."""
+        if leads.assignee is None and leads.state is None:
+            return None
+        at_us = leads.at_us
+        acted = sa.select(l_.person_key, l_.rule, l_.triggered_by).where(*self._lead_at(at_us))
+
+        def conditions(g: Any) -> list[Any]:
+            keys = sa.tuple_(g.person_key, g.rule, g.triggered_by)
+            found: list[Any] = []
+            if leads.assignee is not None:
+                found.append(keys.in_(acted.where(l_.assignee == leads.assignee)))
+            if leads.state == "new":
+                # Never acted on, or acted on and still new (assigned only), and not snoozed.
+                found.append(sa.not_(sa.exists().where(
+                    l_.person_key == g.person_key, l_.rule == g.rule, l_.triggered_by == g.triggered_by,
+                    *self._lead_at(at_us), sa.or_(l_.state != "new", self._snoozed(at_us)))))
+            elif leads.state is not None:
+                found.append(keys.in_(acted.where(
+                    self._leads_in_state(leads.state, at_us, leads.reply_rule, rule_set))))
+            return found
         return conditions
 
     def lead_counts(self, at_us: int, region: str | None, reply_rule: str, rule_set: str | None) -> dict[str, int]:
-        """How many leads of the region's current gaps are in each state other than new (new: the rest)."""
+        """How many leads of the region's gaps (open or late at `at_us`) are in each state other than new, as
+        shown then; the rest are new."""
         o = obligations.c
-        state = self._lead_state_now(at_us, reply_rule, rule_set)
         conditions = [*self._gap_conditions(at_us, ("open", "late"), None, None, None, None, None, rule_set, False,
                                             None),
-                      sa.exists().where(*self._lead_now(at_us))]
+                      l_.person_key == o.person_key, l_.rule == o.rule, l_.triggered_by == o.triggered_by,
+                      *self._lead_at(at_us)]
         if region:
             conditions.append(o.region.in_(self._regions_under(region)))
-        query = sa.select(state.label("state"), sa.func.count()).where(*conditions).group_by(state)
+        shown = sa.case((self._snoozed(at_us), "snoozed"),
+                        (sa.and_(l_.state == "notice_issued", self._replied(at_us, reply_rule, rule_set)), "replied"),
+                        else_=l_.state)
+        query = sa.select(shown.label("state"), sa.func.count()).select_from(lead_versions).join(
+            obligations, sa.and_(l_.person_key == o.person_key)).where(*conditions).group_by(shown)
         with self.engine.connect() as connection:
             return {row[0]: int(row[1]) for row in connection.execute(query)}
+
+    def lead_versions_of(self, lead_ids: Sequence[str], at_us: int | None = None) -> dict[str, SimpleNamespace]:
+        """The version of each lead holding at `at_us` (None: its current one)."""
+        if not lead_ids:
+            return {}
+        conditions: list[Any] = [l_.lead_id.in_(list(lead_ids))]
+        if at_us is None:
+            conditions.append(l_.to_us.is_(None))
+        else:
+            conditions += self._lead_at(at_us)
+        with self.engine.connect() as connection:
+            return {row.lead_id: SimpleNamespace(**row._mapping)
+                    for row in connection.execute(sa.select(lead_versions).where(*conditions))}
 
     def gap_of_lead(self, triggered_by: str, rule: str, as_of_us: int, known_at_us: int | None = None,
                     rule_set: str | None = None) -> SimpleNamespace | None:
@@ -614,19 +669,6 @@ class ReadModel:
         with self.engine.connect() as connection:
             return list(connection.execute(sa.select(p.person_key).distinct()
                                            .where(p.name_key == self.sealer.name_token(name))).scalars())
-
-    def lead_versions_of(self, lead_ids: Sequence[str], at_us: int | None = None) -> dict[str, SimpleNamespace]:
-        """The version of each lead holding at `at_us` (None: its current one)."""
-        if not lead_ids:
-            return {}
-        conditions: list[Any] = [l_.lead_id.in_(list(lead_ids))]
-        if at_us is None:
-            conditions.append(l_.to_us.is_(None))
-        else:
-            conditions += [l_.from_us <= at_us, sa.or_(l_.to_us.is_(None), l_.to_us > at_us)]
-        with self.engine.connect() as connection:
-            return {row.lead_id: SimpleNamespace(**row._mapping)
-                    for row in connection.execute(sa.select(lead_versions).where(*conditions))}
 
     def write_leads(self, position: int, new_position: int, versions: Sequence[dict[str, Any]]) -> bool:
         """Replace the versions of the leads given (all of each one's versions) and move the register's position

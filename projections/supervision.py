@@ -242,6 +242,10 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+# Persons refolded (at the head) after which the read model's statistics are gathered again.
+STATISTICS_AFTER_PERSONS = 5_000
+
+
 def share_of(stream_id: Any, shares: int) -> int:
     """Which of `shares` projector processes folds a person: their stream id's 128 bits modulo the number of
     shares (as a Kafka partition owns the keys that hash to it), the same in every process and on every run."""
@@ -277,6 +281,7 @@ class SupervisionProjection:
         self.decoder = StateDecoder(store.mapper)
         self._kept: collections.OrderedDict[Any, _Kept] = collections.OrderedDict()
         self._written_at: dict[int, int] = {}  # per share, the position this projector last wrote
+        self._refolded_since_statistics = 0
 
     def head(self) -> int:
         return self.store.recorder.max_notification_id() or 0
@@ -347,6 +352,7 @@ class SupervisionProjection:
                 self._written_at[share] = head
                 if not complete:
                     self.read_model.complete(name, version)
+                self._refresh_statistics_if_grown(refolded)
                 return refolded
             rows = self.fold_streams(stream_ids, keep=True)  # one read for the batch's persons
             if not self._apply(name, position, new_position, rows):
@@ -355,6 +361,14 @@ class SupervisionProjection:
             position = self._written_at[share] = new_position
             if progress:
                 progress(position, head)
+
+    def _refresh_statistics_if_grown(self, refolded: int) -> None:
+        """The database plans its queries from statistics of the tables (which index serves a region's gaps):
+        they are gathered again once many persons were written since, as the tables have changed shape."""
+        self._refolded_since_statistics += refolded
+        if self._refolded_since_statistics >= STATISTICS_AFTER_PERSONS:
+            self.read_model.refresh_statistics()
+            self._refolded_since_statistics = 0
 
     def _touched(self, position: int, head: int, share: int = 0) -> tuple[list[Any], int]:
         """The persons of `share` with events beyond `position` (up to `head`), at most PERSONS_PER_CATCH_UP of
@@ -505,6 +519,8 @@ class SupervisionProjection:
         for name in names:
             if self._apply(name, 0, head, [], caught_up_us=caught_up_us):
                 self.read_model.complete(name, version)
+        self.read_model.refresh_statistics()
+        self._refolded_since_statistics = 0
         return refolded
 
     def _can_start_workers(self, context: multiprocessing.context.BaseContext, source: StreamSource) -> bool:

@@ -14,6 +14,7 @@ from domain.catalog import configure_plausible_dates
 from domain.rules import RuleSet, load_rule_set
 from projections.supervision import SupervisionProjection
 
+from services.agencies import AgencyDirectory, AgencyFileError, directory_path
 from services.leads import LeadRegister
 from services.projector import Projector
 from services.principals import DashboardSessions, Principals
@@ -36,6 +37,7 @@ class Services:
     principals: Principals
     timelines: Timelines
     leads: LeadRegister
+    agencies: AgencyDirectory
     chain: AuditChain | None = None  # the audit hash chain, extended after every write (services/audit.py)
     sessions: DashboardSessions | None = None  # the dashboard's server-side logins
     projector: Projector | None = None  # keeps the read model current (its mode: Settings.projector)
@@ -58,6 +60,10 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
             configure_plausible_dates(earliest, latest)
         except ValueError as problem:
             raise ConfigError(f"HANDOFF_PLAUSIBLE_DATES: {problem}") from None
+    try:
+        agencies = AgencyDirectory(settings.agencies_file or directory_path({}))
+    except AgencyFileError as problem:
+        raise ConfigError(f"HANDOFF_AGENCIES_FILE: {problem}") from None
     store = EventStore(settings.database_url, cipher_key=settings.cipher_key)
     rules = load_rule_set(settings.rules_file)
     read_model = ReadModel(settings.database_url, Sealer(settings.cipher_key))
@@ -84,6 +90,6 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
         read_model=read_model, projection=projection, queries=queries,
         replay=Replay(store, token=read_model.sealer.token, queries=queries), chain=chain,
         principals=principals, timelines=Timelines(queries),
-        leads=LeadRegister(store, read_model, queries, ingestor, rules, clock),
+        leads=LeadRegister(store, read_model, queries, ingestor, rules, clock), agencies=agencies,
         sessions=DashboardSessions(SessionStore(settings.database_url), principals, clock),
     )

@@ -198,7 +198,7 @@ class LeadRegister:
     def _listed(self, row: Any, version: Any, moment: dt.datetime, at: dt.datetime,
                 known_at: dt.datetime | None) -> dict[str, Any]:
         gap = self.queries._gap_from_row(row, moment, known_at)  # noqa: SLF001 (one shape of a gap everywhere)
-        state = getattr(row, "lead_state", None) or "new"
+        state = self._shown(version, row, moment, at, known_at)
         return {
             "lead_id": lead_id(row.rule, row.triggered_by), "state": state, "state_label": STATE_LABELS[state],
             "kind": "anomaly" if row.rule.startswith("A") else "gap",
@@ -212,6 +212,19 @@ class LeadRegister:
             "snoozed_until": _day_of(version.snoozed_until_us) if version and state == "snoozed" else None,
             "gap": gap,
         }
+
+    def _shown(self, version: Any, row: Any, moment: dt.datetime, at: dt.datetime,
+               known_at: dt.datetime | None) -> str:
+        """The state a lead's stored version shows at `at` (domain.leads.Lead.effective_state)."""
+        if version is None:
+            return "new"
+        if version.state != "closed" and (version.snoozed_until_us or 0) > micros(at):
+            return "snoozed"
+        if version.state == "notice_issued":
+            lead = Lead(state=version.state, notice={"event_id": version.notice_event})
+            if self._situation(row, lead, moment, known_at).notice_replied_at is not None:
+                return "replied"
+        return version.state
 
     def lead(self, lead: str, visible: Callable[[str | None], bool], as_of: dt.datetime | None = None,
              known_at: dt.datetime | None = None, supervisor: bool = False) -> dict[str, Any]:

@@ -27,7 +27,7 @@ The ground truth is a JSON list, one entry per injected failure:
 exactly the gaps and anomalies `Queries.gaps(as_of=until, state="all")` must report for that person, and a person
 without an entry must have none. `KINDS` lists the kinds; `handoff simulate --help` the options:
 
-    handoff simulate --persons 100000 --counties 520222,520221 --seed 7 --failure-rate 0.05 \
+    handoff simulate --persons 100000 --counties 632801,632802 --seed 7 --failure-rate 0.05 \
         --rate R04_not_reported=0.02 --until 2026-06-30 --out county.jsonl --truth truth.json
     handoff publish --import county.jsonl
 """
@@ -213,7 +213,7 @@ class SimulationError(ValueError):
 class SimulationConfig:
     persons: int = 1000
     years: float = 3.0
-    counties: tuple[str, ...] = ("520222",)
+    counties: tuple[str, ...] = ("632801",)  # 格尔木市 of 海西州, as in the seed reports
     seed: int = 1
     failure_rate: float = DEFAULT_FAILURE_RATE
     rates: Mapping[str, float] = field(default_factory=dict)  # kind name (or a prefix such as "R04") -> rate

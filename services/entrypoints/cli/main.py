@@ -594,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     formats(stats)
     stats.set_defaults(handler=cmd_stats)
 
+    from services.entrypoints.cli.agency import register as register_agency_commands  # handoff agency
+
+    register_agency_commands(commands, formats)
     from services.entrypoints.cli.leads import register as register_lead_commands  # handoff leads
 
     register_lead_commands(commands, bitemporal, caught_up)
@@ -643,7 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="generate realistic county event histories with injected handoff failures (JSON Lines)")
     simulate.add_argument("--persons", type=int, default=1000, help="persons in all (shared by the counties)")
     simulate.add_argument("--years", type=float, default=3.0, help="decisions spread over this many years before --until")
-    simulate.add_argument("--counties", default="520222", help="comma-separated county codes, e.g. 520222,520221")
+    simulate.add_argument("--counties", default="632801",
+                          help="comma-separated county codes (GB/T 2260), e.g. 632801,632802 (格尔木市, 德令哈市)")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--failure-rate", type=float, default=0.05,
                           help="share of persons with one injected failure, spread equally over the kinds")

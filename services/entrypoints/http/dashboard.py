@@ -33,6 +33,7 @@ from domain.calendar import SHANGHAI, end_of_day
 from domain.catalog import date_range_problem, plausible_dates
 from domain.identity import id_number_problem
 from domain.messages import english
+from domain.regions import region_label
 from domain.principals import OutsideScope, Principal, Role
 
 from services.bootstrap import Services
@@ -134,8 +135,8 @@ class Dashboard:
             action_label=lambda a: ACTION_LABELS[lang].get(a, a),
             dismiss_label=lambda r: DISMISS_LABELS[lang].get(r, r),
             notice_label=lambda k: NOTICE_KIND_LABELS[lang].get(k, k),
-            region_label=lambda code: code or "—",
-            agency_name=lambda agency_id: agency_id or "",
+            region_label=lambda code: region_label(code) if code else "—",
+            agency_name=lambda agency_id: self.services.agencies.label(agency_id) if agency_id else "",
             role_label=lambda r: ROLE_LABELS[lang].get(str(r), str(r)),
             event_label=lambda e: EVENT_LABELS.get(e, e) if lang == "zh" else e,
             provisional_mark=lambda: Markup('<span class="provisional small" title="{}">{}</span>').format(

@@ -21,9 +21,8 @@ from domain.calendar import SHANGHAI, micros
 from domain.catalog import AgencyKind
 from domain.identity import id_number_problem, normalise_id_number
 from domain.leads import (DISMISS_LABELS, NOTICE_LABELS, NOTICE_REPLY_RULE, STATE_LABELS, Actor, GapSituation, Lead,
-                          LeadFilter,
-                          LeadRefused, LeadStream, available_actions, decide, lead_id, parse_lead_id, replay, self_fulfilled,
-                          stream_id_of)
+                          LeadFilter, LeadRefused, LeadStream, available_actions, decide, lead_id, parse_lead_id,
+                          replay, self_fulfilled, stream_id_of)
 from domain.leads import apply as apply_action
 from domain.rules import RuleSet
 from domain.supervision import iso
@@ -35,19 +34,6 @@ LEAD_ACTED_TOPIC = LEAD_TOPICS[1]
 NOTICE_NAMESPACE = uuid.UUID("0c9b8a7d-6e5f-5a4b-8c3d-2e1f0a9b8c7d")
 LEAD_STATES = tuple(STATE_LABELS)
 SORTS = ("due", "-due", "rule", "region")
-
-
-# The register as a table (CSV, Excel, the CLI): the field's words first, the API's names after.
-EXPORT_COLUMNS = ("线索编号 lead_id", "状态 state", "规则 rule", "规则名称 rule title", "社区矫正对象 name",
-                  "身份证号 id_number", "地区 region", "期限 due", "缺口 gap", "已自行履行 self-fulfilled",
-                  "承办人 assignee", "督办至 escalated to", "暂缓至 snoozed until")
-
-
-def export_row(item: dict[str, Any], rule_title: Callable[[str], str]) -> list[Any]:
-    return [item["lead_id"], item["state_label"], item["rule"], rule_title(item["rule"]), item["name"],
-            item["id_number"], item["region"], (item["due_at"] or "")[:10], item["gap_state"],
-            "是" if item["self_fulfilled"] else "", (item["assignee"] or {}).get("name"), item["escalated_to"],
-            item["snoozed_until"]]
 
 
 def actor_of(principal: Any) -> Actor:
@@ -197,7 +183,7 @@ class LeadRegister:
 
     def _listed(self, row: Any, version: Any, moment: dt.datetime, at: dt.datetime,
                 known_at: dt.datetime | None) -> dict[str, Any]:
-        gap = self.queries._gap_from_row(row, moment, known_at)  # noqa: SLF001 (one shape of a gap everywhere)
+        gap = self.queries.gap_from_row(row, moment, known_at)
         state = self._shown(version, row, moment, at, known_at)
         return {
             "lead_id": lead_id(row.rule, row.triggered_by), "state": state, "state_label": STATE_LABELS[state],
@@ -239,7 +225,7 @@ class LeadRegister:
         actions = stream.actions() if stream is not None else []
         state = replay(actions, until=at)
         situation = self._situation(row, state, moment, known_at)
-        gap = self.queries._gap_from_row(row, moment, known_at)  # noqa: SLF001
+        gap = self.queries.gap_from_row(row, moment, known_at)
         shown = state.effective_state(at, SHANGHAI, situation)
         return {
             "lead_id": lead, "state": str(shown), "state_label": STATE_LABELS[shown],

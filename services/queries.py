@@ -92,7 +92,7 @@ class Queries:
                                     offset=offset, agency=agency, agency_region=agency_region, agency_id=agency_id,
                                     known_at_us=_micros(known_at), rule_set=self._serving(),
                                     exclude_imported=exclude_imported)
-        return [self._gap_from_row(row, moment, known_at) for row in rows]
+        return [self.gap_from_row(row, moment, known_at) for row in rows]
 
     @staticmethod
     def _row_obligation(row) -> Obligation:
@@ -104,7 +104,7 @@ class Queries:
             provisional=bool(row.provisional), reason=row.reason,
         )
 
-    def _gap_from_row(self, row, now: dt.datetime, known_at: dt.datetime | None = None) -> dict[str, Any]:
+    def gap_from_row(self, row, now: dt.datetime, known_at: dt.datetime | None = None) -> dict[str, Any]:
         view = PersonView(id_number=row.id_number, name=row.name, as_of=now, known_at=known_at, rule_set=row.rule_set,
                           status=None, responsible=None, episode=None, obligations=[], last_occurred_at=None)
         record = gap_record(view, self._row_obligation(row), now)
@@ -120,7 +120,7 @@ class Queries:
                                         agency_region=agency_region, agency_id=agency_id, rule_set=self._serving())
         records = []
         for row in rows:
-            record = self._gap_from_row(row, now)
+            record = self.gap_from_row(row, now)
             record["state"] = "upcoming"
             record["due_in_hours"] = round((dt.datetime.fromisoformat(row.due_at) - now).total_seconds() / 3600, 1)
             records.append(record)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from services.entrypoints.http.pictures import fmt_due
 
 
 def csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]], bom: bool = False) -> str:
@@ -44,3 +46,16 @@ def xlsx_bytes(title: str, heading: Sequence[str], columns: Sequence[str], rows:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+# The register as a table (CSV, Excel, the CLI): the field's words first, the API's names after.
+EXPORT_COLUMNS = ("线索编号 lead_id", "状态 state", "规则 rule", "规则名称 rule title", "社区矫正对象 name",
+                  "身份证号 id_number", "地区 region", "期限 due", "缺口 gap", "已自行履行 self-fulfilled",
+                  "承办人 assignee", "督办至 escalated to", "暂缓至 snoozed until")
+
+
+def export_row(item: dict[str, Any], rule_title: Callable[[str], str]) -> list[Any]:
+    return [item["lead_id"], item["state_label"], item["rule"], rule_title(item["rule"]), item["name"],
+            item["id_number"], item["region"], fmt_due(item["due_at"]), item["gap_state"],
+            "是" if item["self_fulfilled"] else "", (item["assignee"] or {}).get("name"), item["escalated_to"],
+            item["snoozed_until"]]

@@ -90,6 +90,8 @@ def test_the_register_page_counts_filters_pages_and_sorts(county, login):
     name = everything["items"][0]["name"]
     found = lead_rows(officer.get("/leads", params={"q": name}).text)
     assert found and all(i["name"] == name for i in everything["items"] if i["lead_id"] in {r["lead"] for r in found})
+    english = officer.get("/leads", params={"lang": "en"}).text
+    assert "Lead register" in english and f"{everything['total']:,} in all" in english
     assert officer.get("/leads", params={"state": "nonsense"}).status_code == 422
     assert officer.get("/leads", params={"region": "520221"}).status_code == 403
     assert login("court").get("/leads").status_code == 403

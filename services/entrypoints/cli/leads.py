@@ -20,9 +20,9 @@ from domain.principals import Role
 
 from services.bootstrap import Services
 from services.entrypoints.cli.output import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, fail, print_json, table
-from services.entrypoints.exports import csv_text
+from services.entrypoints.exports import EXPORT_COLUMNS, csv_text, export_row
 from services.entrypoints.timeparse import parse_moment
-from services.leads import EXPORT_COLUMNS, LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of, export_row
+from services.leads import LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of
 
 
 def _rule_title(services: Services):

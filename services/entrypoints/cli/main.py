@@ -21,6 +21,7 @@ from services.bootstrap import Services, bootstrap
 from services.history import person_history
 from services.ingest import BULK_BATCH, Source
 from services.entrypoints.http.labels import AGENCY_LABELS, CATEGORY_LABELS, STATUS_LABELS
+from services.entrypoints.http.pictures import fmt_due, fmt_time
 from services.entrypoints.cli.output import (EXIT_DIFFERENT, EXIT_FATAL, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE,
                                              check_id_number, fail, print_json, table)
 
@@ -159,17 +160,7 @@ def _print_obligations(records: list[dict[str, Any]], title: str) -> None:
           [[r["rule"].split("_")[0], "数据不一致" if r["rule"].startswith("A") else GAP_STATES_ZH.get(r["state"], r["state"]),
             f"{r['name']}\n{r['id_number']}", r["region"],
             f"{AGENCY_NAMES.get(r['obligated']['kind'], r['obligated']['kind'])}\n{r['obligated']['id'] or ''}".strip(),
-            _minute(r["due_at"]), _minute(r["fulfilled_at"])] for r in records])
-
-
-def _minute(moment: str | None) -> str:
-    """An ISO time as a clerk reads it, to the minute; midnight is 24:00 of the day before."""
-    if not moment:
-        return ""
-    at = dt.datetime.fromisoformat(moment)
-    if at.time() == dt.time(0):
-        return f"{(at.date() - dt.timedelta(days=1)).isoformat()} 24:00"
-    return at.strftime("%Y-%m-%d %H:%M")
+            fmt_due(r["due_at"]) if r["due_at"] else "", fmt_time(r["fulfilled_at"]) if r["fulfilled_at"] else ""] for r in records])
 
 
 def cmd_gaps(args: argparse.Namespace, services: Services) -> int:
@@ -219,7 +210,7 @@ def cmd_status(args: argparse.Namespace, services: Services) -> int:
     if record["open_obligations"]:
         table("open obligations 待履行义务", ["规则", "规则名称", "状态", "期限 due", "责任机关"],
               [[o["rule"].split("_")[0], services.rules[o["rule"]].title, GAP_STATES_ZH.get(o["state"], o["state"]),
-                _minute(o["due_at"]), f"{AGENCY_NAMES.get(o['obligated']['kind'], '')} {o['obligated']['region'] or ''}"]
+                fmt_due(o["due_at"]), f"{AGENCY_NAMES.get(o['obligated']['kind'], '')} {o['obligated']['region'] or ''}"]
                for o in record["open_obligations"]])
     if record["gaps"]:
         _print_obligations(record["gaps"], "gaps 衔接缺口")

@@ -40,11 +40,11 @@ from services.bootstrap import Services
 from domain.leads import DismissReason, LeadRefused
 
 from services.entrypoints import timeparse
-from services.entrypoints.exports import csv_text, xlsx_bytes
+from services.entrypoints.exports import EXPORT_COLUMNS, csv_text, export_row, xlsx_bytes
 from services.entrypoints.http.labels import (ACTION_LABELS, AGENCY_LABELS, CATEGORY_LABELS, DISMISS_LABELS,
                                               EVENT_LABELS, LEAD_STATE_LABELS, NOTICE_KIND_LABELS, ROLE_LABELS,
                                               STATE_LABELS, STATUS_LABELS, TEXT)
-from services.leads import EXPORT_COLUMNS, LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of, export_row
+from services.leads import LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of
 from services.entrypoints.http.pictures import (bar_rows, fmt_date, fmt_due, fmt_time, timeline_picture,
                                                 trend_picture)
 from services.overview import TREND_MONTHS, Overview
@@ -358,23 +358,11 @@ class Dashboard:
     def build_gaps(self, request: Request, principal: Principal,
                    as_of: dt.datetime | None) -> tuple[str, dict[str, Any]]:
         self.require(principal, Role.PUBLISHER, Role.OVERSIGHT, Role.AUDITOR)
-        q = request.query_params
-        region = q.get("region") or None
-        rule = q.get("rule") or None
-        agency = q.get("agency") or None
-        state = q.get("state") or "open"
-        if rule is not None and rule not in self.services.rules.rules:
-            raise DashboardError(422, "bad_request", detail=f"rule={rule[:40]!r}")
-        if agency is not None and agency not in AGENCY_KINDS:
-            raise DashboardError(422, "bad_request", detail=f"agency={agency[:20]!r}")
-        if state not in STATES:
-            raise DashboardError(422, "bad_request", detail=f"state={state[:20]!r}")
-        try:
-            page_no = int(q.get("page") or 1)
-            if not 1 <= page_no <= 100_000:
-                raise ValueError
-        except ValueError:
-            raise DashboardError(422, "bad_request", detail="page") from None
+        region = request.query_params.get("region") or None
+        rule = self.choice(request, "rule", self.services.rules.rules)
+        agency = self.choice(request, "agency", AGENCY_KINDS)
+        state = self.choice(request, "state", STATES) or "open"
+        page_no = self.page_number(request)
         agency_region = None
         if principal.role is Role.PUBLISHER:
             if agency is not None and agency != principal.kind:
@@ -437,16 +425,10 @@ class Dashboard:
         """The register's filters from the query string, checked; and the filters to keep in links."""
         self.require(principal, Role.OVERSIGHT, Role.AUDITOR)
         q = request.query_params
-        state, rule, agency = q.get("state") or None, q.get("rule") or None, q.get("agency") or None
-        sort = q.get("sort") or "due"
-        if state is not None and state not in LEAD_STATES:
-            raise DashboardError(422, "bad_request", detail=f"state={state[:20]!r}")
-        if rule is not None and rule not in self.services.rules.rules:
-            raise DashboardError(422, "bad_request", detail=f"rule={rule[:40]!r}")
-        if agency is not None and agency not in AGENCY_KINDS:
-            raise DashboardError(422, "bad_request", detail=f"agency={agency[:20]!r}")
-        if sort not in SORTS:
-            raise DashboardError(422, "bad_request", detail=f"sort={sort[:10]!r}")
+        state = self.choice(request, "state", LEAD_STATES)
+        rule = self.choice(request, "rule", self.services.rules.rules)
+        agency = self.choice(request, "agency", AGENCY_KINDS)
+        sort = self.choice(request, "sort", SORTS) or "due"
         search = (q.get("q") or "").strip()[:100] or None
         assignee = (q.get("assignee") or "")[:64] or None
         region = q.get("region") or None
@@ -489,6 +471,14 @@ class Dashboard:
         end = dt.datetime.fromisoformat(gap["fulfilled_at"]) if gap["fulfilled_at"] else \
             (as_of or self.services.queries.clock())
         return max(0, (end - dt.datetime.fromisoformat(gap["due_at"])).days)
+
+    @staticmethod
+    def choice(request: Request, name: str, allowed: Any) -> str | None:
+        """A query parameter that must be one of `allowed` (None when absent or empty)."""
+        value = request.query_params.get(name) or None
+        if value is not None and value not in allowed:
+            raise DashboardError(422, "bad_request", detail=f"{name}={value[:40]!r}")
+        return value
 
     @staticmethod
     def page_number(request: Request) -> int:

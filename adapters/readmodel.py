@@ -10,6 +10,7 @@ import hmac
 import itertools
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -60,6 +61,8 @@ persons = sa.Table(
     sa.Column("ended", sa.String(16)),
     sa.Column("ended_us", sa.BigInteger),
     sa.Column("category", sa.String(24)),
+    # The decision's number (案号) as compared, keyed like the name: a search by it finds the person.
+    sa.Column("case_key", sa.Text),
     sa.Column("rule_set", sa.Text, nullable=False),
     # Why the fold could not process this person's events (status `quarantined`), else NULL: the person is kept
     # out of every figure until the cause is mended, and everyone else is projected as usual.
@@ -73,6 +76,7 @@ persons = sa.Table(
     sa.Column("name_key", sa.Text, nullable=False, default=""),
     sa.Index("ix_rm_persons_region_valid", "region", "valid_from_us"),
     sa.Index("ix_rm_persons_name_key", "name_key"),
+    sa.Index("ix_rm_persons_case_key", "case_key"),
 )
 p_ = persons.c
 # The counts of a region as known now read this index alone (it holds every column they need): the current rows
@@ -199,6 +203,10 @@ class Sealer:
         """The key of a name as compared (normalised), for searching by name."""
         return self.token("name:" + normalised_name(name))
 
+    def case_token(self, case_ref: str) -> str:
+        """The key of a case number (案号) as compared: full-width brackets and digits as half-width, no spaces."""
+        return self.token("case:" + "".join(unicodedata.normalize("NFKC", case_ref).split()))
+
     def seal(self, text: str) -> str:
         if self._aead is None:
             return text
@@ -226,7 +234,9 @@ class PositionMoved(Exception):
 PERSONAL_COLUMNS = ("person_key", "id_number", "name")
 VERSION_COLUMNS = ("number", "valid_from_us", "valid_to_us", "known_from_us", "known_to_us")
 PERSON_COLUMNS = ("region", "status", "responsible_kind", "responsible_region", "received_us", "ended", "ended_us",
-                  "category", "rule_set", "problem", "imported", *VERSION_COLUMNS)
+                  "category", "case_key", "rule_set", "problem", "imported", *VERSION_COLUMNS)
+# The projection gives the decision's number (案号) in this column; `apply` stores its key (Sealer.case_token).
+CASE_KEY = PERSON_COLUMNS.index("case_key")
 OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "obligated_id", "obligated_region",
                       "due_at", "due_us", "fulfilled_at", "fulfilled_us", "gap_us", "rule_set", "provisional", "reason",
                       "imported", *VERSION_COLUMNS)
@@ -424,8 +434,8 @@ class ReadModel:
                 if closures:
                     connection.execute(_CLOSE[table.name], [dict(zip(_CLOSE_PARAMETERS, c))
                                                             for c in closures])
-            person_rows = [sealed + p + name_key for sealed, name_key, r in zip(personal, name_keys, rows)
-                           for p in r.persons]
+            person_rows = [sealed + _with_case_key(p, sealer) + name_key
+                           for sealed, name_key, r in zip(personal, name_keys, rows) for p in r.persons]
             obligation_rows = [sealed + o for sealed, r in zip(personal, rows) for o in r.obligations]
             # The region is the first column of both tables' rows.
             written_regions = {row[3] for row in person_rows} | {row[3] for row in obligation_rows}
@@ -663,12 +673,14 @@ class ReadModel:
             rows = self._opened(connection.execute(query.limit(1)))
         return rows[0] if rows else None
 
-    def person_keys_named(self, name: str) -> list[str]:
-        """The keys of the persons of this name (compared normalised), whatever their region."""
+    def person_keys_named(self, text: str) -> list[str]:
+        """The keys of the persons of this name, or of a decision of this number (案号), both compared
+        normalised, whatever their region."""
         p = persons.c
+        query = sa.select(p.person_key).distinct().where(sa.or_(
+            p.name_key == self.sealer.name_token(text), p.case_key == self.sealer.case_token(text)))
         with self.engine.connect() as connection:
-            return list(connection.execute(sa.select(p.person_key).distinct()
-                                           .where(p.name_key == self.sealer.name_token(name))).scalars())
+            return list(connection.execute(query).scalars())
 
     def write_leads(self, position: int, new_position: int, versions: Sequence[dict[str, Any]]) -> bool:
         """Replace the versions of the leads given (all of each one's versions) and move the register's position
@@ -906,6 +918,14 @@ _CLOSE = {table.name: table.update().where(table.c.person_key == sa.bindparam("p
                                            table.c.number == sa.bindparam("p_number"))
           .values(known_to_us=sa.bindparam("p_known_to")) for table in (persons, obligations)}
 _CLOSE_PARAMETERS = ("p_known_to", "p_key", "p_rule_set", "p_number")
+
+
+def _with_case_key(row: tuple, sealer: Sealer) -> tuple:
+    """A person row from the projection with its case number replaced by the number's key."""
+    case_ref = row[CASE_KEY]
+    if case_ref is None:
+        return row
+    return row[:CASE_KEY] + (sealer.case_token(case_ref),) + row[CASE_KEY + 1:]
 
 
 def _of_projection(projection: str) -> sa.ColumnElement:

@@ -37,6 +37,7 @@ class PersonFacts(NamedTuple):
     ended: str | None
     ended_at: dt.datetime | None
     category: str | None
+    case_ref: str | None = None  # the decision's number (案号): oversight searches by it
 
 
 class ObligationFacts(NamedTuple):
@@ -94,6 +95,7 @@ def snapshot_facts(snapshot: Snapshot) -> dict[Hashable, Any]:
         responsible["kind"] if responsible else None, responsible["region"] if responsible else None,
         episode.enrolled_at if episode else None, episode.ended if episode else None,
         episode.ended_at if episode else None, episode.category if episode else None,
+        episode.document_no if episode else None,
     )}
     for index, (o, due_at, provisional) in enumerate(snapshot.obligations):
         if due_at is not None:

@@ -79,7 +79,7 @@ def version_rows(id_number: str, name: str, versions: Sequence[Version], rule_se
         if isinstance(f, PersonFacts):
             person_versions.append((
                 f.region, f.status, f.responsible_kind, f.responsible_region, _micros(f.enrolled_at), f.ended,
-                _micros(f.ended_at), f.category, rule_set, None, imported, version.number, *times))
+                _micros(f.ended_at), f.category, f.case_ref, rule_set, None, imported, version.number, *times))
             continue
         due_at, fulfilled_at = f.due_at, f.fulfilled_at
         due_iso, due_us = _iso_and_micros(due_at)
@@ -151,8 +151,8 @@ def quarantining(stream: Any) -> Iterator[None]:
 
 def quarantine_rows(id_number: str, name: str, rule_set: str, problem: str) -> PersonRows:
     """A quarantined person's rows: in no region, no status figure and no obligation until the cause is mended."""
-    return PersonRows(id_number, name, [(None, QUARANTINED, None, None, None, None, None, None, rule_set, problem,
-                                         False, 0, 0, None, 0, None)], [])
+    return PersonRows(id_number, name, [(None, QUARANTINED, None, None, None, None, None, None, None, rule_set,
+                                         problem, False, 0, 0, None, 0, None)], [])
 
 
 class _Kept(NamedTuple):

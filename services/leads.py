@@ -173,7 +173,8 @@ class LeadRegister:
         return figures
 
     def _person_keys(self, q: str | None) -> list[str] | None:
-        """The persons a search names: an ID number (18 characters), or a name compared normalised."""
+        """The persons a search names: an ID number (18 characters), a name or a decision's number (案号), compared
+        normalised."""
         if not q or not q.strip():
             return None
         text = q.strip()

@@ -255,6 +255,9 @@ def test_search_by_name_and_filters(app, people, published):
     named = leads(app, officer, q="张 三")["items"]  # compared without spaces
     assert named and {i["name"] for i in named} == {"张三"}
     assert leads(app, officer, q="李四")["total"] == 0
+    # By the decision's number (案号), typed with full-width brackets.
+    case_number = f"（2024）黔0222刑初{id_number(1)[-4:]}号"
+    assert {i["id_number"] for i in leads(app, officer, q=case_number)["items"]} == {id_number(1)}
     by_rule = leads(app, officer, rule="R04_not_reported")
     assert by_rule["total"] == 2 and {i["rule"] for i in by_rule["items"]} == {"R04_not_reported"}
     assert app.get("/v1/leads", params={"state": "nonsense"}, headers=officer).status_code == 422

@@ -121,7 +121,7 @@ def register(commands: Any, bitemporal: Any, caught_up: Any) -> None:
     leads.add_argument("--region", help="region code or prefix")
     leads.add_argument("--rule", help="e.g. R04_not_reported")
     leads.add_argument("--assignee", help="an officer's principal id")
-    leads.add_argument("--q", help="a name or an ID number")
+    leads.add_argument("--q", help="a name, an ID number or a case number (案号)")
     leads.add_argument("--sort", choices=SORTS, default="due")
     leads.add_argument("--limit", type=int, default=50)
     leads.add_argument("--offset", type=int, default=0)

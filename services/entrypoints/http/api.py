@@ -471,7 +471,8 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     @v1.get("/leads", tags=["leads"])
     def leads(me: Me, state: LeadStateParam = None, region: RegionParam = None, rule: RuleParam = None,
               agency: AgencyParam = None, assignee: Annotated[str | None, Query(max_length=64)] = None,
-              q: Annotated[str | None, Query(max_length=100, description="姓名、身份证号 / name or ID number")] = None,
+              q: Annotated[str | None, Query(max_length=100, description=(
+                  "姓名、身份证号或案号 / name, ID number or case number"))] = None,
               as_of: TimeParam = None, known_at: TimeParam = None, sort: SortParam = "due",
               limit: Limit = PAGE_DEFAULT, offset: Offset = 0) -> dict[str, Any]:
         """Leads (every gap and anomaly, open or late) with their state, most overdue first, a page with the total.

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # its own, with its files in DEMO_DIR.
 DEMO_DIR ?= var
 DEMO_DB := $(DEMO_DIR)/demo.sqlite3
-DEMO := HANDOFF_DATABASE_URL=sqlite:///$(abspath $(DEMO_DB))
+DEMO := HANDOFF_DATABASE_URL=sqlite:///$(abspath $(DEMO_DB)) HANDOFF_AGENCIES_FILE=$(abspath docs/agencies.example.toml)
 
 .PHONY: install run test clean
 
@@ -30,7 +30,7 @@ run: install
 	@$(DEMO) $(BIN)/handoff publish --import $(DEMO_DIR)/demo-events.jsonl > $(DEMO_DIR)/demo-publish.json
 	@$(DEMO) $(BIN)/handoff stats --format table
 	@$(DEMO) $(BIN)/handoff gaps --limit 15 --format table
-	@$(DEMO) $(BIN)/handoff principal add --role oversight --region 5202 --name 演示监督 > $(DEMO_DIR)/demo-token.json
+	@$(DEMO) $(BIN)/handoff principal add --role oversight --region 6328 --name 演示监督 > $(DEMO_DIR)/demo-token.json
 	@$(BIN)/python -m tools.demo_banner $(DEMO_DIR)/demo-token.json
 	@$(DEMO) $(BIN)/handoff serve
 

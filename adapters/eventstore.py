@@ -146,10 +146,12 @@ class EventStore(Application[UUID]):
             yield [notification.originator_id for notification in page]
             start = page[-1].id + 1
 
-    def originators_after(self, topics: Sequence[str], start: int, limit: int = 500) -> list[tuple[int, UUID]]:
-        """(position, aggregate id) of the stored events of these topics from position `start` on, at most `limit`."""
+    def originators_after(self, topics: Sequence[str], start: int, limit: int = 500,
+                          stop: int | None = None) -> list[tuple[int, UUID]]:
+        """(position, aggregate id) of the stored events of these topics from position `start` on (to `stop`), at
+        most `limit`."""
         return [(notification.id, notification.originator_id)
-                for notification in self.recorder.select_notifications(start, limit, topics=list(topics))]
+                for notification in self.recorder.select_notifications(start, limit, stop=stop, topics=list(topics))]
 
     def head(self) -> int:
         """The position of the last stored event in the log (0 when empty)."""

@@ -34,6 +34,7 @@ LEAD_ACTED_TOPIC = LEAD_TOPICS[1]
 NOTICE_NAMESPACE = uuid.UUID("0c9b8a7d-6e5f-5a4b-8c3d-2e1f0a9b8c7d")
 LEAD_STATES = tuple(STATE_LABELS)
 SORTS = ("due", "-due", "rule", "region")
+CATCH_UP_PAGE = 500  # lead events folded at a time
 
 
 def actor_of(principal: Any) -> Actor:
@@ -76,17 +77,17 @@ class LeadRegister:
     # -- keeping rm_lead_versions current -------------------------------------------------------------------------
 
     def catch_up(self) -> int:
-        """Fold the lead actions stored since the register's position into its table; returns how many leads."""
-        written = 0
-        while True:
-            position = self.read_model.leads_position()
-            page = self.store.originators_after(LEAD_TOPICS, position + 1)
-            if not page:
-                return written
+        """Fold the lead actions stored since the register's position into its table; returns how many leads. The
+        position moves to the log's head even when no lead was acted on, so the next look starts there."""
+        written, head = 0, self.store.head()
+        while (position := self.read_model.leads_position()) < head:
+            page = self.store.originators_after(LEAD_TOPICS, position + 1, limit=CATCH_UP_PAGE, stop=head)
             streams = {stream_id for _, stream_id in page}
             versions = [row for stream_id in streams for row in self._versions(self.store.get_aggregate(stream_id))]
-            if self.read_model.write_leads(position, page[-1][0], versions):  # else another process wrote it first
+            moved_to = page[-1][0] if len(page) == CATCH_UP_PAGE else head
+            if self.read_model.write_leads(position, moved_to, versions):  # else another process wrote it first
                 written += len(streams)
+        return written
 
     @staticmethod
     def _versions(stream: LeadStream) -> list[dict[str, Any]]:

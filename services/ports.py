@@ -118,6 +118,11 @@ class AggregateStore(Protocol):
 
     def events_of_topic(self, topic: str) -> Iterator[Any]: ...
 
+    def originators_after(self, topics: Sequence[str], start: int, limit: int = 500,
+                          stop: int | None = None) -> list[tuple[int, UUID]]: ...
+
+    def head(self) -> int: ...
+
 
 class Session(Protocol):
     @property

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 PRINCIPAL_TOPIC = f"{Principal.__module__}:{Principal.__qualname__}.Created"
 ACCESS_TOPIC = f"{AccessRecorded.__module__}:{AccessRecorded.__qualname__}.Recorded"
 SUBJECT_SEPARATOR = ","
+PAGE = 500  # principals read from the log at a time
 
 
 def normalised_subject(id_number: str) -> str:
@@ -48,6 +49,8 @@ class Principals:
         self.clock = clock
         self.chained = chained
         self._chained_versions: set[tuple[Any, int]] = set()  # linked rows stay linked: checked once per version
+        self._ids: list[Any] = []  # the principals' stream ids found in the log up to position `_scanned`
+        self._scanned = 0
 
     def add(self, role: str, name: str, kind: str | None = None, agency_id: str | None = None,
             region: str | None = None, supervisor: bool = False) -> tuple[Principal, str]:
@@ -122,8 +125,14 @@ class Principals:
         return principal
 
     def all(self) -> list[Principal]:
-        return [self.store.get_aggregate(created.originator_id)
-                for created in self.store.events_of_topic(PRINCIPAL_TOPIC)]
+        """Every principal, in the order they were made. The log is read once, then only beyond where it was read
+        (the log holds every event; principals are a handful of them)."""
+        head = self.store.head()
+        while self._scanned < head:
+            page = self.store.originators_after([PRINCIPAL_TOPIC], self._scanned + 1, stop=head)
+            self._ids.extend(stream_id for _, stream_id in page)
+            self._scanned = page[-1][0] if len(page) == PAGE else head
+        return [self.store.get_aggregate(stream_id) for stream_id in self._ids]
 
     # -- the access log -----------------------------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ def test_bench_reports_every_figure_beside_its_baseline():
         assert len(rounds) == 3 and report[side]["events_per_s"] == sorted(rounds)[1]
     assert report["naive"]["events"] == report["ingest_same_events"]["events"] == min(report["data"]["events"], 20_000)
     assert report["peak_rss_mib"] > 0
-    for query in ("gaps_page_as_of", "gaps_page_known_at", "stats_region_as_of", "overview_cold"):
+    for query in ("gaps_page_as_of", "gaps_page_known_at", "stats_region_as_of", "overview_cold", "register_page",
+                  "register_page_new", "register_page_checking", "lead_page"):
         figures = report["queries"][query]
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]
     for live, shares in ((report["live_projector"], 1), (report["live_projector_shares"], 2)):
@@ -42,4 +43,5 @@ def test_bench_reports_every_figure_beside_its_baseline():
     assert set(report["targets"]) == {"ingest_at_least_10x_naive", "rebuild_at_least_50000_events_per_s",
                                       "gap_query_p99_under_50ms", "gap_query_measured_at_100000_persons",
                                       "past_gap_page_p99_under_100ms", "past_stats_p99_under_200ms",
-                                      "overview_cold_under_1s", "projector_at_least_as_fast_as_ingest"}
+                                      "overview_cold_under_1s", "projector_at_least_as_fast_as_ingest",
+                                      "register_and_lead_pages_p99_under_300ms"}

@@ -68,7 +68,8 @@ def test_make_run_prints_the_url_it_serves_and_a_token_that_works(tmp_path):
             whoami = client.get("v1/whoami", headers={"Authorization": f"Bearer {token}"})
             assert whoami.status_code == 200 and whoami.json()["role"] == "oversight"
             assert client.get("v1/whoami", headers={"Authorization": "Bearer not-the-token"}).status_code == 401
-        assert "R04_not_reported" in text  # the most overdue gaps were printed before serving
+        # The most overdue gaps were printed before serving (rules by their codes, to fit 100 columns).
+        assert "衔接缺口" in text and re.search(r"│ [RA]\d\d ", text)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)

@@ -214,7 +214,7 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "issue_notice": ("confirmed",),
     "follow_up": ("replied",),
     "close": ("followed_up", "dismissed"),
-    "snooze": ("new", "checking", "confirmed", "escalated"),
+    "snooze": ("new", "checking", "confirmed", "escalated", "snoozed"),  # snoozed: a new end date
     "escalate": ("new", "checking", "confirmed"),
 }
 # A lead whose gap was met late (已自行履行) closes in one step from any of these.

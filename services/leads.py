@@ -9,12 +9,15 @@ sees their own action at once; a crash between the two is caught up by the next 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import statistics
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from eventsourcing.persistence import IntegrityError
 
 from domain.authorisation import PublisherIdentity
 from domain.calendar import SHANGHAI, micros
@@ -300,15 +303,19 @@ class LeadRegister:
         recorded = decide(state, action, fields, actor, now, SHANGHAI, situation, upper_region_of=row.region)
         if wrong_assignee is not None:
             raise wrong_assignee
-        if action == "issue_notice":
-            recorded = type(recorded)(**{**recorded.__dict__, "fields": {
-                **recorded.fields, **self._issue_notice(lead, row, fields, actor, now)}})
+        if action == "issue_notice":  # published first: a retry after a failure below is the same event again
+            recorded = dataclasses.replace(recorded, fields={
+                **recorded.fields, **self._issue_notice(lead, row, fields, actor, now)})
         if stream is None:
             stream = LeadStream(lead_id=lead, person_key=row.person_key, rule=row.rule,
                                 triggered_by=row.triggered_by, region=row.region)
         stream.act(recorded.action, recorded.fields, recorded.by, recorded.by_name, recorded.at.isoformat(),
                    recorded.outcome)
-        self.store.save(stream)
+        try:
+            self.store.save(stream)
+        except IntegrityError:  # another officer acted on this lead meanwhile: this action was decided on old news
+            raise LeadRefused("invalid_transition", "此线索刚被他人办理，请刷新后重试 / the lead was acted on meanwhile: "
+                                                    "reload it and try again") from None
         self.catch_up()
         return self.lead(lead, visible, supervisor=actor.supervisor)
 

@@ -264,3 +264,31 @@ def test_search_by_name_and_filters(app, people, published):
     assert app.get("/v1/leads", params={"region": "520221"}, headers=officer).status_code == 403
     ordered = leads(app, officer, sort="-due", limit=1000)["items"]
     assert [i["due_at"] for i in ordered] == sorted((i["due_at"] for i in ordered), reverse=True)
+
+
+def test_two_officers_acting_at_once_one_is_refused_with_409(app, people, published, services, monkeypatch):
+    """The second officer's action was decided on the lead as it stood before the first's was stored: refused with
+    a 409 that says to reload, never a 500."""
+    officer = people["officer"]
+    lead = lead_of(app, officer, 2, "R02")
+    act(app, officer, lead, "start_check")
+    read = services.store.get_aggregate
+    raced = []
+
+    def read_then_another_officer_acts(stream_id):
+        found = read(stream_id)
+        if not raced and getattr(found, "lead_id", None) == lead:
+            raced.append(True)
+            other = read(stream_id)
+            other.act("dismiss", {"reason": "data_error"}, "x", "另一检察官", clock_now().isoformat(), "done")
+            services.store.save(other)
+        return found
+
+    def clock_now():
+        return services.queries.clock()
+
+    monkeypatch.setattr(services.store, "get_aggregate", read_then_another_officer_acts)
+    refused = act(app, officer, lead, "confirm", status=409)
+    assert raced and refused["error"]["code"] == "invalid_transition" and "刷新" in refused["error"]["message"]
+    monkeypatch.undo()
+    assert app.get(f"/v1/leads/{lead}", headers=officer).json()["state"] == "dismissed"

@@ -10,7 +10,6 @@ import hmac
 import itertools
 import os
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -18,7 +17,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 
-from domain.identity import normalised_name
+from domain.identity import normalised_case_ref, normalised_name
 from domain.leads import LeadFilter
 
 from .config import create_engine
@@ -63,6 +62,8 @@ persons = sa.Table(
     sa.Column("category", sa.String(24)),
     # The decision's number (案号) as compared, keyed like the name: a search by it finds the person.
     sa.Column("case_key", sa.Text),
+    # The decision organ's id (an agency's code, not personal data): a court's roster is compared with its decisions.
+    sa.Column("decided_by", sa.Text),
     sa.Column("rule_set", sa.Text, nullable=False),
     # Why the fold could not process this person's events (status `quarantined`), else NULL: the person is kept
     # out of every figure until the cause is mended, and everyone else is projected as usual.
@@ -77,6 +78,7 @@ persons = sa.Table(
     sa.Index("ix_rm_persons_region_valid", "region", "valid_from_us"),
     sa.Index("ix_rm_persons_name_key", "name_key"),
     sa.Index("ix_rm_persons_case_key", "case_key"),
+    sa.Index("ix_rm_persons_decided_by", "decided_by"),
 )
 p_ = persons.c
 # The counts of a region as known now read this index alone (it holds every column they need): the current rows
@@ -205,7 +207,7 @@ class Sealer:
 
     def case_token(self, case_ref: str) -> str:
         """The key of a case number (案号) as compared: full-width brackets and digits as half-width, no spaces."""
-        return self.token("case:" + "".join(unicodedata.normalize("NFKC", case_ref).split()))
+        return self.token("case:" + normalised_case_ref(case_ref))
 
     def seal(self, text: str) -> str:
         if self._aead is None:
@@ -234,7 +236,7 @@ class PositionMoved(Exception):
 PERSONAL_COLUMNS = ("person_key", "id_number", "name")
 VERSION_COLUMNS = ("number", "valid_from_us", "valid_to_us", "known_from_us", "known_to_us")
 PERSON_COLUMNS = ("region", "status", "responsible_kind", "responsible_region", "received_us", "ended", "ended_us",
-                  "category", "case_key", "rule_set", "problem", "imported", *VERSION_COLUMNS)
+                  "category", "case_key", "decided_by", "rule_set", "problem", "imported", *VERSION_COLUMNS)
 # The projection gives the decision's number (案号) in this column; `apply` stores its key (Sealer.case_token).
 CASE_KEY = PERSON_COLUMNS.index("case_key")
 OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "obligated_id", "obligated_region",
@@ -806,6 +808,71 @@ class ReadModel:
                  .where(*conditions).group_by(p.status, p.category, flag))
         with self.engine.connect() as connection:
             return list(connection.execute(query))
+
+    # -- what a roster is compared with (services/rosters.py) ------------------------------------------------------
+
+    _IN_REGISTER = sa.and_(p_.received_us.is_not(None),
+                           sa.or_(p_.ended.is_(None), p_.ended.not_in(("discharged", "committed", "deceased"))))
+
+    def decisions(self, as_of_us: int, known_at_us: int | None, rule_set: str | None,
+                  decided_by: str | None = None, person_keys: Sequence[str] | None = None) -> list[SimpleNamespace]:
+        """The decisions on record by `as_of` (as known at `known_at`) of an organ or of some persons: person_key,
+        id_number, name, region, decided_by, case_key and `effective_us` (the first moment the record shows it)."""
+        p = persons.c
+        conditions = [p.valid_from_us <= as_of_us, p.decided_by.is_not(None)]
+        conditions += self._known(persons, known_at_us, rule_set)
+        if decided_by is not None:
+            conditions.append(p.decided_by == decided_by)
+        query = (sa.select(p.person_key, sa.func.min(p.id_number).label("id_number"),
+                           sa.func.min(p.name).label("name"), sa.func.max(p.region).label("region"), p.decided_by,
+                           p.case_key, sa.func.min(p.valid_from_us).label("effective_us"))
+                 .group_by(p.person_key, p.decided_by, p.case_key))
+        return self._by_keys(query, conditions, p.person_key, person_keys)
+
+    def shown_at(self, as_of_us: int, known_at_us: int | None, rule_set: str | None,
+                 person_keys: Sequence[str] | None = None, region: str | None = None,
+                 in_register: bool = False) -> list[SimpleNamespace]:
+        """What the record showed of persons at `as_of`: of some persons, or of everyone in a region (only those in
+        the register with `in_register`); with `in_register` the flag of the row."""
+        p = persons.c
+        conditions = self._holding(persons, as_of_us, known_at_us, rule_set)
+        if region:
+            conditions.append(_in_region(p.region, region))
+        if in_register:
+            conditions += [self._IN_REGISTER, p.received_us <= as_of_us]
+        flag = sa.case((sa.and_(self._IN_REGISTER, p.received_us <= as_of_us), True), else_=False)
+        query = sa.select(p.person_key, p.id_number, p.name, p.region, p.status, flag.label("in_register"),
+                          p.valid_from_us, p.valid_to_us)
+        return self._by_keys(query, conditions, p.person_key, person_keys)
+
+    def spans(self, from_us: int, to_us: int, known_at_us: int | None, rule_set: str | None,
+              person_keys: Sequence[str]) -> list[SimpleNamespace]:
+        """Every row of these persons valid at some moment of [from, to), as known at `known_at`, in time order."""
+        p = persons.c
+        conditions = [p.valid_from_us < to_us, sa.or_(p.valid_to_us.is_(None), p.valid_to_us > from_us)]
+        conditions += self._known(persons, known_at_us, rule_set)
+        flag = sa.case((sa.and_(self._IN_REGISTER, p.received_us <= p.valid_from_us), True), else_=False)
+        query = sa.select(p.person_key, p.id_number, p.name, p.region, p.status, flag.label("in_register"),
+                          p.valid_from_us, p.valid_to_us).order_by(p.person_key, p.valid_from_us)
+        return self._by_keys(query, conditions, p.person_key, person_keys)
+
+    @staticmethod
+    def _known(table: sa.Table, known_at_us: int | None, rule_set: str | None) -> list[Any]:
+        c = table.c
+        conditions = [c.known_to_us.is_(None)] if known_at_us is None else [
+            c.known_from_us <= known_at_us, sa.or_(c.known_to_us.is_(None), c.known_to_us > known_at_us)]
+        return conditions + ([c.rule_set == rule_set] if rule_set is not None else [])
+
+    def _by_keys(self, query: Any, conditions: list[Any], key: Any,
+                 person_keys: Sequence[str] | None) -> list[SimpleNamespace]:
+        """The query's rows (personal columns opened), for some persons a chunk of keys at a time."""
+        chunks = [None] if person_keys is None else list(_chunks(list(dict.fromkeys(person_keys)), 500))
+        rows: list[SimpleNamespace] = []
+        with self.engine.connect() as connection:
+            for chunk in chunks:
+                where = conditions if chunk is None else [*conditions, key.in_(chunk)]
+                rows += self._opened(connection.execute(query.where(*where)))
+        return rows
 
     def imported_persons(self, rule_set: str | None = None) -> list[str]:
         """The ID numbers of the persons with events stored later than their recorded_at (imported records)."""

@@ -38,6 +38,7 @@ class PersonFacts(NamedTuple):
     ended_at: dt.datetime | None
     category: str | None
     case_ref: str | None = None  # the decision's number (案号): oversight searches by it
+    decided_by: str | None = None  # the decision organ's id: a court's list is compared with its decisions
 
 
 class ObligationFacts(NamedTuple):
@@ -95,7 +96,7 @@ def snapshot_facts(snapshot: Snapshot) -> dict[Hashable, Any]:
         responsible["kind"] if responsible else None, responsible["region"] if responsible else None,
         episode.enrolled_at if episode else None, episode.ended if episode else None,
         episode.ended_at if episode else None, episode.category if episode else None,
-        episode.document_no if episode else None,
+        episode.document_no if episode else None, episode.decision_id if episode else None,
     )}
     for index, (o, due_at, provisional) in enumerate(snapshot.obligations):
         if due_at is not None:

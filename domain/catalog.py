@@ -11,7 +11,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -256,6 +256,19 @@ class SupervisionReviewRecorded(Payload):
     finding: Text
 
 
+class RosterDiscrepancyFound(Payload):
+    """A difference between an agency's own list and the record (名单碰撞, domain/rosters.py), recorded in the name
+    of the agency whose list it was: the anomaly and the lead follow from it like any other event's."""
+
+    rule: Literal["A05_unpublished_decision", "A06_register_mismatch", "A07_unreported_detention"]
+    direction: Literal["roster_only", "service_only"]
+    roster_id: uuid.UUID
+    region: RegionCode | None = None  # where the person belongs, when the record has no episode of theirs
+    row: dict[str, Any] | None = None  # the roster's row (evidence), absent when the record alone has the person
+    evidence: dict[str, Any] | None = None  # what the record showed
+    finding: Text
+
+
 class EventRetracted(Payload):
     retracted_event_id: uuid.UUID
     reason: Text
@@ -268,6 +281,8 @@ _COURT = frozenset({AgencyKind.COURT})
 _POLICE = frozenset({AgencyKind.POLICE})
 _CUSTODIANS = frozenset({AgencyKind.POLICE, AgencyKind.PRISON})
 _PROCURATORATE = frozenset({AgencyKind.PROCURATORATE})
+# The agencies whose lists are reconciled: courts (judgments), bureaus (registers), police (detention centres).
+_ROSTER_KEEPERS = frozenset({AgencyKind.COURT, AgencyKind.BUREAU, AgencyKind.POLICE})
 
 
 class EventSpec(BaseModel):
@@ -332,6 +347,8 @@ CATALOG: dict[str, EventSpec] = {
         _spec("supervision_review_recorded", SupervisionReviewRecorded, _PROCURATORATE,
               "a prosecution review of a case"),
         # Any kind may retract, but only its own events: checked against the stream in the Person aggregate.
+        _spec("roster_discrepancy_found", RosterDiscrepancyFound, _ROSTER_KEEPERS,
+              "名单碰撞: the agency's own list differs from the record (A05–A07)"),
         _spec("event_retracted", EventRetracted, _ALL, "mistakes are retracted, never deleted"),
     ]
 }

@@ -104,3 +104,9 @@ def normalised_name(name: str) -> str:
     one, spaces dropped, Latin letters upper-cased."""
     folded = unicodedata.normalize("NFKC", name).translate(_NAME_SEPARATORS)
     return "".join(folded.split()).upper()
+
+
+def normalised_case_ref(case_ref: str) -> str:
+    """A case number (案号) as compared: full-width brackets and digits made half-width, spaces dropped; 〔2026〕 and
+    (2026) stay as written, since courts and prisons write them differently and both are kept as published."""
+    return "".join(unicodedata.normalize("NFKC", case_ref).split())

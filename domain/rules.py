@@ -114,6 +114,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
           ["contact_restored", "detention_ended"], "police", None, "days", "cross-agency data", "P"),
     _rule("A04_activity_after_end", "矫正终止后仍有活动", ["supervision event after the episode ended"],
           ["event_retracted"], "bureau", None, "days", "cross-agency data", "P"),
+    _rule("A05_unpublished_decision", "已判决未推送（名单碰撞）", ["roster_discrepancy_found"], ["event_retracted"],
+          "court", None, "days", "cross-agency data: the court's list (名单碰撞)", "P"),
+    _rule("A06_register_mismatch", "在册名单不一致（名单碰撞）", ["roster_discrepancy_found"], ["event_retracted"],
+          "bureau", None, "days", "cross-agency data: the bureau's register (名单碰撞)", "P"),
+    _rule("A07_unreported_detention", "收押未通报（名单碰撞）", ["roster_discrepancy_found"], ["event_retracted"],
+          "police", None, "days", "cross-agency data: the detention centre's list (名单碰撞), Law 32", "P"),
     _rule("A10_outside_jurisdiction", "超越管辖的行为", ["an act by an agency without jurisdiction over the person"],
           ["event_retracted"], "the acting agency", None, "days", "domain/jurisdiction.py", "P"),
 )

@@ -62,7 +62,7 @@ SAME_INSTANT_ORDER: tuple[str, ...] = (
     # Revocation and commitment (Law 46-49): proposal, arrest decision, ruling.
     "revocation_proposed", "commitment_proposed", "arrest_decided", "revocation_ruled", "commitment_decided",
     # Oversight (Law 62): a notice before its reply.
-    "procuratorial_notice_issued", "notice_replied", "supervision_review_recorded",
+    "procuratorial_notice_issued", "notice_replied", "supervision_review_recorded", "roster_discrepancy_found",
     # The episode's ends, after everything else at that instant.
     "committed_to_custody", "discharged", "death_recorded",
     "event_retracted",
@@ -896,6 +896,17 @@ def _derived(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode 
     return None
 
 
+def _roster_finding(rule: str) -> Callable[[_Folder, _Event, Mapping[str, Any], Episode | None], Opening]:
+    """A05–A07: a difference an agency's list shows (domain/rosters.py), at once a gap of the agency whose list it
+    is; the person's region is the record's, else the one the finding names."""
+    def opening(folder: _Folder, e: _Event, p: Mapping[str, Any], episode: Episode | None) -> Opening:
+        if e.event_type != "roster_discrepancy_found" or p.get("rule") != rule:
+            return None
+        region = folder.episode.current_region if folder.episode is not None else p.get("region") or e.region
+        return e.kind, e.agency_id, region, {"due_at": e.occurred_at, "reason": p.get("finding")}
+    return opening
+
+
 _OPENERS: dict[str, Callable[[_Folder, _Event, Mapping[str, Any], Episode | None], Opening]] = {
     "R01_bureau_not_notified": _decision_organ, "R02_documents_not_delivered": _decision_organ,
     "R03_receipt_not_returned": _receipt, "R04_not_reported": _not_reported, "R05_not_transferred": _not_transferred,
@@ -907,6 +918,9 @@ _OPENERS: dict[str, Callable[[_Folder, _Event, Mapping[str, Any], Episode | None
     "R16_notice_reply_overdue": _notice_reply,
     "R17_assessment_overdue": _assessment, "R18_death_notice_late": _death_notice,
     "R19_monitoring_overdue": _by_the_actor, "A02_region_mismatch": _region_mismatch,
+    "A05_unpublished_decision": _roster_finding("A05_unpublished_decision"),
+    "A06_register_mismatch": _roster_finding("A06_register_mismatch"),
+    "A07_unreported_detention": _roster_finding("A07_unreported_detention"),
     "A01_no_decision_on_record": _derived, "A03_missing_while_detained": _derived,
     "A04_activity_after_end": _derived, "A10_outside_jurisdiction": _derived,
 }

@@ -79,7 +79,7 @@ def version_rows(id_number: str, name: str, versions: Sequence[Version], rule_se
         if isinstance(f, PersonFacts):
             person_versions.append((
                 f.region, f.status, f.responsible_kind, f.responsible_region, _micros(f.enrolled_at), f.ended,
-                _micros(f.ended_at), f.category, f.case_ref, rule_set, None, imported, version.number, *times))
+                _micros(f.ended_at), f.category, f.case_ref, f.decided_by, rule_set, None, imported, version.number, *times))
             continue
         due_at, fulfilled_at = f.due_at, f.fulfilled_at
         due_iso, due_us = _iso_and_micros(due_at)

@@ -21,6 +21,7 @@ from services.principals import DashboardSessions, Principals
 from services.ingest import Ingestor, utc_now
 from services.queries import Queries
 from services.replay import Replay, record_rule_set
+from services.rosters import Reconciliation
 from services.timeline import Timelines
 
 
@@ -38,6 +39,7 @@ class Services:
     timelines: Timelines
     leads: LeadRegister
     agencies: AgencyDirectory
+    rosters: Reconciliation
     chain: AuditChain | None = None  # the audit hash chain, extended after every write (services/audit.py)
     sessions: DashboardSessions | None = None  # the dashboard's server-side logins
     projector: Projector | None = None  # keeps the read model current (its mode: Settings.projector)
@@ -91,5 +93,6 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
         replay=Replay(store, token=read_model.sealer.token, queries=queries), chain=chain,
         principals=principals, timelines=Timelines(queries),
         leads=LeadRegister(store, read_model, queries, ingestor, rules, clock), agencies=agencies,
+        rosters=Reconciliation(store, read_model, queries, ingestor, agencies, clock),
         sessions=DashboardSessions(SessionStore(settings.database_url), principals, clock),
     )

@@ -199,7 +199,27 @@ KINDS: tuple[Kind, ...] = (
     Kind("A04_activity_after_end", "end", 30, (("A04_activity_after_end", "open", "activity"),), no_end=True,
          description="a warning recorded 3-20 days after the discharge"),
 )
-KIND_BY_NAME = {kind.name: kind for kind in KINDS}
+# What an agency does and never publishes (`--withhold decision=0.01`): the event stays in the agency's own list
+# (its roster), not on the record. The ground truth names each such person with the events withheld (`withheld`),
+# which a reconciliation of that agency's roster must find (A05, A06, A07), and the gaps the absence produces.
+WITHHELD_KINDS: tuple[Kind, ...] = (
+    Kind("withheld_decision", "life", 40, (("A01_no_decision_on_record", "open", "handover"),),
+         categories=NOT_TEMPORARY, description="the court never publishes its judgment (nor its notices)"),
+    Kind("withheld_enrolment", "intake", 40, (("R06_not_enrolled", "open", "handover"),), active=True,
+         truncate=True, description="the bureau enrols the person and never publishes the enrolment"),
+    Kind("withheld_detention", "block", 35, (), span=16,
+         description="the police detain a person under supervision and never publish the detention"),
+)
+WITHHOLDABLE = {"decision": "withheld_decision", "enrolment": "withheld_enrolment",
+                "detention": "withheld_detention"}
+# The events each withheld kind keeps off the record.
+WITHHELD_TYPES = {
+    "withheld_decision": ("decision_effective", "bureau_notified", "documents_delivered", "documents_receipted",
+                          "term_changed"),
+    "withheld_enrolment": ("subject_enrolled",),
+    "withheld_detention": ("detention_started", "detention_ended"),
+}
+KIND_BY_NAME = {kind.name: kind for kind in (*KINDS, *WITHHELD_KINDS)}
 
 
 # -- configuration ------------------------------------------------------------------------------------------------
@@ -219,6 +239,7 @@ class SimulationConfig:
     rates: Mapping[str, float] = field(default_factory=dict)  # kind name (or a prefix such as "R04") -> rate
     until: dt.datetime | None = None  # default: now, Asia/Shanghai
     late_share: float = DEFAULT_LATE_SHARE  # share of events published days late (never a deadline-bearing one)
+    withhold: Mapping[str, float] = field(default_factory=dict)  # decision, enrolment, detention -> rate
 
     def resolved_until(self) -> dt.datetime:
         until = self.until or dt.datetime.now(CST)
@@ -241,6 +262,12 @@ def kind_rates(config: SimulationConfig) -> dict[str, float]:
             raise SimulationError(f"unknown failure kind {key!r}; known: {', '.join(rates)}")
         for name in matching:
             rates[name] = value
+    for what, value in config.withhold.items():
+        if what not in WITHHOLDABLE:
+            raise SimulationError(f"--withhold {what!r}: one of {', '.join(WITHHOLDABLE)}")
+        if not 0 <= value <= 1:
+            raise SimulationError(f"--withhold {what} must be between 0 and 1, not {value}")
+        rates[WITHHOLDABLE[what]] = value
     if sum(rates.values()) > 1 + 1e-9:
         raise SimulationError(f"the failure rates add up to {sum(rates.values()):.3f} per person, more than 1")
     return rates
@@ -911,6 +938,8 @@ class Life:
             return self.block_detention(t, "late")
         if name == "A03_missing_while_detained":
             return self.block_detention(t, "missing_while_detained")
+        if name == "withheld_detention":
+            return self.block_detention(t)
         if name in ("R16_notice_reply_overdue", "R16_notice_replied_late"):
             return self.block_notice(t, "open" if name.endswith("overdue") else "late")
         if name == "R18_death_notice_late":
@@ -973,7 +1002,7 @@ def simulate_person(config: SimulationConfig, until: dt.datetime, county: str, n
     """One person of one county, deterministic in (seed, county, number)."""
     rng = random.Random(f"handoff-simulate/{config.seed}/{county}/{number}")
     roll, total, kind = rng.random(), 0.0, None
-    for candidate in KINDS:
+    for candidate in (*KINDS, *WITHHELD_KINDS):
         total += rates.get(candidate.name, 0.0)
         if roll < total:
             kind = candidate
@@ -988,11 +1017,17 @@ def simulate_person(config: SimulationConfig, until: dt.datetime, county: str, n
     life.organs()
     life.live()
     events = life.publish()
+    withheld: list[Event] = []
+    if life.kind is not None and life.kind.name in WITHHELD_TYPES:
+        withheld = _withheld(life, events)
+        events = [e for e in events if e not in withheld]
     failure = None
     if life.kind is not None:
         expected = [{"rule": rule, "state": state, "triggered_by": life.marks[label]}
                     for rule, state, label in life.kind.expected]
         failure = {"failure": life.kind.name, "id_number": life.id_number, "expected": expected}
+        if withheld:
+            failure["withheld"] = [life.envelope(e) for e in withheld]
         recorded = {e.event_id for e in events}
         missing = [x for x in expected if x["triggered_by"] not in recorded]
         if missing:  # a guard on the windows of plan(): the failure must be on record by `until`
@@ -1003,6 +1038,23 @@ def simulate_person(config: SimulationConfig, until: dt.datetime, county: str, n
         events=[life.envelope(e) for e in sorted(events, key=lambda e: (e.recorded_at, e.occurred_at))],
         failure=failure, skipped_failure=skipped,
     )
+
+
+def _withheld(life: Life, events: list[Event]) -> list[Event]:
+    """The events of a withheld kind that stay off the record: the decision organ's (all of them), the intake's
+    enrolment, the one detention of the failure's block (the first one begun after the failure's place)."""
+    types = WITHHELD_TYPES[life.kind.name]  # type: ignore[union-attr]
+    if life.kind.name == "withheld_detention":  # type: ignore[union-attr]
+        started = next((e for e in events if e.event_type == "detention_started"
+                        and e.event_id == life.marks.get("detention")), None)
+        if started is None:
+            return []
+        ended = next((e for e in events if e.event_type == "detention_ended" and e.occurred_at > started.occurred_at),
+                     None)
+        return [e for e in (started, ended) if e is not None]
+    if life.kind.name == "withheld_enrolment":  # type: ignore[union-attr]
+        return [e for e in events if e.event_type in types][:1]
+    return [e for e in events if e.event_type in types]
 
 
 def validate(config: SimulationConfig) -> SimulationConfig:
@@ -1116,6 +1168,6 @@ def run(config: SimulationConfig, out: TextIO, truth: TextIO | None = None,
         "persons": persons, "events": events, "until": iso(config.resolved_until()), "seed": config.seed,
         "categories": dict(sorted(categories.items())),
         "failures_injected": sum(failures.values()),
-        "failures": {kind.name: failures[kind.name] for kind in KINDS if failures[kind.name]},
+        "failures": {kind.name: failures[kind.name] for kind in (*KINDS, *WITHHELD_KINDS) if failures[kind.name]},
         **({"failures_not_placeable": dict(sorted(skipped.items()))} if skipped else {}),
     }

@@ -51,7 +51,8 @@ PUBLISHERS: dict[str, set[str]] = {
     "procuratorial_notice_issued": {J},
     "notice_replied": {C, G, P, B},
     "supervision_review_recorded": {J},
-    "event_retracted": {C, J, G, P, B},  # the original publisher: checked against the stream (test_person.py)
+    "event_retracted": {C, J, G, P, B},
+    "roster_discrepancy_found": {C, G, B},  # the agency whose list it is  # the original publisher: checked against the stream (test_person.py)
 }
 
 TRUSTED = PublisherIdentity.trusted_operator()

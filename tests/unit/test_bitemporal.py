@@ -29,7 +29,8 @@ def reference(events: list, as_of: dt.datetime, known_at: dt.datetime | None) ->
     person = PersonFacts(view.region, view.status, responsible["kind"] if responsible else None,
                          responsible["region"] if responsible else None, episode.enrolled_at if episode else None,
                          episode.ended if episode else None, episode.ended_at if episode else None,
-                         episode.category if episode else None, episode.document_no if episode else None)
+                         episode.category if episode else None, episode.document_no if episode else None,
+                         episode.decision_id if episode else None)
     obligations = Counter(
         ObligationFacts(view.region, o.rule, o.triggered_by, o.obligated_kind, o.obligated_id, o.obligated_region,
                         o.due_at, o.fulfilled_at, o.provisional, o.reason).visible_at(as_of)

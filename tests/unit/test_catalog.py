@@ -56,10 +56,13 @@ FIELDS: dict[str, dict[str, str]] = {
     "notice_replied": {"notice_event_id": "uuid", "adopted": "bool", "explanation": "text"},
     "supervision_review_recorded": {"outcome": "enum", "finding": "text"},
     "event_retracted": {"retracted_event_id": "uuid", "reason": "text"},
+    "roster_discrepancy_found": {"rule": "enum", "direction": "enum", "roster_id": "uuid", "region": "region",
+                                 "row": "object", "evidence": "object", "finding": "text"},
 }
 EMPTY_TYPES = [event_type for event_type in CATALOG_TYPES if event_type not in FIELDS]
 
-OPTIONAL_FIELDS = {("procuratorial_notice_issued", "reply_within_days")}  # absent: the rule set's default applies
+OPTIONAL_FIELDS = {("procuratorial_notice_issued", "reply_within_days"), ("roster_discrepancy_found", "region"),
+                   ("roster_discrepancy_found", "row"), ("roster_discrepancy_found", "evidence")}  # absent: the rule set's default applies
 
 BAD_VALUES: dict[str, list] = {
     "region": ["12345", "1234567", "99xxxx", "990000", "", 520222, None],
@@ -67,6 +70,7 @@ BAD_VALUES: dict[str, list] = {
     "bool": ["true", "false", "yes", 1, 0, None],
     "text": [42, "", ["x"], None],
     "uuid": ["not-a-uuid", "", 12345, None],
+    "object": ["row 3", 3, ["x"], True],
     "days": ["30", 30.5, True, 0, 367],
     "kinds": ["procuratorate", ["judge"], [1], "", {"kind": "police"}],
     "agency_ref": [
@@ -85,6 +89,8 @@ BAD_ENUMS: dict[tuple[str, str], list] = {
     ("commitment_proposed", "to_kind"): ["bureau", "procuratorate", "Court", "", None],
     ("procuratorial_notice_issued", "notice_kind"): ["warning", "Correction", "", None],
     ("supervision_review_recorded", "outcome"): ["ok", "Compliant", "", False, None],
+    ("roster_discrepancy_found", "rule"): ["A01_no_decision_on_record", "A05", "", None],
+    ("roster_discrepancy_found", "direction"): ["both", "", None],
 }
 
 
@@ -109,7 +115,7 @@ def _missing_cases():
 
 
 def test_catalog_holds_exactly_the_types_of_domain_md():
-    assert len(CATALOG_TYPES) == len(set(CATALOG_TYPES)) == 36
+    assert len(CATALOG_TYPES) == len(set(CATALOG_TYPES)) == 37  # domain.md's 36 and roster_discrepancy_found
     assert sorted(CATALOG) == sorted(CATALOG_TYPES)
 
 

@@ -166,6 +166,18 @@ OPENED_BY: dict[tuple[str, str], tuple] = {
     ("R19_monitoring_overdue", "monitoring_extended"): (
         *UNDER_SUPERVISION, ("mon", "monitoring_started", "bureau", "2024-04-01 10:00"),
         ("mox", "monitoring_extended", "bureau", "2024-06-25 10:00")),
+    ("A05_unpublished_decision", "roster_discrepancy_found"): (
+        ("fnd", "roster_discrepancy_found", "court", "2024-04-01 10:00",
+         {"rule": "A05_unpublished_decision", "direction": "roster_only",
+          "roster_id": "0b6f3f2e-8a3c-4f55-9d0e-2f8c1b7a6e51", "region": "520222", "finding": "名单碰撞"}),),
+    ("A06_register_mismatch", "roster_discrepancy_found"): (
+        *UNDER_SUPERVISION, ("fnd", "roster_discrepancy_found", "bureau", "2024-04-01 10:00",
+                             {"rule": "A06_register_mismatch", "direction": "service_only",
+                              "roster_id": "0b6f3f2e-8a3c-4f55-9d0e-2f8c1b7a6e51", "finding": "名单碰撞"})),
+    ("A07_unreported_detention", "roster_discrepancy_found"): (
+        *UNDER_SUPERVISION, ("fnd", "roster_discrepancy_found", "police", "2024-04-01 10:00",
+                             {"rule": "A07_unreported_detention", "direction": "roster_only",
+                              "roster_id": "0b6f3f2e-8a3c-4f55-9d0e-2f8c1b7a6e51", "finding": "名单碰撞"})),
     ("A02_region_mismatch", "subject_enrolled"): (
         DECISION, ("enr", "subject_enrolled", "bureau@520221", "2024-03-08 15:00", {"region": "520221"})),
 }

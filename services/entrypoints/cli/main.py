@@ -6,6 +6,7 @@ import argparse
 import collections
 import datetime as dt
 import json
+import io
 import logging
 import os
 import sys
@@ -363,9 +364,12 @@ def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
         config = validate(SimulationConfig(
             persons=args.persons, years=args.years, counties=tuple(args.counties.split(",")), seed=args.seed,
             failure_rate=args.failure_rate, rates=dict(args.rate or []), until=args.until, late_share=args.late_share,
+            withhold=dict(args.withhold or []),
         ))
     except SimulationError as error:
         return fail(str(error), EXIT_USAGE)
+    if args.rosters and args.out in (None, "-"):
+        return fail("--rosters needs --out FILE (the rosters are built from the events written there)", EXIT_USAGE)
     progress = None
     if sys.stderr.isatty():
         from rich.console import Console
@@ -383,6 +387,8 @@ def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
             out = open(args.out, "w", encoding="utf-8")
         if args.truth:
             truth = open(args.truth, "w", encoding="utf-8")
+        elif args.rosters:
+            truth = io.StringIO()
     except OSError as error:
         if out is not sys.stdout:
             out.close()
@@ -401,8 +407,22 @@ def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
             out.close()
         else:
             out.flush()
-        if truth is not None:
+        if truth is not None and args.truth:
             truth.close()
+    if args.rosters:
+        from domain.rules import default_rule_set
+        from tools.rosters import everything, rosters, write_rosters
+
+        with open(args.out, encoding="utf-8") as handle:
+            published = [json.loads(line) for line in handle if line.strip()]
+        if args.truth:
+            with open(args.truth, encoding="utf-8") as handle:
+                withheld = json.load(handle)
+        else:
+            withheld = json.loads(truth.getvalue())  # type: ignore[union-attr]
+        until = config.resolved_until()
+        written = write_rosters(args.rosters, rosters(everything(published, withheld), until, default_rule_set()))
+        summary["rosters"] = {"directory": args.rosters, "files": len(written)}
     print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
     return EXIT_OK
 
@@ -591,6 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
     from services.entrypoints.cli.leads import register as register_lead_commands  # handoff leads
 
     register_lead_commands(commands, bitemporal, caught_up)
+    from services.entrypoints.cli.rosters import register as register_roster_commands  # handoff reconcile
+
+    register_roster_commands(commands, caught_up)
 
     upcoming = commands.add_parser("upcoming", help="obligations falling due soon")
     upcoming.add_argument("--within", type=parse_duration, default=dt.timedelta(days=7))
@@ -651,6 +674,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--out", help="JSON Lines of envelopes with recorded_at, ordered by it (default stdout); "
                           "load with: handoff publish --import FILE")
     simulate.add_argument("--truth", help="write the ground truth here: a JSON list of the injected failures")
+    simulate.add_argument("--withhold", type=parse_rate, action="append", metavar="WHAT=RATE",
+                          help="keep some events off the record, in the agency's own list only: decision, enrolment "
+                               "or detention (e.g. decision=0.01); repeatable; the truth lists them under 'withheld'")
+    simulate.add_argument("--rosters", metavar="DIR",
+                          help="write each agency's roster as of --until here (CSV: courts' judgments, bureaus' "
+                               "registers, detention centres' admissions), withheld events included; needs --out")
     simulate.set_defaults(handler=cmd_simulate, needs_store=False)
 
     bench = commands.add_parser("bench", help="measure ingest, rebuild and queries beside their baselines")

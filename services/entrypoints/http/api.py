@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.spreadsheets import UnreadableFile, read_table
 from domain.authorisation import PublisherIdentity
 from domain.catalog import CATALOG, AgencyKind
 from domain.envelope import DuplicateKey, Envelope, refuse_duplicate_keys
@@ -28,6 +29,7 @@ from domain.identity import id_number_problem, id_number_refusal
 from domain.leads import ACTIONS, LeadRefused
 from domain.messages import bilingual, english
 from domain.principals import OutsideScope, Principal, Role
+from domain.rosters import RosterError, RosterSource, parse_column_map
 from projections.supervision import Unfoldable
 
 from services.entrypoints import timeparse
@@ -35,12 +37,15 @@ from services.bootstrap import Services
 from services.history import person_history
 from services.ingest import Source
 from services.leads import LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of
+from services.rosters import RosterNotFound
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("handoff.access")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_BATCH_ITEMS = 1000
+MAX_ROSTER_BYTES = 64 * 1024 * 1024  # a province's register as CSV: about 100 bytes a row
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 SESSION_COOKIE = "handoff_session"  # the dashboard's (services/entrypoints/http/dashboard.py)
 # Rejections that mean "you may not", answered 403 when a single event is refused for them.
@@ -163,6 +168,25 @@ def checked_id_number(id_number: str) -> str:
     if problem:
         raise ApiError(422, "invalid_id_number", id_number_refusal(problem))
     return id_number
+
+
+def json_table(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
+    """JSON rows (objects of our fields or the export's headers) as a header and lines."""
+    header: list[str] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            raise RosterError(["rows 的每一项应为对象 / every item of rows must be an object"])
+        header += [key for key in row if key not in header]
+    return header, [[row.get(key) for key in header] for row in rows]
+
+
+def _roster_day(value: str | None) -> dt.date:
+    if not value:
+        raise RosterError(["请给出名单截至日期 as_of（YYYY-MM-DD） / as_of (YYYY-MM-DD) is required"])
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise RosterError([f"as_of {value!r} 不是日期 / as_of {value!r} is not a date (YYYY-MM-DD)"]) from None
 
 
 def require(principal: Principal, *roles: Role) -> None:
@@ -515,6 +539,86 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
             raise ApiError(REFUSAL_STATUS.get(refused.code, 409), refused.code, refused.message) from None
         principals.record_access(me, f"POST /v1/leads/{{id}}/actions {body.action}", record["id_number"])
         return record
+
+    # -- rosters (名单碰撞) -------------------------------------------------------------------------------------------
+
+    @v1.post("/rosters", tags=["rosters"], openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object", "required": ["as_of", "rows"], "properties": {
+            "as_of": {"type": "string", "format": "date"}, "source": {"type": "string", "example": "court:FY-632801"},
+            "region": {"type": "string"}, "rows": {"type": "array", "items": {"type": "object"}}}}},
+        "text/csv": {"schema": {"type": "string"}},
+        XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
+    async def post_roster(request: Request, me: Me, as_of: TimeParam = None,
+                          source: Annotated[str | None, Query(max_length=120, description=(
+                              "KIND:AGENCY_ID (oversight and operators); an agency sends its own list"))] = None,
+                          region: RegionParam = None,
+                          columns: Annotated[str | None, Query(max_length=500, description=(
+                              "FIELD=HEADER,... for a file with other headers"))] = None) -> JSONResponse:
+        """An agency's roster (CSV, XLSX, or JSON rows) compared with the record as of a day: every difference is a
+        finding, an anomaly (A05 court judgments, A06 bureau register, A07 detention admissions) and a lead. An
+        agency sends its own list; oversight staff may send one of an agency of their region (`source`)."""
+        require(me, Role.PUBLISHER, Role.OVERSIGHT)
+        body, oversized = await read_body(request, MAX_ROSTER_BYTES)
+        keep_as = Source(name=f"http-roster:{me.kind or me.role}:{me.agency_id or me.name}")
+
+        async def refuse(status: int, code: str, message: str) -> JSONResponse:
+            await run_in_threadpool(services.ingestor.refuse, body, RejectionCode.MALFORMED, message, keep_as,
+                                    "roster")
+            return error(status, code, in_language(request, message))
+
+        if oversized:
+            return await refuse(413, "too_large", f"名单超过 {MAX_ROSTER_BYTES} 字节，请分批报送 / roster over "
+                                                  f"{MAX_ROSTER_BYTES} bytes: send it in parts")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if content_type == "application/json":
+                payload = json.loads(body)
+                if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+                    raise RosterError(['JSON 名单应为 {"as_of": "YYYY-MM-DD", "rows": [{...}]} / a JSON roster is '
+                                       '{"as_of": "YYYY-MM-DD", "rows": [{...}]}'])
+                as_of = as_of or payload.get("as_of")
+                source = source or payload.get("source")
+                region = region or payload.get("region")
+                header, lines = json_table(payload["rows"])
+            else:
+                header, lines = read_table(body, "roster.xlsx" if content_type == XLSX_TYPE else "roster.csv")
+            if me.role == Role.PUBLISHER:
+                if source and source != f"{me.kind}:{me.agency_id}":
+                    raise ApiError(403, "forbidden", "机关只能报送本机关的名单 / an agency sends its own list only")
+                roster_source = RosterSource.parse(f"{me.kind}:{me.agency_id}")
+                region = region or me.region
+            else:
+                if not source:
+                    raise RosterError(["请以 source=类别:机关代码 指明名单来源 / give source=KIND:AGENCY_ID"])
+                roster_source = RosterSource.parse(source)
+            day = _roster_day(as_of)
+            if me.role == Role.OVERSIGHT:
+                known = services.agencies.get(roster_source.agency_id)
+                where = region or (known.region if known else None)
+                if where is None or not me.sees_region(where):
+                    raise ApiError(403, "outside_scope", "该机关不在您的辖区（或未登记其区划：请给出 region） / the agency "
+                                                         "is outside your region (or give its region)")
+            report = await run_in_threadpool(
+                services.rosters.receive, roster_source, header, lines, day, parse_column_map(columns),
+                f"http:{content_type or 'unknown'}", f"{me.role}:{me.name}", region)
+        except (RosterError, UnreadableFile, ValueError) as problem:
+            return await refuse(422, "invalid_roster", str(problem))
+        principals.record_access(me, f"POST /v1/rosters {roster_source}",
+                                 [f["id_number"] for f in report["findings"]])
+        return JSONResponse(report)
+
+    @v1.get("/rosters/{roster_id}", tags=["rosters"])
+    def roster(me: Me, roster_id: Annotated[str, Path(max_length=40)]) -> dict[str, Any]:
+        """A stored roster compared again as known when it came (`matches_recorded`: the same findings)."""
+        require(me, Role.OVERSIGHT, Role.AUDITOR)
+        try:
+            report = services.rosters.replay(roster_id)
+        except RosterNotFound:
+            raise ApiError(404, "not_found", "no such roster") from None
+        if me.role == Role.OVERSIGHT:
+            report["findings"] = [f for f in report["findings"] if me.sees_region(f["region"])]
+        principals.record_access(me, "GET /v1/rosters/{id}", [f["id_number"] for f in report["findings"]])
+        return report
 
     @v1.get("/schemas", tags=["service"])
     def schemas(me: Me) -> dict[str, Any]:

@@ -153,6 +153,11 @@ class EventStore(Application[UUID]):
         return [(notification.id, notification.originator_id)
                 for notification in self.recorder.select_notifications(start, limit, stop=stop, topics=list(topics))]
 
+    def log_page(self, topics: Sequence[str], start: int, limit: int, stop: int | None = None) -> list[tuple[int, Any]]:
+        """(position, domain event) of the stored events of these topics from position `start` on, at most `limit`."""
+        return [(notification.id, self.mapper.to_domain_event(notification))
+                for notification in self.recorder.select_notifications(start, limit, stop=stop, topics=list(topics))]
+
     def head(self) -> int:
         """The position of the last stored event in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0

@@ -10,7 +10,7 @@ import hmac
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -179,6 +179,20 @@ lead_versions = sa.Table(
 )
 l_ = lead_versions.c
 
+# What each agency published and had refused, per day the service received it (Asia/Shanghai): events published,
+# backdated ones (recorded more than 24 h after they occurred) and refusals by code (`measure`: published,
+# backdated or refused:<code>). Counted by the day of receipt, a month's figures as known at its end never change.
+# Derived from the log (projection `publications` in rm_positions).
+publications = sa.Table(
+    "rm_publications", metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("agency_kind", sa.String(16), primary_key=True),
+    sa.Column("agency_id", sa.String(200), primary_key=True),
+    sa.Column("region", REGION, primary_key=True),
+    sa.Column("measure", sa.String(64), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
 
 class Sealer:
     """Seals the personal fields of read-model rows when a key is configured; passes them through otherwise.
@@ -245,6 +259,7 @@ OBLIGATION_COLUMNS = ("region", "rule", "triggered_by", "obligated_kind", "oblig
 
 
 LEADS_PROJECTION = "leads"
+PUBLICATIONS_PROJECTION = "publications"
 
 
 # The orders of a gap page, on the columns of the rows' table (or of a subquery of them).
@@ -689,14 +704,8 @@ class ReadModel:
         from `position` to `new_position`, atomically; False (and nothing written) when another writer moved the
         position first."""
         with self.engine.begin() as connection:
-            where = (positions.c.projection == LEADS_PROJECTION, positions.c.rule_set == "")
-            moved = connection.execute(positions.update().where(*where, positions.c.position == position)
-                                       .values(position=new_position)).rowcount
-            if moved == 0:
-                if position != 0 or connection.execute(sa.select(positions.c.position).where(*where)).first():
-                    return False
-                connection.execute(positions.insert().values(projection=LEADS_PROJECTION, rule_set="",
-                                                             position=new_position, complete=True))
+            if not _move_position(connection, LEADS_PROJECTION, position, new_position):
+                return False
             ids = sorted({v["lead_id"] for v in versions})
             for chunk in _chunks(ids, 500):
                 connection.execute(lead_versions.delete().where(l_.lead_id.in_(chunk)))
@@ -724,6 +733,57 @@ class ReadModel:
 
     def leads_position(self) -> int:
         return self.position(LEADS_PROJECTION, "")[0]
+
+    # -- the monthly scorecard (services/scorecard.py) ----------------------------------------------------------
+
+    def publications_position(self) -> int:
+        return self.position(PUBLICATIONS_PROJECTION, "")[0]
+
+    def add_publications(self, position: int, new_position: int, counts: Mapping[tuple, int]) -> bool:
+        """Add counts keyed (day, agency_kind, agency_id, region, measure) and move the position, atomically; False
+        (nothing written) when another writer moved it first."""
+        with self.engine.begin() as connection:
+            if not _move_position(connection, PUBLICATIONS_PROJECTION, position, new_position):
+                return False
+            if counts:
+                rows = [dict(zip(("day", "agency_kind", "agency_id", "region", "measure"), key), count=count)
+                        for key, count in counts.items()]
+                if self.engine.dialect.name == "postgresql":
+                    from sqlalchemy.dialects.postgresql import insert as upsert
+                else:
+                    from sqlalchemy.dialects.sqlite import insert as upsert
+                insert = upsert(publications)
+                connection.execute(insert.on_conflict_do_update(
+                    index_elements=["day", "agency_kind", "agency_id", "region", "measure"],
+                    set_={"count": publications.c.count + insert.excluded.count}), rows)
+            return True
+
+    def publication_counts(self, first_day: str, last_day: str, region: str | None) -> list[SimpleNamespace]:
+        """(agency_kind, agency_id, region, measure, count) over the days first..last (ISO dates), of a region
+        prefix's agencies."""
+        c = publications.c
+        conditions = [c.day >= first_day, c.day <= last_day]
+        if region:
+            conditions.append(_in_region(c.region, region))
+        query = (sa.select(c.agency_kind, c.agency_id, c.region, c.measure, sa.func.sum(c.count).label("count"))
+                 .where(*conditions).group_by(c.agency_kind, c.agency_id, c.region, c.measure))
+        with self.engine.connect() as connection:
+            return [SimpleNamespace(**row._mapping) for row in connection.execute(query)]
+
+    def obligations_due(self, from_us: int, to_us: int, known_at_us: int, rule_set: str | None,
+                        region: str | None) -> list[SimpleNamespace]:
+        """The obligations that fell due in [from, to) as they stood at `to` as known at `known_at` (rows of a region
+        prefix's persons): obligated_kind, obligated_id, obligated_region, rule, due_us, fulfilled_us and whether
+        they were a gap (`gap`: met late, or still open)."""
+        o = obligations.c
+        conditions = [*self._holding(obligations, to_us - 1, known_at_us, rule_set), o.due_us >= from_us,
+                      o.due_us < to_us]
+        if region:
+            conditions.append(o.region.in_(self._regions_under(region)))
+        query = sa.select(o.obligated_kind, o.obligated_id, o.obligated_region, o.rule, o.due_us, o.fulfilled_us,
+                          o.gap_us.is_not(None).label("gap")).where(*conditions)
+        with self.engine.connect() as connection:
+            return [SimpleNamespace(**row._mapping) for row in connection.execute(query)]
 
     def _regions_under(self, prefix: str | None) -> list[str]:
         """The regions rows were written for whose code starts with `prefix` (None: all of them)."""
@@ -985,6 +1045,21 @@ _CLOSE = {table.name: table.update().where(table.c.person_key == sa.bindparam("p
                                            table.c.number == sa.bindparam("p_number"))
           .values(known_to_us=sa.bindparam("p_known_to")) for table in (persons, obligations)}
 _CLOSE_PARAMETERS = ("p_known_to", "p_key", "p_rule_set", "p_number")
+
+
+def _move_position(connection: sa.Connection, projection: str, position: int, new_position: int) -> bool:
+    """Move a log follower's position (rule set "") from `position` to `new_position`; False when another writer
+    moved it first. A follower starting at 0 has no row yet: it is inserted."""
+    where = (positions.c.projection == projection, positions.c.rule_set == "")
+    moved = connection.execute(positions.update().where(*where, positions.c.position == position)
+                               .values(position=new_position)).rowcount
+    if moved:
+        return True
+    if position != 0 or connection.execute(sa.select(positions.c.position).where(*where)).first():
+        return False
+    connection.execute(positions.insert().values(projection=projection, rule_set="", position=new_position,
+                                                 complete=True))
+    return True
 
 
 def _with_case_key(row: tuple, sealer: Sealer) -> tuple:

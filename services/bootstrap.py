@@ -22,6 +22,7 @@ from services.ingest import Ingestor, utc_now
 from services.queries import Queries
 from services.replay import Replay, record_rule_set
 from services.rosters import Reconciliation
+from services.scorecard import Scorecards
 from services.timeline import Timelines
 
 
@@ -40,6 +41,7 @@ class Services:
     leads: LeadRegister
     agencies: AgencyDirectory
     rosters: Reconciliation
+    scorecards: Scorecards
     chain: AuditChain | None = None  # the audit hash chain, extended after every write (services/audit.py)
     sessions: DashboardSessions | None = None  # the dashboard's server-side logins
     projector: Projector | None = None  # keeps the read model current (its mode: Settings.projector)
@@ -94,5 +96,6 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
         principals=principals, timelines=Timelines(queries),
         leads=LeadRegister(store, read_model, queries, ingestor, rules, clock), agencies=agencies,
         rosters=Reconciliation(store, read_model, queries, ingestor, agencies, clock),
+        scorecards=Scorecards(store, read_model, queries, agencies, rules, clock),
         sessions=DashboardSessions(SessionStore(settings.database_url), principals, clock),
     )

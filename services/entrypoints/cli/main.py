@@ -614,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     from services.entrypoints.cli.rosters import register as register_roster_commands  # handoff reconcile
 
     register_roster_commands(commands, caught_up)
+    from services.entrypoints.cli.scorecard import register as register_scorecard_commands  # handoff scorecard
+
+    register_scorecard_commands(commands, caught_up)
 
     upcoming = commands.add_parser("upcoming", help="obligations falling due soon")
     upcoming.add_argument("--within", type=parse_duration, default=dt.timedelta(days=7))

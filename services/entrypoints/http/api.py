@@ -38,6 +38,7 @@ from services.history import person_history
 from services.ingest import Source
 from services.leads import LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of
 from services.rosters import RosterNotFound
+from services.scorecard import BadMonth
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("handoff.access")
@@ -619,6 +620,19 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
             report["findings"] = [f for f in report["findings"] if me.sees_region(f["region"])]
         principals.record_access(me, "GET /v1/rosters/{id}", [f["id_number"] for f in report["findings"]])
         return report
+
+    @v1.get("/scorecard", tags=["statistics"])
+    def scorecard(me: Me, month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")],
+                  region: RegionParam = None, current: bool = False) -> dict[str, Any]:
+        """The monthly scorecard (月度通报) as known at the month's end: per agency the obligations due and the share
+        met on time, the median delay of the late ones, events published, backdated and refused, roster findings;
+        per region the 脱管漏管率, its change on the month before and the ranking. `current`: the same month as
+        known now beside it."""
+        require(me, Role.OVERSIGHT, Role.AUDITOR)
+        try:
+            return services.scorecards.month(month, scoped_region(me, region), current=current)
+        except BadMonth as problem:
+            raise ApiError(422, "invalid_month", str(problem)) from None
 
     @v1.get("/schemas", tags=["service"])
     def schemas(me: Me) -> dict[str, Any]:

@@ -40,7 +40,9 @@ from services.bootstrap import Services
 from domain.leads import DismissReason, LeadRefused
 
 from services.entrypoints import timeparse
-from services.entrypoints.exports import EXPORT_COLUMNS, csv_text, export_row, xlsx_bytes
+from services.entrypoints.exports import (EXPORT_COLUMNS, SCORECARD_AGENCY_COLUMNS, SCORECARD_REGION_COLUMNS,
+                                          csv_text, export_row, scorecard_agency_row, scorecard_heading,
+                                          scorecard_region_row, scorecard_xlsx, xlsx_bytes)
 from services.entrypoints.http.labels import (ACTION_LABELS, AGENCY_LABELS, CATEGORY_LABELS, DISMISS_LABELS,
                                               EVENT_LABELS, LEAD_STATE_LABELS, NOTICE_KIND_LABELS, ROLE_LABELS,
                                               STATE_LABELS, STATUS_LABELS, TEXT)
@@ -48,6 +50,7 @@ from services.leads import LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of
 from services.entrypoints.http.pictures import (bar_rows, fmt_date, fmt_due, fmt_time, timeline_picture,
                                                 trend_picture)
 from services.overview import TREND_MONTHS, Overview
+from services.scorecard import BadMonth
 
 log = logging.getLogger(__name__)
 
@@ -616,6 +619,53 @@ class Dashboard:
                             "within_label": dict(withins)[within],
                             "links_persons": principal.role in (Role.OVERSIGHT, Role.AUDITOR)}
 
+    # -- the monthly scorecard (月度通报) -------------------------------------------------------------------------
+
+    def scorecard(self, request: Request) -> Response:
+        return self.page(request, lambda p, as_of, day, lang: self.build_scorecard(request, p, lang))
+
+    def _scorecard_report(self, request: Request, principal: Principal) -> dict[str, Any]:
+        self.require(principal, Role.OVERSIGHT, Role.AUDITOR)
+        month = request.query_params.get("month") or last_month(self.today())
+        region = self.scoped_region(principal, request.query_params.get("region") or None)
+        try:
+            return self.services.scorecards.month(month, region, current=request.query_params.get("current") == "1")
+        except BadMonth as problem:
+            raise DashboardError(422, "bad_request", detail=str(problem)) from None
+
+    def build_scorecard(self, request: Request, principal: Principal, lang: str) -> tuple[str, dict[str, Any]]:
+        report = self._scorecard_report(request, principal)
+        current = report.get("current")
+        now_by_agency = {(a["kind"], a["agency_id"]): a for a in current["agencies"]} if current else {}
+        now_by_region = {r["region"]: r for r in current["regions"]} if current else {}
+        self.services.principals.record_access(principal, f"dashboard scorecard {report['month']}", [])
+        return "scorecard.html", {"report": report, "now_by_agency": now_by_agency, "now_by_region": now_by_region,
+                                  "region": request.query_params.get("region") or "",
+                                  "months": recent_months(self.today(), 13)}
+
+    def export_scorecard(self, request: Request, kind: str) -> Response:
+        principal = self.principal(request)
+        if principal is None:
+            return self.to_login(request)
+        try:
+            if kind not in ("csv", "xlsx"):
+                raise DashboardError(404, "not_found")
+            report = self._scorecard_report(request, principal)
+        except DashboardError as problem:
+            lang = self.language(request)
+            return self.render(request, "error.html", {"principal": principal, "as_of_date": self.today(),
+                                                       "message": TEXT[lang][problem.key].format(**problem.params)},
+                               problem.status)
+        name = f"scorecard-{report['month']}{'-' + report['region'] if report['region'] else ''}.{kind}"
+        headers = {**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+        if kind == "csv":
+            body = "\n".join(scorecard_heading(report)) + "\n\n" + csv_text(
+                SCORECARD_AGENCY_COLUMNS, [scorecard_agency_row(a) for a in report["agencies"]]) + "\n" + csv_text(
+                SCORECARD_REGION_COLUMNS, [scorecard_region_row(r) for r in report["regions"]])
+            return Response(("\ufeff" + body).encode("utf-8"), media_type="text/csv; charset=utf-8", headers=headers)
+        return Response(scorecard_xlsx(report), headers=headers,
+                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
     # -- routes ---------------------------------------------------------------------------------------------------
 
     def router(self) -> APIRouter:
@@ -632,7 +682,23 @@ class Dashboard:
         router.add_api_route("/leads/{lead_id}/actions", self.lead_action, methods=["POST"],
                              response_class=HTMLResponse)
         router.add_api_route("/due", self.due, methods=["GET"], response_class=HTMLResponse)
+        router.add_api_route("/scorecard", self.scorecard, methods=["GET"], response_class=HTMLResponse)
+        router.add_api_route("/scorecard/export.{kind}", self.export_scorecard, methods=["GET"])
         return router
+
+
+def last_month(today: dt.date) -> str:
+    """The last complete month (a 通报 is of a month that has ended)."""
+    before = today.replace(day=1) - dt.timedelta(days=1)
+    return f"{before.year:04d}-{before.month:02d}"
+
+
+def recent_months(today: dt.date, count: int) -> list[str]:
+    months, day = [], today.replace(day=1)
+    for _ in range(count):
+        months.append(f"{day.year:04d}-{day.month:02d}")
+        day = (day - dt.timedelta(days=1)).replace(day=1)
+    return months
 
 
 def page_numbers(current: int, pages: int) -> list[int | None]:

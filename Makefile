@@ -25,11 +25,15 @@ run: install
 	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	@echo "Simulating a county of 1,297 people ($(DEMO_DIR)/demo-events.jsonl; injected failures: $(DEMO_DIR)/demo-truth.json) ..."
 	@$(BIN)/handoff simulate --persons 1297 --counties 632801,632802 --seed 2026 \
+		--withhold decision=0.005 --withhold enrolment=0.005 --withhold detention=0.01 --rosters $(DEMO_DIR)/rosters \
 		--out $(DEMO_DIR)/demo-events.jsonl --truth $(DEMO_DIR)/demo-truth.json 2> $(DEMO_DIR)/demo-simulate.log
 	@echo "Loading it into $(DEMO_DB) ..."
 	@$(DEMO) $(BIN)/handoff publish --import $(DEMO_DIR)/demo-events.jsonl > $(DEMO_DIR)/demo-publish.json
 	@$(DEMO) $(BIN)/handoff stats --format table
 	@$(DEMO) $(BIN)/handoff gaps --limit 15 --format table
+	@echo "名单碰撞: the court's own list of judgments ($(DEMO_DIR)/rosters/) against the record ..."
+	@$(DEMO) $(BIN)/handoff reconcile --source court:FY-632801 $(DEMO_DIR)/rosters/court_FY-632801.csv \
+		--as-of $$(TZ=Asia/Shanghai date +%F) 2> /dev/null
 	@$(DEMO) $(BIN)/handoff principal add --role oversight --region 6328 --name 演示监督 > $(DEMO_DIR)/demo-token.json
 	@$(BIN)/python -m tools.demo_banner $(DEMO_DIR)/demo-token.json
 	@$(DEMO) $(BIN)/handoff serve

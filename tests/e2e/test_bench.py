@@ -44,4 +44,11 @@ def test_bench_reports_every_figure_beside_its_baseline():
                                       "gap_query_p99_under_50ms", "gap_query_measured_at_100000_persons",
                                       "past_gap_page_p99_under_100ms", "past_stats_p99_under_200ms",
                                       "overview_cold_under_1s", "projector_at_least_as_fast_as_ingest",
-                                      "register_and_lead_pages_p99_under_300ms"}
+                                      "register_and_lead_pages_p99_under_300ms",
+                                      "reconcile_roster_of_the_persons_under_60s"}
+    # The roster: the persons' judgments and 1% the record lacks, each of those a finding; the replay agrees.
+    reconcile = report["reconcile"]
+    assert reconcile["rows"] == reconcile["of_record"] + reconcile["not_of_record"]
+    assert reconcile["of_record"] > 150 and reconcile["not_of_record"] == reconcile["findings"] == 2
+    assert reconcile["replay_matches"] is True and reconcile["receive_s"] >= 0
+    assert reconcile["baseline_sample"] > 0 and reconcile["baseline_fold_per_row_ms"] > 0

@@ -26,6 +26,7 @@ from services.entrypoints.exports import csv_text
 from services.rosters import RosterNotFound
 
 DIRECTION_LABELS = {"roster_only": "名单有、系统无", "service_only": "系统有、名单无"}
+SHORT_DIRECTIONS = {"roster_only": "仅名单", "service_only": "仅系统"}
 CSV_COLUMNS = ["rule", "direction", "id_number", "name", "region", "row", "explanation", "lead_id"]
 
 
@@ -77,8 +78,10 @@ def _print_report(report: dict[str, Any]) -> None:
           f"（名单有系统无 {summary['roster_only']}，系统有名单无 {summary['service_only']}）{replayed}")
     print(f"名单编号 {roster['id']}  哈希 {roster['hash'][:16]}…")
     if report["findings"]:
-        table("名单碰撞发现 Findings", ["规则", "方向", "身份证号码", "姓名", "区划", "行", "线索"],
-              [[f["rule"].split("_")[0], DIRECTION_LABELS[f["direction"]], f["id_number"], f["name"], f["region"],
+        # Laid out to show the whole lead id in 100 columns: `handoff leads show` takes it.
+        table("名单碰撞发现 Findings（仅名单：名单有、系统无；仅系统：系统有、名单无）",
+              ["规则", "方向", "身份证号码", "姓名", "行", "线索编号"],
+              [[f["rule"].split("_")[0], SHORT_DIRECTIONS[f["direction"]], f["id_number"], f["name"],
                 (f["row"] or {}).get("row", ""), f["lead_id"]] for f in report["findings"]])
     if report["rejected_rows"]:
         table("有问题的行 Rows refused (kept with the roster)", ["行", "身份证号码", "姓名", "问题"],

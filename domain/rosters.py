@@ -304,7 +304,8 @@ class KnownSpan:
 
 @dataclass(frozen=True)
 class Finding:
-    """One difference between a roster and the record."""
+    """One difference between a roster and the record. Its region is the record's, else the row's, else the
+    agency's, else the one the ID number was issued in (oversight must see every finding somewhere)."""
 
     rule: str
     direction: str  # roster_only: on the list, not on record; service_only: on record, not on the list
@@ -357,7 +358,7 @@ def compare_court(source: RosterSource, rows: Sequence[RosterRow], decisions: Se
         others = [{"decided_by": d.decided_by, "effective": d.effective.isoformat()} for d in on_record]
         findings.append(Finding(
             rule, "roster_only", row.id_number, row.name,
-            next((d.region for d in on_record if d.region), None) or row.region or region,
+            next((d.region for d in on_record if d.region), None) or row.region or region or row.id_number[:6],
             source.kind, source.agency_id, row.as_dict(), {"decisions_on_record": others},
             f"法院名单载有生效判决 {row.case_ref}（{row.date}），本系统无该判决的生效信息（已判决未推送）/ the court's list "
             f"has judgment {row.case_ref} effective {row.date}; no decision_effective for it is on record"))
@@ -393,7 +394,8 @@ def compare_bureau(source: RosterSource, rows: Sequence[RosterRow], register: Ma
         else:
             said = f"本系统显示其状态为 {span.status or '无'}，未在册 / on record with status {span.status}, not in register"
         findings.append(Finding(
-            rule, "roster_only", row.id_number, row.name, (span.region if span else None) or row.region or region,
+            rule, "roster_only", row.id_number, row.name,
+            (span.region if span else None) or row.region or region or row.id_number[:6],
             source.kind, source.agency_id, row.as_dict(),
             {"shown": _span_evidence([span]) if span else []},
             f"社区矫正机构在册名单有此人，本系统未显示其在该机构在册：{said} / on the bureau's register, not in its "
@@ -430,7 +432,7 @@ def compare_police(source: RosterSource, rows: Sequence[RosterRow], spans: Mappi
                     "unreported detention explains it") if missing else ""
         findings.append(Finding(
             rule, "roster_only", row.id_number, row.name,
-            next((s.region for s in during if s.region), None) or row.region or region,
+            next((s.region for s in during if s.region), None) or row.region or region or row.id_number[:6],
             source.kind, source.agency_id, row.as_dict(),
             {"shown": _span_evidence(during), "explains_missing": missing},
             f"看守所名单显示此社区矫正对象于 {row.date} 被收押，本系统无羁押信息（羁押未通报）{explains} / the detention "

@@ -18,6 +18,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
+
 from domain.authorisation import PublisherIdentity
 from domain.calendar import SHANGHAI, micros
 from domain.catalog import AgencyKind
@@ -94,18 +96,25 @@ class Reconciliation:
             raise RosterError([f"不知道 {source.agency_id} 所在的行政区划：请先 handoff agency add，或以 --region 指明 / "
                                f"the region of {source.agency_id} is unknown: add the agency to the directory "
                                f"(handoff agency add) or give --region"])
-        roster = self.store.get_aggregate(roster_id(source, as_of, digest))
+        key = roster_id(source, as_of, digest)
+        roster = self.store.get_aggregate(key)
         if roster is None:
             roster = Roster(source=str(source), as_of=as_of.isoformat(), digest=digest, row_count=len(rows),
                             rows=[row.as_dict() for row in rows], file_name=file_name, received_by=received_by,
                             received_at=now.isoformat(), region=region)
-            self.store.save(roster)
+            try:
+                self.store.save(roster)
+            except IntegrityError:  # the same list sent twice at once: the first one stands
+                roster = self.store.get_aggregate(key)
         # Sent before: compared again as known then, which finds the same; publishing again records nothing twice.
         report = self._compare(roster, rows)
         self._publish(roster, report["findings"])
         if roster.findings is None:
             roster.compared([f["event_id"] for f in report["findings"] if f.get("recorded", True)])
-            self.store.save(roster)
+            try:
+                self.store.save(roster)
+            except IntegrityError:  # compared by the other sender meanwhile: the same findings
+                pass
         return report
 
     def replay(self, roster_key: str) -> dict[str, Any]:

@@ -40,8 +40,9 @@ class BadMonth(ValueError):
 def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime]:
     """[first instant, first instant of the next month) of YYYY-MM in Asia/Shanghai."""
     found = _MONTH.match(month or "")
-    if not found or not 1 <= int(found.group(2)) <= 12:
-        raise BadMonth(f"月份应写作 YYYY-MM（如 2026-11），收到 {month!r} / the month is YYYY-MM, e.g. 2026-11; got {month!r}")
+    if not found or not 1 <= int(found.group(2)) <= 12 or not 1979 <= int(found.group(1)) <= 2100:
+        raise BadMonth(f"月份应写作 YYYY-MM（如 2026-11，1979 至 2100 年），收到 {month!r} / the month is YYYY-MM, e.g. "
+                       f"2026-11, 1979 to 2100; got {month!r}")
     year, number = int(found.group(1)), int(found.group(2))
     start = dt.datetime(year, number, 1, tzinfo=SHANGHAI)
     end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=SHANGHAI)

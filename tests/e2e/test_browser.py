@@ -290,3 +290,39 @@ def test_an_officer_works_a_lead_from_search_to_a_suggestion_and_exports_the_reg
     shot("15-register-after")
     context.close()
     assert len(list(shots.glob("*.png"))) == 5
+
+
+def test_the_monthly_scorecard_reads_and_prints(request):
+    """月度通报: an officer picks a month, reads each agency's on-time share and each region's rank, and the printed
+    page keeps the title and the tables without the form."""
+    chromium_or_fail()
+    server, browser = request.getfixturevalue("server"), request.getfixturevalue("browser")
+    shots = ARTIFACTS / "scorecard"
+    shots.mkdir(parents=True, exist_ok=True)
+    services, base = server["services"], server["base"]
+    _, token = services.principals.add("oversight", "市检察院 刘检察官", region="5202")
+    month = f"{UNTIL.year:04d}-{UNTIL.month - 1:02d}" if UNTIL.month > 1 else f"{UNTIL.year - 1:04d}-12"
+    expected = services.scorecards.month(month, "5202")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(base + "/scorecard")
+    page.fill("#token", token)
+    page.click("button[type=submit] >> text=登录")
+    page.wait_for_url(lambda url: "/scorecard" in url)
+    page.select_option("select[name=month]", month)
+    page.click("form.filters button.primary")
+    page.wait_for_url(lambda url: f"month={month}" in url)
+    assert "月度通报" in page.inner_text("main h1") and month in page.inner_text("main h1")
+    busiest = max(expected["agencies"], key=lambda a: a["due"])
+    row = page.locator(f'#scorecard-agencies tr.agency-row[data-agency="{busiest["agency_id"]}"]')
+    assert row.count() == 1 and f'{busiest["on_time_share"]:.1f}%' in row.inner_text()
+    first = expected["regions"][0]
+    assert page.locator("#scorecard-regions tr.region-row").first.get_attribute("data-region") == first["region"]
+    page.screenshot(path=str(shots / "21-scorecard.png"), full_page=True)
+    page.emulate_media(media="print")
+    assert not page.locator("form.filters").is_visible() and page.locator("#scorecard-regions").is_visible()
+    assert page.locator("p.print-only").is_visible()
+    page.screenshot(path=str(shots / "22-scorecard-printed.png"), full_page=True)
+    context.close()

@@ -259,3 +259,39 @@ def test_envelope_of_a_finding_is_an_event_like_any_other():
         "rule": "A06_register_mismatch", "direction": "service_only", "roster_id": "0b6f3f2e-8a3c-4f55-9d0e-2f8c1b7a6e51",
         "finding": "在册名单中没有"}, kind="bureau", person=id_number(1))
     assert parse_event(event).event_type == "roster_discrepancy_found"
+
+
+def test_the_commands_simulate_rosters_and_reconcile_them(tmp_path):
+    """`handoff simulate --withhold … --rosters DIR`, `handoff publish --import`, `handoff reconcile` (table, JSON,
+    CSV) and `--replay`, as an operator types them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    handoff = str(Path(sys.executable).parent / "handoff")
+    env = {"HANDOFF_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db", "PATH": "/usr/bin:/bin"}
+
+    def run_cli(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([handoff, *args], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    run_cli("simulate", "--persons", "200", "--seed", "5", "--until", "2026-10-30T18:00:00+08:00",
+            "--withhold", "decision=0.05", "--out", str(tmp_path / "ev.jsonl"), "--truth", str(tmp_path / "t.json"),
+            "--rosters", str(tmp_path / "rosters"))
+    truth = json.loads((tmp_path / "t.json").read_text())
+    run_cli("publish", "--import", str(tmp_path / "ev.jsonl"))
+    court = "FY-632801"
+    withheld = {t["id_number"] for t in truth if t["failure"] == "withheld_decision"
+                and t["withheld"][0]["agency"]["id"] == court}
+    roster = str(tmp_path / "rosters" / f"court_{court}.csv")
+    report = json.loads(run_cli("reconcile", "--source", f"court:{court}", roster, "--as-of", "2026-10-30",
+                                "--format", "json").stdout)
+    assert {f["id_number"] for f in report["findings"]} == withheld and withheld
+    shown = run_cli("reconcile", "--replay", report["roster"]["id"]).stdout
+    assert "重放结果与当时记录一致" in shown and max(len(line) for line in shown.splitlines()) <= 100
+    rows = run_cli("reconcile", "--replay", report["roster"]["id"], "--format", "csv").stdout.splitlines()
+    assert rows[0].startswith("rule,direction,id_number") and len(rows) == len(withheld) + 1
+    wrong = subprocess.run([handoff, "reconcile", "--source", "judge:X", roster, "--as-of", "2026-10-30"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert wrong.returncode == 2 and "court、bureau 或 police" in wrong.stderr

@@ -121,7 +121,7 @@ def test_a_month_not_begun_or_malformed_is_refused(history):
     services, _ = history
     from services.scorecard import BadMonth
 
-    for month in ("2024-13", "2024-3", "March", "2099-01"):
+    for month in ("2024-13", "2024-3", "March", "2099-01", "0000-01", "9999-12"):
         with pytest.raises(BadMonth):
             services.scorecards.month(month)
 

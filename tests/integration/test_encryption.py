@@ -15,6 +15,7 @@ from adapters.config import Settings
 from domain.identity import id_check_char
 from services.bootstrap import bootstrap
 from services.history import person_history
+from domain.rosters import RosterSource
 from services.ingest import Source
 from tests.builders import decision, envelope
 
@@ -51,7 +52,8 @@ def leaks(blob: bytes, *secrets: str) -> list[str]:
 
 def test_encrypted_store_holds_no_id_number_or_name_in_clear(database_url, request):
     rng = random.Random()
-    (person, name), (other, other_name) = secret_person(rng), secret_person(rng)
+    (person, name), (other, other_name), (listed, listed_name) = (secret_person(rng), secret_person(rng),
+                                                                  secret_person(rng))
     key = AESCipher.create_key(32)
     services = bootstrap(Settings(database_url=database_url, cipher_key=key), clock=lambda: NOW)
     try:
@@ -70,11 +72,18 @@ def test_encrypted_store_holds_no_id_number_or_name_in_clear(database_url, reque
         assert person_history(services.store, person)[0]["person"]["name"] == name
         assert other_name in list(services.store.dead_letters())[0].raw
         assert services.replay.replay(known_at=NOW, state="all")["gaps"] == gaps
+        # A court's roster naming a person the record lacks: the roster kept and its finding (an event, a lead).
+        header = ["id_number", "name", "case_ref", "date"]
+        lines = [[person, name, f"(2025)黔0222刑初{person[-4:]}号", "2025-03-03"],
+                 [listed, listed_name, "(2025)黔0222刑初1号", "2025-04-01"]]
+        report = services.rosters.receive(RosterSource.parse("court:FY-520222"), header, lines, dt.date(2026, 11, 21))
+        assert [(f["id_number"], f["name"]) for f in report["findings"] if f["direction"] == "roster_only"] == [
+            (listed, listed_name)]
 
         postgres = request.getfixturevalue("postgres_server") if database_url.startswith("postgres") else None
         blob = raw_bytes(database_url, services, postgres)
         assert len(blob) > 10_000
-        assert leaks(blob, person, name, other, other_name) == []
+        assert leaks(blob, person, name, other, other_name, listed, listed_name) == []
     finally:
         services.close()
 

@@ -27,8 +27,9 @@ ALLOWED = {
     "services.entrypoints": {"domain", "adapters", "projections", "services"},
     "tools": {"domain", "adapters", "projections", "services", "services.entrypoints"},
 }
-# The `handoff simulate` and `handoff bench` commands start the dev tools, and only when they are run.
-TOOL_COMMANDS = {("services.entrypoints.cli.main", "tools.simulate"), ("services.entrypoints.cli.main", "tools.bench")}
+# The `handoff simulate` (with its --rosters) and `handoff bench` commands start the dev tools, only when they run.
+TOOL_COMMANDS = {("services.entrypoints.cli.main", "tools.simulate"), ("services.entrypoints.cli.main", "tools.bench"),
+                 ("services.entrypoints.cli.main", "tools.rosters")}  # simulate --rosters
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ EVENT_LABELS = {
     "monitoring_extended": "电子定位延长", "monitoring_ended": "电子定位解除", "discharged": "解除矫正",
     "death_recorded": "死亡登记", "procuratorial_notice_issued": "检察意见/建议", "notice_replied": "回复检察意见",
     "supervision_review_recorded": "检察监督记录", "event_retracted": "撤回事件",
+    "roster_discrepancy_found": "名单碰撞发现不一致",
 }
 
 # The lead register's words (domain/leads.py keeps the Chinese ones beside the rules).

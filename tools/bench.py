@@ -462,6 +462,22 @@ def measure_reconcile(services, data: Path, work: Path, persons: int) -> dict[st
             "baseline_fold_roster_s": round(per_row * made["rows"], 1), "baseline_sample": len(sample)}
 
 
+def measure_scorecard(services, repeat: int = 5) -> dict[str, Any]:
+    """The monthly scorecard of last month for a city and for everywhere, after its follower of the log has counted
+    every event once (timed apart: it runs once, then follows the log)."""
+    from services.scorecard import previous_month
+
+    started = time.perf_counter()
+    counted = services.scorecards.catch_up()
+    catch_up = time.perf_counter() - started
+    today = services.scorecards.clock().astimezone(dt.timezone(dt.timedelta(hours=8))).date()
+    month = previous_month(f"{today.year:04d}-{today.month:02d}")
+    city = sorted({region[:4] for region in services.read_model.regions()})[0]
+    return {"month": month, "log_events_counted": counted, "catch_up_s": round(catch_up, 1),
+            "city": _timed(lambda: services.scorecards.month(month, city), repeat),
+            "everywhere": _timed(lambda: services.scorecards.month(month), repeat)}
+
+
 def simulated(persons: int, seed: int, path: Path) -> dict[str, Any]:
     """Generate the bench's data with the county simulator (5% injected failures, two counties), in a process of
     its own, so that the peak memory reported is that of ingest, rebuild and queries, not of the generator."""
@@ -529,6 +545,8 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
             results["queries"] = measure_queries(services, query_repeat)
             say("reconciling a court's roster of every judgment (名单碰撞)")
             results["reconcile"] = measure_reconcile(services, data, work, persons)
+            say("the monthly scorecard (月度通报)")
+            results["scorecard"] = measure_scorecard(services)
         finally:
             services.close()
         results["live_projector"] = results["live_projector_shares"] = None
@@ -618,6 +636,10 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         ["a lead's page (dashboard, with the timeline)",
          f"p50 {q['lead_page']['p50_ms']} ms · p99 {q['lead_page']['p99_ms']} ms", "target p99 < 300 ms"],
         _reconcile_row(results["reconcile"]),
+        ["月度通报: last month, a city / everywhere",
+         f"p50 {results['scorecard']['city']['p50_ms']} / {results['scorecard']['everywhere']['p50_ms']} ms",
+         f"first counting the whole log once: {results['scorecard']['catch_up_s']} s "
+         f"({results['scorecard']['log_events_counted']:,} events)"],
         *(_projector_row(measured) for measured in (live, results.get("live_projector_shares")) if measured),
         ["peak memory", f"{results['peak_rss_mib']} MiB", f"after ingest {results['peak_rss_mib_after_ingest']} MiB"],
         *_kafka_rows(results),

@@ -151,7 +151,7 @@ def quarantining(stream: Any) -> Iterator[None]:
 
 def quarantine_rows(id_number: str, name: str, rule_set: str, problem: str) -> PersonRows:
     """A quarantined person's rows: in no region, no status figure and no obligation until the cause is mended."""
-    return PersonRows(id_number, name, [(None, QUARANTINED, None, None, None, None, None, None, None, rule_set,
+    return PersonRows(id_number, name, [(None, QUARANTINED, None, None, None, None, None, None, None, None, rule_set,
                                          problem, False, 0, 0, None, 0, None)], [])
 
 

@@ -195,8 +195,8 @@ def test_the_read_model_stores_awkward_text_exactly(database_url):
     try:
         rows = [
             PersonRows(f"52022219800101{n:04d}", text,
-                       [("520222", "under_supervision", None, None, -1, None, 2**62, "probation", text, "v1", text,
-                         False, 1, -(2**62), None, 0, None)],
+                       [("520222", "under_supervision", None, None, -1, None, 2**62, "probation", text, text, "v1",
+                         text, False, 1, -(2**62), None, 0, None)],
                        [("520222", "R04_not_reported", text, "bureau", text, None, text, 0, None, None, -(2**62),
                          "v1", True, text, True, 2, 0, 2**62, -1, 1)])
             for n, text in enumerate(awkward)
@@ -226,7 +226,8 @@ def test_a_read_model_of_an_older_shape_is_dropped_and_built_again(tmp_path):
 
     url = f"sqlite:///{tmp_path}/rm.sqlite3"
     row = PersonRows("520222198001011236", "张三", [("520222", "under_supervision", None, None, None, None, None,
-                                                   "probation", None, "v1", None, False, 1, 0, None, 0, None)], [])
+                                                   "probation", None, None, "v1", None, False, 1, 0, None, 0,
+                                                   None)], [])
     for change in ("DROP TABLE rm_regions", "DROP INDEX ix_rm_persons_now",
                    "CREATE INDEX ix_rm_persons_old ON rm_persons (region)"):
         read_model = ReadModel(url)

@@ -40,6 +40,7 @@ class EventStore(Application[UUID]):
         # Called with the recordings of every successful write, whoever wrote (ingest, principals, the access log,
         # the rule-set history): the audit chain links what was stored at once.
         self.after_write: list[Callable[[list[Any]], Any]] = []
+        self._state_decoder: Any = None  # adapters.fastread.StateDecoder, made when first needed
         self._backfill_claims()
 
     def _notify(self, recordings: list[Any]) -> None:
@@ -153,9 +154,16 @@ class EventStore(Application[UUID]):
         return [(notification.id, notification.originator_id)
                 for notification in self.recorder.select_notifications(start, limit, stop=stop, topics=list(topics))]
 
-    def log_page(self, topics: Sequence[str], start: int, limit: int, stop: int | None = None) -> list[tuple[int, Any]]:
-        """(position, domain event) of the stored events of these topics from position `start` on, at most `limit`."""
-        return [(notification.id, self.mapper.to_domain_event(notification))
+    def log_states(self, topics: Sequence[str], start: int, limit: int,
+                   stop: int | None = None) -> list[tuple[int, str, dict[str, Any]]]:
+        """(position, topic, the event's attributes as plain values) of the stored events of these topics from
+        position `start` on, at most `limit`: a follower of the log that counts, without a domain event each."""
+        if self._state_decoder is None:
+            from .fastread import StateDecoder
+
+            self._state_decoder = StateDecoder(self.mapper)
+        decode = self._state_decoder.decode
+        return [(notification.id, notification.topic, decode(notification.state))
                 for notification in self.recorder.select_notifications(start, limit, stop=stop, topics=list(topics))]
 
     def head(self) -> int:

@@ -81,7 +81,8 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
     mode = settings.projector or projector or "inline"
     if mode not in ("inline", "background", "none"):
         raise ConfigError(f"HANDOFF_PROJECTOR {mode!r}: inline, background or none")
-    runner = Projector(projection, mode)  # type: ignore[arg-type]
+    scorecards = Scorecards(store, read_model, queries, agencies, rules, clock)
+    runner = Projector(projection, mode, followers=[scorecards.catch_up])  # type: ignore[arg-type]
     ingestor = Ingestor(store, clock=clock)
     ingestor.after_store.append(runner.nudge)
     principals = Principals(store, clock, chained=chain.stream_is_chained if chain is not None else None)
@@ -96,6 +97,6 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
         principals=principals, timelines=Timelines(queries),
         leads=LeadRegister(store, read_model, queries, ingestor, rules, clock), agencies=agencies,
         rosters=Reconciliation(store, read_model, queries, ingestor, agencies, clock),
-        scorecards=Scorecards(store, read_model, queries, agencies, rules, clock),
+        scorecards=scorecards,
         sessions=DashboardSessions(SessionStore(settings.database_url), principals, clock),
     )

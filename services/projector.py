@@ -10,12 +10,17 @@ for what other processes wrote (Kafka workers, imports, another API process). It
   own writes at once (tests, and a single-user embedded service that prefers it).
 
 A failed catch-up is logged and tried again at the next nudge or interval: the projector never stops for it.
+
+`followers` are other read models that follow the log on their own position (the scorecard's count of what each
+agency published): a running projector keeps them current too, so that no reader has a backlog to count. Inline,
+they are left to their readers, who bring them up to date before reading.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from services.ports import Projection
@@ -27,12 +32,14 @@ MODES: tuple[str, ...] = ("background", "inline", "none")
 
 
 class Projector:
-    def __init__(self, projection: Projection, mode: Mode = "background", interval: float = 1.0):
+    def __init__(self, projection: Projection, mode: Mode = "background", interval: float = 1.0,
+                 followers: Sequence[Callable[[], int]] = ()):
         if mode not in MODES:
             raise ValueError(f"projector mode {mode!r}: one of {', '.join(MODES)}")
         self.projection = projection
         self.mode = mode
         self.interval = interval
+        self.followers = list(followers)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,6 +62,14 @@ class Projector:
                 log.exception("the projector could not catch up; it tries again")
                 return 0
 
+    def follow(self) -> None:
+        for follower in self.followers:
+            try:
+                follower()
+            except Exception:  # as a failed catch-up: logged, tried again at the next round
+                self.failures += 1
+                log.exception("a follower of the log could not catch up; it tries again")
+
     def start(self) -> None:
         if self.mode != "background" or self._thread is not None:
             return
@@ -74,6 +89,7 @@ class Projector:
         while not self._stop.is_set():
             self._wake.clear()
             refolded = self.catch_up()
+            self.follow()
             if on_round is not None:
                 on_round(refolded)
             self._wake.wait(self.interval)

@@ -59,13 +59,14 @@ def _day(moment: str) -> str:
     return dt.datetime.fromisoformat(moment).astimezone(SHANGHAI).date().isoformat()
 
 
-def _refused_by(letter: Any) -> tuple[str, str, str]:
-    """(kind, agency id, region) a refused input came from: the authenticated sender (http:KIND:ID), else what the
-    input claimed, else unknown."""
-    parts = (letter.source or "").split(":")
+def _refused_by(letter: dict[str, Any]) -> tuple[str, str, str]:
+    """(kind, agency id, region) a refused input (a dead letter's attributes) came from: the authenticated sender
+    (http:KIND:ID), else what the input claimed, else unknown."""
+    source = letter.get("source") or "unknown"
+    parts = source.split(":")
     claimed: dict[str, Any] = {}
     try:
-        raw = json.loads(letter.raw)
+        raw = json.loads(letter.get("raw") or "")
         if isinstance(raw, dict) and isinstance(raw.get("agency"), dict):
             claimed = raw["agency"]
     except (ValueError, TypeError):
@@ -76,7 +77,7 @@ def _refused_by(letter: Any) -> tuple[str, str, str]:
     kind, agency_id = claimed.get("kind"), claimed.get("id")
     if kind in KIND_LABELS and isinstance(agency_id, str) and 0 < len(agency_id) <= 200:
         return kind, agency_id, region
-    return "unknown", letter.source or "unknown", region
+    return "unknown", source, region
 
 
 class Scorecards:
@@ -95,18 +96,19 @@ class Scorecards:
         """Count the events and refusals stored since the position; returns how many were counted."""
         counted, head = 0, self.store.head()
         while (position := self.read_model.publications_position()) < head:
-            page = self.store.log_page([PERSON_EVENT_TOPIC, DEAD_LETTER_TOPIC], position + 1, CATCH_UP_PAGE, head)
+            page = self.store.log_states([PERSON_EVENT_TOPIC, DEAD_LETTER_TOPIC], position + 1, CATCH_UP_PAGE, head)
             counts: Counter[tuple] = Counter()
-            for _, event in page:
-                if isinstance(event, DeadLetter.Refused):
+            for _, topic, event in page:
+                if topic == DEAD_LETTER_TOPIC:
                     kind, agency_id, region = _refused_by(event)
-                    counts[(_day(event.received_at), kind, agency_id, region, f"refused:{event.code}")] += 1
+                    counts[(_day(event["received_at"]), kind, agency_id, region, f"refused:{event['code']}")] += 1
                     continue
-                agency = event.agency
-                key = (_day(event.recorded_at), agency["kind"], agency["id"], agency.get("region") or "")
+                agency = event["agency"]
+                recorded = dt.datetime.fromisoformat(event["recorded_at"])
+                key = (recorded.astimezone(SHANGHAI).date().isoformat(), agency["kind"], agency["id"],
+                       agency.get("region") or "")
                 counts[(*key, "published")] += 1
-                late = dt.datetime.fromisoformat(event.recorded_at) - dt.datetime.fromisoformat(event.occurred_at)
-                if late > BACKDATED:
+                if recorded - dt.datetime.fromisoformat(event["occurred_at"]) > BACKDATED:
                     counts[(*key, "backdated")] += 1
             moved_to = page[-1][0] if len(page) == CATCH_UP_PAGE else head
             if self.read_model.add_publications(position, moved_to, counts):
@@ -161,11 +163,15 @@ class Scorecards:
             elif row.measure.startswith("refused:"):
                 code = row.measure.split(":", 1)[1]
                 e["refused"][code] = e["refused"].get(code, 0) + int(row.count)
+        directory: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for known in (self.agencies.list() if self.agencies is not None else []):
+            directory[(known.kind, known.region)].append(known.id)
         end_us = micros(end)
         rows = self.read_model.obligations_due(micros(start), end_us, micros(known_at) if known_at else None,
                                                self.queries.projection.serving_rule_set(), region)
         for row in rows:
-            agency_id = row.obligated_id or self._agency_of(row.obligated_kind, row.obligated_region, publishers)
+            agency_id = row.obligated_id or self._agency_of(row.obligated_kind, row.obligated_region, publishers,
+                                                            directory)
             e = entry(row.obligated_kind, agency_id, row.obligated_region)
             if row.rule in ROSTER_RULES:
                 e["findings"][row.rule] = e["findings"].get(row.rule, 0) + 1
@@ -191,13 +197,14 @@ class Scorecards:
             result.append(e)
         return sorted(result, key=lambda e: (e["kind"], e["region"] or "", e["agency_id"]))
 
-    def _agency_of(self, kind: str, region: str | None, publishers: dict[tuple[str, str], set[str]]) -> str:
+    @staticmethod
+    def _agency_of(kind: str, region: str | None, publishers: dict[tuple[str, str], set[str]],
+                   directory: dict[tuple[str, str], list[str]]) -> str:
         """An obligation of "the bureau of a region" (no agency id): that region's agency of the kind in the
         directory, else the one agency of that kind publishing there, else kind@region."""
-        if self.agencies is not None:
-            known = [a.id for a in self.agencies.list() if a.kind == kind and a.region == region]
-            if len(known) == 1:
-                return known[0]
+        known = directory.get((kind, region or ""), [])
+        if len(known) == 1:
+            return known[0]
         seen = publishers.get((kind, region or ""), set())
         if len(seen) == 1:
             return next(iter(seen))

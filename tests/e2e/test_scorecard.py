@@ -159,3 +159,13 @@ def test_api_dashboard_and_cli(history, tmp_path):
                            env={"HANDOFF_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}, timeout=120)
     assert table.returncode == 0 and "按期率" in table.stdout and "50.0%" in table.stdout
     assert max(len(line) for line in table.stdout.splitlines()) <= 100
+
+
+def test_a_running_projector_keeps_the_count_of_publications_current(history):
+    from services.projector import Projector
+
+    services, _ = history
+    assert services.read_model.publications_position() == 0  # inline, nobody has read a scorecard yet
+    runner = Projector(services.projection, "background", interval=0.01, followers=[services.scorecards.catch_up])
+    runner.run(on_round=lambda _: runner.stop())
+    assert services.read_model.publications_position() == services.store.head()

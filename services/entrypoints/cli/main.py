@@ -539,10 +539,14 @@ def cmd_project(args: argparse.Namespace, services: Services) -> int:
     if projection.lag():
         _with_progress("updating read models 更新读模型", projection.head(),
                        lambda progress: projection.catch_up(progress=progress))
+    # The monthly scorecard's count of publications follows the log too: in one process, not in every share.
+    followers = [services.scorecards.catch_up] if args.share in (None, 0) else []
+    for follower in followers:
+        follower()
     if args.once:
         print_json(projection.freshness())
         return EXIT_OK
-    projector = Projector(projection, "background", interval=args.interval)
+    projector = Projector(projection, "background", interval=args.interval, followers=followers)
     of_share = f", share {args.share} of {shares}" if args.share is not None else ""
     print(f"handoff project: following the event log (rule set {services.rules.version}{of_share}); Ctrl-C stops",
           file=sys.stderr)

@@ -191,14 +191,24 @@ def read_rows(kind: str, header: Sequence[Any], lines: Iterable[Sequence[Any]], 
     """Every data row of a roster with its problems, in the file's order. Blank lines are skipped."""
     positions = column_positions(header, kind, mapping)
     raw: list[tuple[int, dict[str, str]]] = []
+    numeric_ids: set[int] = set()  # rows whose ID number a spreadsheet kept as a number
+    id_column = positions["id_number"]
     for offset, line in enumerate(lines):
         cells = [_text(cell) for cell in line]
         if not any(cells):
             continue
         if len(raw) >= MAX_ROWS:
             raise RosterError([f"名单超过 {MAX_ROWS:,} 行，请分批报送 / more than {MAX_ROWS:,} rows: send it in parts"])
+        if id_column < len(line) and isinstance(line[id_column], (int, float)):
+            numeric_ids.add(offset + 2)
         raw.append((offset + 2, {name: cells[index] if index < len(cells) else "" for name, index in positions.items()}))
-    return checked_rows(kind, raw, as_of)
+    rows = checked_rows(kind, raw, as_of)
+    for row in rows:
+        if row.number in numeric_ids and not row.id_number:
+            row.problems.append("该身份证号码在表格中存为数字，末几位已丢失：请把该列设为文本后重新导出 / the spreadsheet "
+                                "kept this ID number as a number and lost its last digits: format the column as "
+                                "text and export again")
+    return rows
 
 
 def checked_rows(kind: str, raw: Iterable[tuple[int, Mapping[str, str]]], as_of: dt.date) -> list[RosterRow]:

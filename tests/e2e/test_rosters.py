@@ -295,3 +295,13 @@ def test_the_commands_simulate_rosters_and_reconcile_them(tmp_path):
     wrong = subprocess.run([handoff, "reconcile", "--source", "judge:X", roster, "--as-of", "2026-10-30"],
                            capture_output=True, text=True, env=env, timeout=120)
     assert wrong.returncode == 2 and "court、bureau 或 police" in wrong.stderr
+
+
+def test_an_id_number_excel_kept_as_a_number_says_so(county_services):
+    """Excel turns an 18-digit ID number typed into a general cell into a float, which keeps 15 digits: the row is
+    refused with the reason and the remedy, not only "wrong check digit"."""
+    content = xlsx_bytes(["身份证号码", "姓名", "收押日期"], [[float(id_number(1)[:17] + "0"), "张三", "2026-10-01"],
+                                                      [id_number(2), "李四", "2026-10-02"]])
+    report = reconcile(county_services, "police:GA-520222", content, "收押.xlsx")
+    [refused] = report["rejected_rows"]
+    assert refused["row"] == 2 and any("设为文本" in problem for problem in refused["problems"])

@@ -294,10 +294,7 @@ class ReadModel:
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(connection, _record):  # wait for the event store's writer instead of failing at once
                 connection.execute("PRAGMA busy_timeout = 30000")
-        if not self._schema_is_current():
-            # Read models are derived data: a table of an older shape is dropped and rebuilt from the event log.
-            metadata.drop_all(self.engine)
-        metadata.create_all(self.engine)
+        self._set_up_schema()
         self._add_regions = _insert_ignoring_duplicates(self.engine.dialect, regions)
         self._known_regions: set[str] = set()  # written by this process: no need to write them again
         self._insert_persons = _insert_statement(self.engine.dialect, persons,
@@ -305,8 +302,36 @@ class ReadModel:
         self._insert_obligations = _insert_statement(self.engine.dialect, obligations,
                                                      PERSONAL_COLUMNS + OBLIGATION_COLUMNS)
 
-    def _schema_is_current(self) -> bool:
-        inspector = sa.inspect(self.engine)
+    def _set_up_schema(self) -> None:
+        """Check the tables and create (or drop and create) them in one transaction that holds the database's write
+        lock: processes starting together (an API and the projector's shares) never see another's half-made
+        schema, which would look like an older one and be dropped under the other's feet. Read models are derived
+        data: a table of an older shape is dropped and rebuilt from the event log."""
+        with self._schema_lock() as connection:
+            if not self._schema_is_current(connection):
+                metadata.drop_all(connection)
+            metadata.create_all(connection)
+
+    @contextlib.contextmanager
+    def _schema_lock(self) -> Iterator[sa.Connection]:
+        if self.engine.dialect.name == "sqlite":
+            # pysqlite commits before each DDL statement unless the connection leaves transactions to us.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                except BaseException:
+                    connection.exec_driver_sql("ROLLBACK")
+                    raise
+                connection.exec_driver_sql("COMMIT")
+            return
+        with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":  # DDL is transactional; this serialises the check too
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(726570001)"))
+            yield connection
+
+    def _schema_is_current(self, connection: sa.Connection) -> bool:
+        inspector = sa.inspect(connection)
         present = [inspector.has_table(table.name) for table in metadata.sorted_tables]
         if any(present) and not all(present):
             return False  # a table added since: the rows it would derive from are in the others, so all go

@@ -241,3 +241,30 @@ def test_a_read_model_of_an_older_shape_is_dropped_and_built_again(tmp_path):
         assert {index["name"] for index in sa.inspect(reopened.engine).get_indexes("rm_persons")} >= \
             {"ix_rm_persons_now"}
         reopened.close()
+
+
+def _open_read_model(url: str, times: int, go) -> None:
+    from adapters.readmodel import ReadModel
+
+    go.wait()  # every process imported and ready (a barrier): they open the new store at the same moment
+    for _ in range(times):
+        read_model = ReadModel(url)
+        read_model.serving("supervision")
+        read_model.close()
+
+
+def test_processes_starting_together_never_drop_each_others_tables(tmp_path):
+    """An API, a projector's shares and a bench starting at once on a new store: each checks the schema and creates
+    it in one transaction, so none sees another's half-made schema as an older one and drops it."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path}/together{attempt}.sqlite3"
+        go = context.Barrier(6)
+        processes = [context.Process(target=_open_read_model, args=(url, 4, go)) for _ in range(6)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(120)
+        assert [process.exitcode for process in processes] == [0] * 6

@@ -15,27 +15,18 @@ from typing import Annotated, Any, Literal, Union
 
 import orjson
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
-                      create_model)
+                      ValidationInfo, create_model, field_validator, model_validator)
 
 from .catalog import (CATALOG, AgencyKind, Payload, RegionCode, ShortText, date_range_problem, refusing,
                       text_problem)
 from .errors import Rejected, RejectionCode
-from .identity import id_number_problem, id_number_refusal, normalise_id_number
+from .identity import (NUMBER_WITHOUT_BIRTH_DATE, IdType, document_problem, id_number_refusal,
+                       normalised_document_number, person_key)
 from .messages import bilingual
-from .upcasting import CURRENT_SCHEMA_VERSION, UnsupportedVersion, upcast
+from .upcasting import CURRENT_SCHEMA_VERSION, UnsupportedVersion, payload_unchanged, upcast, upcast_envelope
 
 # Larger inputs are refused unread; a real envelope is a few hundred bytes.
 MAX_ENVELOPE_BYTES = 64 * 1024
-
-
-def _check_id_number(value: str) -> str:
-    problem = id_number_problem(value)
-    if problem:
-        raise ValueError(id_number_refusal(problem))
-    return normalise_id_number(value)
-
-
-IdNumber = Annotated[str, AfterValidator(_check_id_number)]
 
 
 class _Strict(BaseModel):
@@ -60,13 +51,74 @@ class Agency(_Strict):
 
 
 class PersonRef(_Strict):
-    """社区矫正对象 / the person under community correction."""
+    """社区矫正对象 / the person under community correction, by an identity document (envelope version 2)."""
 
-    id_number: Annotated[IdNumber, _described(
-        "18 位居民身份证号码（GB 11643 校验码；15 位旧号码请先换算）",
-        "18-character resident ID number with its GB 11643 check character", "520222198001011236")]
+    id_type: Annotated[IdType | None, _described(
+        "证件类型（schema_version 2 起；缺省为 resident 居民身份证）：resident、resident_legacy15 15 位旧身份证、"
+        "foreign_permanent_resident 外国人永久居留身份证、passport 护照（须填 nationality）、hk_macau_permit "
+        "港澳居民来往内地通行证、taiwan_permit 台湾居民来往大陆通行证",
+        "identity document type (from schema_version 2; absent means resident)", "resident")] = None
     name: Annotated[str, Field(min_length=1, max_length=64, description="姓名 / name", examples=["张三"]),
                     AfterValidator(refusing(text_problem))]
+    nationality: Annotated[str | None, _described("国籍（ISO 3166-1 三字母代码；护照必填）",
+                                                  "nationality, ISO 3166-1 alpha-3 (required with a passport)",
+                                                  "KOR")] = None
+    id_number: Annotated[str, Field(min_length=1, max_length=40, description=(
+        "证件号码：居民身份证为 18 位（GB 11643 校验码） / the document's number: 18 characters with a GB 11643 "
+        "check character for a resident ID"), examples=["520222198001011236"])]
+    birth_date: Annotated[dt.date | None, _described(
+        "出生日期（号码中不含出生日期的证件可填：护照、通行证），用于疑似同一人的核对",
+        "birth date, for documents whose number has none (passport, permits): probable matches are found by it",
+        "1985-06-01")] = None
+
+    @field_validator("nationality")
+    @classmethod
+    def _nationality_goes_with_its_document(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("id_type") not in (IdType.PASSPORT, IdType.FOREIGN_PERMANENT_RESIDENT):
+            raise ValueError("只有护照和外国人永久居留身份证报送国籍 / nationality goes with a passport or a foreign "
+                             "permanent resident ID only")
+        return value.strip().upper()
+
+    @field_validator("id_number")
+    @classmethod
+    def _valid_number_of_its_type(cls, value: str, info: ValidationInfo) -> str:
+        if "id_type" not in info.data:
+            return value  # the type itself is refused
+        id_type = info.data["id_type"] or IdType.RESIDENT
+        number = normalised_document_number(value)
+        if id_type is IdType.PASSPORT and "nationality" not in info.data:
+            return number  # the nationality is refused
+        problem = document_problem(id_type, number, info.data.get("nationality"))
+        if problem:
+            raise ValueError(id_number_refusal(problem) if id_type is IdType.RESIDENT else f"证件号码无效：{problem}")
+        return number
+
+    @model_validator(mode="after")
+    def _birth_date_only_where_the_number_has_none(self) -> PersonRef:
+        id_type = self.id_type or IdType.RESIDENT
+        if self.birth_date is not None and id_type not in NUMBER_WITHOUT_BIRTH_DATE and not (
+                id_type is IdType.FOREIGN_PERMANENT_RESIDENT and len(self.id_number) != 18):
+            raise ValueError("出生日期已含在证件号码中，请勿另填 / the birth date is part of this document's number")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The person key (domain/identity.py `person_key`): what joins this person's records."""
+        return person_key(self.id_type or IdType.RESIDENT, self.id_number, self.nationality)
+
+    def document(self) -> dict[str, Any]:
+        """As stored and hashed: a resident ID as version 1 wrote it (so a version-1 event resent is the same event),
+        any other document with its type and what goes with it."""
+        if self.id_type in (None, IdType.RESIDENT):
+            return {"id_number": self.id_number, "name": self.name}
+        document: dict[str, Any] = {"id_type": self.id_type.value, "id_number": self.id_number, "name": self.name}
+        if self.nationality is not None:
+            document["nationality"] = self.nationality
+        if self.birth_date is not None:
+            document["birth_date"] = self.birth_date.isoformat()
+        return document
 
 
 def _moment_problem(value: dt.datetime) -> str | None:
@@ -89,7 +141,8 @@ class Envelope(_Strict):
     # Validated as a string, so that an unknown type gets its own refusal code (unknown_event_type).
     event_type: Annotated[str, _described("事件类型（见 GET /v1/schemas）", "event type (see GET /v1/schemas)",
                                           "decision_effective", enum=sorted(CATALOG))]
-    schema_version: Annotated[int, Field(ge=1, description="信封版本 / envelope schema version", examples=[1])]
+    schema_version: Annotated[int, Field(ge=1, description="信封版本（当前为 2；1 仍可报送） / envelope schema version "
+                                                           "(2 now; 1 is still accepted)", examples=[2])]
     agency: Agency
     person: PersonRef
     occurred_at: Annotated[PlausibleMoment, _described(
@@ -102,6 +155,15 @@ class Envelope(_Strict):
     recorded_at: Annotated[PlausibleMoment | None, _described(
         "服务登记时间，由服务设定；仅迁移历史记录时可携带", "set by the service; carried only when importing legacy "
         "records")] = None
+
+    @model_validator(mode="after")
+    def _person_of_its_version(self) -> Envelope:
+        person = self.person
+        if self.schema_version < 2 and (person.id_type is not None or person.nationality is not None
+                                        or person.birth_date is not None):
+            raise ValueError("person.id_type、nationality、birth_date 自 schema_version 2 起才可报送 / person.id_type, "
+                             "nationality and birth_date need schema_version 2")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +193,10 @@ class ParsedEvent:
     @property
     def person(self) -> PersonRef:
         return self.validated.person
+
+    @property
+    def person_key(self) -> str:
+        return self.validated.person.key
 
     @property
     def occurred_at(self) -> dt.datetime:
@@ -241,7 +307,8 @@ def parse_event(raw: bytes | str | dict[str, Any], *, allow_recorded_at: bool = 
         if duplicate:
             raise Rejected(RejectionCode.MALFORMED, duplicate)
     typed = _typed_envelope(raw)
-    if typed is not None and typed.schema_version == CURRENT_SCHEMA_VERSION[typed.event_type]:
+    if typed is not None and (typed.schema_version == CURRENT_SCHEMA_VERSION[typed.event_type]
+                              or payload_unchanged(typed.event_type, typed.schema_version)):
         _check_recorded_at_allowed(typed, allow_recorded_at)
         return _parsed(typed, typed.payload)
     envelope = _fast_envelope(raw)
@@ -289,7 +356,7 @@ def _fast_envelope(raw: bytes | str | dict[str, Any]) -> Envelope | None:
 
 
 def _explained_envelope(raw: bytes | str | dict[str, Any]) -> Envelope:
-    document = decode(raw)
+    document = upcast_envelope(decode(raw))
     try:
         text = json.dumps(document, ensure_ascii=False)
         if len(text.encode("utf-8", errors="surrogatepass")) > MAX_ENVELOPE_BYTES:
@@ -351,7 +418,7 @@ def canonical_document(envelope: Envelope, payload_document: dict[str, Any]) -> 
         "event_id": str(envelope.event_id),
         "event_type": envelope.event_type,
         "agency": {"kind": agency.kind.value, "id": agency.id, "region": agency.region},
-        "person": {"id_number": person.id_number, "name": person.name},
+        "person": person.document(),
         "occurred_at": envelope.occurred_at.astimezone(dt.timezone.utc).isoformat(),
         "case_ref": envelope.case_ref,
         "payload": payload_document,

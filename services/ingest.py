@@ -149,7 +149,7 @@ def _check_item(index: int, raw: RawItem, source: Source, latest: dt.datetime) -
     except Exception as error:
         return as_rejection(error, index, source)
     return CheckedEvent(
-        event_id=event.event_id, event_type=event.event_type, id_number=event.person.id_number,
+        event_id=event.event_id, event_type=event.event_type, id_number=event.person_key,
         schema_version=event.schema_version, document=event.document, content_hash=event.content_hash,
         occurred_at=event.occurred_at.isoformat(),
         recorded_at=event.recorded_at.isoformat() if event.recorded_at else None,

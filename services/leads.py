@@ -22,7 +22,7 @@ from eventsourcing.persistence import IntegrityError
 from domain.authorisation import PublisherIdentity
 from domain.calendar import SHANGHAI, micros
 from domain.catalog import AgencyKind
-from domain.identity import id_number_problem, normalise_id_number
+from domain.identity import typed_person_key
 from domain.leads import (DISMISS_LABELS, NOTICE_LABELS, NOTICE_REPLY_RULE, STATE_LABELS, Actor, GapSituation, Lead,
                           LeadFilter, LeadRefused, LeadStream, available_actions, decide, lead_id, parse_lead_id,
                           replay, self_fulfilled, stream_id_of)
@@ -177,13 +177,14 @@ class LeadRegister:
         return figures
 
     def _person_keys(self, q: str | None) -> list[str] | None:
-        """The persons a search names: an ID number (18 characters), a name or a decision's number (案号), compared
+        """The persons a search names: an ID number or another document's key (`typed_person_key`), a name or a decision's number (案号), compared
         normalised."""
         if not q or not q.strip():
             return None
         text = q.strip()
-        if len(text) == 18 and not id_number_problem(normalise_id_number(text)):
-            return [self.read_model.sealer.token(normalise_id_number(text))]
+        key, problem = typed_person_key(text)
+        if problem is None:
+            return [self.read_model.sealer.token(key)]
         return self.read_model.person_keys_named(text)
 
     def _listed(self, row: Any, version: Any, moment: dt.datetime, at: dt.datetime,

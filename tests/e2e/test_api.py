@@ -223,13 +223,21 @@ def test_validation_errors_are_chinese_first_and_english_on_request(client):
     assert not has_chinese(query_en) and "integer" in query_en
 
 
-def test_a_15_digit_id_number_is_explained(services, client):
-    auditor = services.principals.add("auditor", "审计")[1]
-    answer = client.get("/v1/persons/520222800101123", headers={"Authorization": f"Bearer {auditor}"})
-    assert answer.status_code == 422 and "15 位旧身份证号码" in answer.json()["error"]["message"]
+def test_a_15_digit_id_number_is_explained_then_accepted_as_a_legacy_number(services, client):
+    auditor = {"Authorization": f"Bearer {services.principals.add('auditor', '审计')[1]}"}
     old = decision(id_number(62))
     old["person"]["id_number"] = "520222800101123"
-    assert "18 位" in client.post("/v1/events", json=old).json()["results"][0]["reason"]
+    reason = client.post("/v1/events", json=old).json()["results"][0]["reason"]
+    assert "15 位旧身份证号码" in reason and "resident_legacy15" in reason
+    assert client.get("/v1/persons/520222800101123", headers=auditor).status_code == 404  # looked up as 18 digits
+    legacy = {**old, "schema_version": 2, "person": {**old["person"], "id_type": "resident_legacy15"}}
+    assert client.post("/v1/events", json=legacy).json()["results"][0]["status"] == "accepted"
+    services.projection.catch_up()
+    for typed in ("520222800101123", "520222198001011236"):
+        answer = client.get(f"/v1/persons/{typed}", headers=auditor)
+        assert answer.status_code == 200 and answer.json()["id_number"] == "520222198001011236"
+    stored = client.get("/v1/persons/520222198001011236/history", headers=auditor).json()["items"][0]
+    assert stored["person"] == {"id_type": "resident_legacy15", "id_number": "520222800101123", "name": "张三"}
 
 
 def test_the_published_schema_describes_fields_in_both_languages_with_enums_and_examples(client):

@@ -352,7 +352,7 @@ def test_schema_version_zero_is_refused():
 
 
 def test_future_schema_version_is_unsupported():
-    error = rejection(envelope(schema_version=2))
+    error = rejection(envelope(schema_version=3))
     assert error.code == RejectionCode.UNSUPPORTED_SCHEMA_VERSION
 
 
@@ -492,75 +492,77 @@ def test_changed_event_id_gives_a_different_content_hash():
 
 
 @pytest.fixture
-def warning_v2(monkeypatch):
-    """A hypothetical version 2 of warning_issued: v1 called the field `text`, v2 calls it `reason`."""
+def warning_v3(monkeypatch):
+    """A hypothetical version 3 of warning_issued: v1 and v2 call the field `text`, v3 calls it `reason` (version 2
+    changed the envelope only, so a v1 payload is lifted twice)."""
 
-    def v1_to_v2(body):
+    def v2_to_v3(body):
         return {("reason" if key == "text" else key): value for key, value in body.items()}
 
-    monkeypatch.setitem(upcasting.CURRENT_SCHEMA_VERSION, "warning_issued", 2)
-    monkeypatch.setitem(upcasting.UPCASTERS, ("warning_issued", 1), v1_to_v2)
-    return v1_to_v2
+    monkeypatch.setitem(upcasting.CURRENT_SCHEMA_VERSION, "warning_issued", 3)
+    monkeypatch.setitem(upcasting.UPCASTERS, ("warning_issued", 2), v2_to_v3)
+    return v2_to_v3
 
 
-def test_v1_payload_is_upcast_and_validated(warning_v2):
-    parsed = parse_event(envelope(schema_version=1, payload={"text": "未按规定报告"}))
+def test_old_payloads_are_upcast_and_validated(warning_v3):
+    for version in (1, 2):
+        parsed = parse_event(envelope(schema_version=version, payload={"text": "未按规定报告"}))
+        assert parsed.payload.reason == "未按规定报告"
+        assert parsed.envelope.payload == {"reason": "未按规定报告"}
+
+
+def test_current_version_payload_is_not_upcast(warning_v3):
+    parsed = parse_event(envelope(schema_version=3, payload={"reason": "未按规定报告"}))
     assert parsed.payload.reason == "未按规定报告"
-    assert parsed.envelope.payload == {"reason": "未按规定报告"}
 
 
-def test_current_version_payload_is_not_upcast(warning_v2):
-    parsed = parse_event(envelope(schema_version=2, payload={"reason": "未按规定报告"}))
-    assert parsed.payload.reason == "未按规定报告"
-
-
-def test_v2_shape_sent_as_v2_and_v1_shape_sent_as_v1_are_the_same_event(warning_v2):
-    document = envelope(schema_version=2, payload={"reason": "未按规定报告"})
-    old = {**document, "schema_version": 1, "payload": {"text": "未按规定报告"}}
+def test_v3_shape_sent_as_v3_and_v2_shape_sent_as_v2_are_the_same_event(warning_v3):
+    document = envelope(schema_version=3, payload={"reason": "未按规定报告"})
+    old = {**document, "schema_version": 2, "payload": {"text": "未按规定报告"}}
     assert parse_event(document).content_hash == parse_event(old).content_hash
 
 
-def test_upcast_payload_is_validated_against_the_current_model(warning_v2):
-    error = rejection(envelope(schema_version=1, payload={"text": ""}))
+def test_upcast_payload_is_validated_against_the_current_model(warning_v3):
+    error = rejection(envelope(schema_version=2, payload={"text": ""}))
     assert error.code == RejectionCode.INVALID_PAYLOAD
-    error = rejection(envelope(schema_version=2, payload={"text": "旧字段"}))
+    error = rejection(envelope(schema_version=3, payload={"text": "旧字段"}))
     assert error.code == RejectionCode.INVALID_PAYLOAD
 
 
-def test_version_newer_than_current_is_unsupported(warning_v2):
-    error = rejection(envelope(schema_version=3, payload={"reason": "x"}))
+def test_version_newer_than_current_is_unsupported(warning_v3):
+    error = rejection(envelope(schema_version=4, payload={"reason": "x"}))
     assert error.code == RejectionCode.UNSUPPORTED_SCHEMA_VERSION
 
 
-def test_missing_upcaster_on_the_path_is_unsupported(monkeypatch, warning_v2):
-    monkeypatch.setitem(upcasting.CURRENT_SCHEMA_VERSION, "warning_issued", 3)  # no upcaster from 2 to 3
-    for version in (1, 2):
+def test_missing_upcaster_on_the_path_is_unsupported(monkeypatch, warning_v3):
+    monkeypatch.setitem(upcasting.CURRENT_SCHEMA_VERSION, "warning_issued", 4)  # no upcaster from 3 to 4
+    for version in (1, 2, 3):
         error = rejection(envelope(schema_version=version, payload={"text": "x"}))
         assert error.code == RejectionCode.UNSUPPORTED_SCHEMA_VERSION
         assert "no upcaster" in error.reason
-    assert parse_event(envelope(schema_version=3, payload={"reason": "x"})).payload.reason == "x"
+    assert parse_event(envelope(schema_version=4, payload={"reason": "x"})).payload.reason == "x"
 
 
-def test_other_types_are_not_affected_by_an_upcaster(warning_v2):
-    assert rejection(envelope("discharged", schema_version=2)).code == RejectionCode.UNSUPPORTED_SCHEMA_VERSION
+def test_other_types_are_not_affected_by_an_upcaster(warning_v3):
+    assert rejection(envelope("discharged", schema_version=3)).code == RejectionCode.UNSUPPORTED_SCHEMA_VERSION
 
 
-def test_upcast_event_carries_the_current_schema_version(warning_v2):
+def test_upcast_event_carries_the_current_schema_version(warning_v3):
     # Stored events are always current (upcasting.py), so the stored schema_version must describe the stored payload.
-    parsed = parse_event(envelope(schema_version=1, payload={"text": "未按规定报告"}))
-    assert parsed.envelope.schema_version == 2
+    parsed = parse_event(envelope(schema_version=2, payload={"text": "未按规定报告"}))
+    assert parsed.envelope.schema_version == 3
 
 
 def test_upcaster_failure_is_a_rejection(monkeypatch):
-    def v1_to_v2(body):
+    def v2_to_v3(body):
         body = dict(body)
         body["reason"] = body.pop("text")  # KeyError on a v1 payload without `text`
         return body
 
-    monkeypatch.setitem(upcasting.CURRENT_SCHEMA_VERSION, "warning_issued", 2)
-    monkeypatch.setitem(upcasting.UPCASTERS, ("warning_issued", 1), v1_to_v2)
+    monkeypatch.setitem(upcasting.CURRENT_SCHEMA_VERSION, "warning_issued", 3)
+    monkeypatch.setitem(upcasting.UPCASTERS, ("warning_issued", 2), v2_to_v3)
     with pytest.raises(Rejected):
-        parse_event(envelope(schema_version=1, payload={"reason": "x"}))
+        parse_event(envelope(schema_version=2, payload={"reason": "x"}))
 
 
 @pytest.mark.parametrize("text", [

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from services.entrypoints.cli.output import (EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, check_id_number, fail, print_json,
+from services.entrypoints.cli.output import (EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, person_key_argument, fail, print_json,
                                              table)
 
 EXIT_BROKEN = 4
@@ -164,7 +164,7 @@ def cmd_accept(args: argparse.Namespace, services) -> int:
 
 def cmd_export(args: argparse.Namespace, services) -> int:
 
-    problem = check_id_number(args.id_number)
+    args.id_number, problem = person_key_argument(args.id_number)
     if problem:
         return fail(problem, EXIT_USAGE)
     export = _auditor(services).export(args.id_number, encrypted=bool(services.settings.cipher_key))

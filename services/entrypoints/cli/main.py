@@ -24,7 +24,7 @@ from services.ingest import BULK_BATCH, Source
 from services.entrypoints.http.labels import AGENCY_LABELS, CATEGORY_LABELS, STATUS_LABELS
 from services.entrypoints.http.pictures import fmt_due, fmt_time
 from services.entrypoints.cli.output import (EXIT_DIFFERENT, EXIT_FATAL, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE,
-                                             check_id_number, fail, print_json, table)
+                                             person_key_argument, fail, print_json, table)
 
 def _batches(stream: BinaryIO, size: int) -> Iterator[list[tuple[int, bytes]]]:
     """Numbered non-blank lines of a JSON Lines stream, in batches."""
@@ -101,7 +101,7 @@ def cmd_publish(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_history(args: argparse.Namespace, services: Services) -> int:
-    problem = check_id_number(args.id_number)
+    args.id_number, problem = person_key_argument(args.id_number)
     if problem:
         return fail(problem, EXIT_USAGE)
     events = person_history(services.store, args.id_number)
@@ -186,7 +186,7 @@ def cmd_upcoming(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_status(args: argparse.Namespace, services: Services) -> int:
-    problem = check_id_number(args.id_number)
+    args.id_number, problem = person_key_argument(args.id_number)
     if problem:
         return fail(problem, EXIT_USAGE)
     record = services.queries.status(args.id_number, as_of=args.as_of, known_at=args.known_at)

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from domain.identity import id_number_problem, id_number_refusal
+from domain.identity import typed_person_key
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -25,9 +25,10 @@ def fail(message: str, code: int) -> int:
     return code
 
 
-def check_id_number(id_number: str) -> str | None:
-    problem = id_number_problem(id_number)
-    return f"{id_number!r}: {id_number_refusal(problem)}" if problem else None
+def person_key_argument(text: str) -> tuple[str | None, str | None]:
+    """The person key a command line names (an ID number, a 15-digit one, another document's key), or why not."""
+    key, problem = typed_person_key(text)
+    return key, (f"{text!r}: {problem}" if problem else None)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

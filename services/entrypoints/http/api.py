@@ -25,7 +25,7 @@ from domain.authorisation import PublisherIdentity
 from domain.catalog import CATALOG, AgencyKind
 from domain.envelope import DuplicateKey, Envelope, refuse_duplicate_keys
 from domain.errors import RejectionCode
-from domain.identity import id_number_problem, id_number_refusal
+from domain.identity import typed_person_key
 from domain.leads import ACTIONS, LeadRefused
 from domain.messages import bilingual, english
 from domain.principals import OutsideScope, Principal, Role
@@ -165,10 +165,11 @@ def moment(value: str | None, name: str) -> dt.datetime | None:
 
 
 def checked_id_number(id_number: str) -> str:
-    problem = id_number_problem(id_number)
+    """The person key a path names (an ID number, or another document's key), or 422."""
+    key, problem = typed_person_key(id_number)
     if problem:
-        raise ApiError(422, "invalid_id_number", id_number_refusal(problem))
-    return id_number
+        raise ApiError(422, "invalid_id_number", problem)
+    return key
 
 
 def json_table(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
@@ -467,6 +468,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     @v1.get("/persons/{id_number}", tags=["read"])
     def person(me: Me, id_number: str, as_of: TimeParam = None, known_at: TimeParam = None) -> dict[str, Any]:
         """Status, responsible agency, current episode, open obligations and gaps."""
+        id_number = checked_id_number(id_number)
         record = visible_person(me, id_number, as_of, known_at)
         principals.record_access(me, "GET /v1/persons/{id}", id_number)
         return record
@@ -474,6 +476,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     @v1.get("/persons/{id_number}/history", tags=["read"])
     def history(me: Me, id_number: str, as_of: TimeParam = None, known_at: TimeParam = None) -> dict[str, Any]:
         """The person's recorded events in occurred_at order (those occurred by as_of and recorded by known_at)."""
+        id_number = checked_id_number(id_number)
         visible_person(me, id_number, as_of, known_at)
         events = person_history(services.store, id_number) or []
         as_of_moment, known_moment = moment(as_of, "as_of"), moment(known_at, "known_at")
@@ -486,6 +489,7 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     @v1.get("/persons/{id_number}/timeline", tags=["read"])
     def timeline(me: Me, id_number: str, as_of: TimeParam = None, known_at: TimeParam = None) -> dict[str, Any]:
         """One lane per agency: events as marks, obligations as bars from trigger to due time, gaps flagged."""
+        id_number = checked_id_number(id_number)
         visible_person(me, id_number, as_of, known_at)
         principals.record_access(me, "GET /v1/persons/{id}/timeline", id_number)
         return services.timelines.timeline(id_number, as_of=moment(as_of, "as_of"),

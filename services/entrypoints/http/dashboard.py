@@ -31,7 +31,7 @@ from markupsafe import Markup
 
 from domain.calendar import SHANGHAI, end_of_day
 from domain.catalog import date_range_problem, plausible_dates
-from domain.identity import id_number_problem
+from domain.identity import typed_person_key
 from domain.messages import english
 from domain.regions import region_label
 from domain.principals import OutsideScope, Principal, Role
@@ -406,7 +406,8 @@ class Dashboard:
     def build_person(self, principal: Principal, id_number: str, as_of: dt.datetime | None,
                      lang: str) -> tuple[str, dict[str, Any]]:
         self.require(principal, Role.OVERSIGHT, Role.AUDITOR)
-        if id_number_problem(id_number):
+        id_number, problem = typed_person_key(id_number)
+        if problem:
             raise DashboardError(404, "not_found")
         record = self.services.queries.status(id_number, as_of=as_of)
         region = record["episode"]["current_region"] if record and record["episode"] else None

@@ -120,6 +120,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
           "bureau", None, "days", "cross-agency data: the bureau's register (名单碰撞)", "P"),
     _rule("A07_unreported_detention", "收押未通报（名单碰撞）", ["roster_discrepancy_found"], ["event_retracted"],
           "police", None, "days", "cross-agency data: the detention centre's list (名单碰撞), Law 32", "P"),
+    _rule("A08_name_conflict", "同一证件姓名不一致", ["an event under another name for the same person key"],
+          ["event_retracted"], "the publishing agency", None, "days",
+          "cross-agency data: names compared normalised (domain/identity.py)", "P"),
+    _rule("A09_duplicate_decision", "同一文书号重复生效", ["a second decision_effective with the same document_no"],
+          ["event_retracted"], "the decision organ", None, "days",
+          "cross-agency data: one decision per document_no and person", "P"),
     _rule("A10_outside_jurisdiction", "超越管辖的行为", ["an act by an agency without jurisdiction over the person"],
           ["event_retracted"], "the acting agency", None, "days", "domain/jurisdiction.py", "P"),
 )
@@ -131,7 +137,9 @@ TRIGGER_EVENTS: dict[str, tuple[str, ...]] = {"term_end": ("decision_effective",
 # the history as a whole, or an obligation met by the record reaching the service. Kept as the table says them.
 DESCRIPTIVE = frozenset({"term_end", "(recorded_at)", "event_retracted", "bureau or police event",
                          "supervision event after the episode ended",
-                         "an act by an agency without jurisdiction over the person"})
+                         "an act by an agency without jurisdiction over the person",
+                         "an event under another name for the same person key",
+                         "a second decision_effective with the same document_no"})
 
 # The rules whose open gaps make a person 漏管 or 脱管: the numerator of the 脱管漏管率.
 LOST_SUPERVISION_RULES = ("R04_not_reported", "R05_not_transferred", "R08_transfer_not_received",

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from .calendar import (SHANGHAI, WorkingCalendar, due_in_days, due_in_hours, due_in_months, due_in_working_days,
                        local_date)
 from .jurisdiction import Supervision, outside_jurisdiction
+from .identity import normalised_case_ref, normalised_name
 from .rules import LOST_SUPERVISION_RULES, RuleSet, Unit
 
 # Obligations that belong to an episode and are closed when it ends (discharge, commitment, death, superseded).
@@ -423,6 +424,9 @@ class _Folder:
         self.deceased = False
         # A bureau supervising someone whose decision is not on record (A01): supervised there all the same.
         self.unlinked_region: str | None = None
+        self.name: tuple[str, str] | None = None  # the first name in fold order: (as published, normalised) (A08)
+        self.name_conflicts: set[tuple[str, str, str]] = set()  # (publisher kind, id, normalised name) raised
+        self.decisions: dict[str, _Event] = {}  # normalised document_no -> the decision that took effect (A09)
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -475,6 +479,16 @@ class _Folder:
     def apply(self, e: _Event) -> None:
         p = e.payload
         episode = self.active
+        if e.name:
+            self._compare_name(e)
+        if e.event_type == "decision_effective" and p.get("document_no"):
+            first = self.decisions.setdefault(normalised_case_ref(p["document_no"]), e)
+            if first is not e:  # one decision, published twice: flagged, and it opens nothing again
+                self.open("A09_duplicate_decision", e, e.kind, e.agency_id, e.region, due_at=e.occurred_at,
+                          reason=f"文书号 {p['document_no']} 已于 {first.occurred_at.isoformat()} 由 {first.agency_id} "
+                                 f"生效（事件 {first.event_id}） / document {p['document_no']} already took effect "
+                                 f"(event {first.event_id})")
+                return
         if self.episode is not None:
             reason = outside_jurisdiction(e.event_type, e.kind, e.agency_id, e.region, self.episode.supervision)
             if reason is not None:  # kept and shown, but it changes nothing (domain/jurisdiction.py)
@@ -501,6 +515,20 @@ class _Folder:
                 obligation = self.open(rule, e, kind, agency_id, region, **fields)
                 if "(recorded_at)" in self.rules[rule].fulfilled_by:  # met when the record reaches the service
                     obligation.fulfil(e.event_id, e.recorded_at)
+
+    def _compare_name(self, e: _Event) -> None:
+        """A08: the person key published under a name other than the first (compared normalised), once per
+        publisher and name."""
+        normalised = normalised_name(e.name)
+        if self.name is None:
+            self.name = (e.name, normalised)
+            return
+        key = (e.kind, e.agency_id, normalised)
+        if normalised != self.name[1] and key not in self.name_conflicts:
+            self.name_conflicts.add(key)
+            self.open("A08_name_conflict", e, e.kind, e.agency_id, e.region, due_at=e.occurred_at,
+                      reason=f"以“{e.name}”报送，记录中为“{self.name[0]}” / published as {e.name!r}, on record as "
+                             f"{self.name[0]!r}")
 
     def on_assessment_requested(self, e, p, episode):
         self.assessment_region = p["bureau_region"]
@@ -923,6 +951,7 @@ _OPENERS: dict[str, Callable[[_Folder, _Event, Mapping[str, Any], Episode | None
     "A07_unreported_detention": _roster_finding("A07_unreported_detention"),
     "A01_no_decision_on_record": _derived, "A03_missing_while_detained": _derived,
     "A04_activity_after_end": _derived, "A10_outside_jurisdiction": _derived,
+    "A08_name_conflict": _derived, "A09_duplicate_decision": _derived,
 }
 # Rules whose obligations say what must answer them (`Obligation.match`): what a fulfilling event refers to.
 _MATCHES: dict[str, Callable[[_Event], str | None]] = {

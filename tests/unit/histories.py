@@ -6,7 +6,8 @@ A history is written as tuples, one per event:
     ("rep", "subject_reported", "bureau", "2024-03-07 09:00", {"region": "520222"})
     ("det", "detention_started", "police", "2024-06-10 22:00", {}, "2024-06-20 10:00")   # recorded later
 
-i.e. (name, event_type, agency, occurred_at[, payload changes[, recorded_at]]). The name becomes a stable UUID
+i.e. (name, event_type, agency, occurred_at[, payload changes[, recorded_at]]); a change `_name` is the person's
+name as that event publishes it (张三 otherwise). The name becomes a stable UUID
 (`eid(name)`), the payload is the valid payload of the type (tests/unit/factories.py) with `DEFAULTS` and the given
 changes applied, and `recorded_at` defaults to `occurred_at` (the event reached the service at once). Times are
 Shanghai wall-clock ("YYYY-MM-DD HH:MM" or a date) unless given as a full ISO string with its own offset.
@@ -75,13 +76,15 @@ def at(text: str) -> dt.datetime:
 
 def event(name: str, event_type: str, agency: str, occurred: str, changes: dict[str, Any] | None = None,
           recorded: str | None = None) -> RecordedEvent:
+    changes = dict(changes or {})
+    name_published = changes.pop("_name", "张三")  # the person's name as this event publishes it (A08)
     body = valid_payload(event_type, **{**DEFAULTS.get(event_type, {}), **(changes or {})})
     occurred_at = at(occurred).isoformat()
     recorded_at = at(recorded).isoformat() if recorded else occurred_at
     content = json.dumps([event_type, agency, occurred_at, body], ensure_ascii=False, sort_keys=True)
     return RecordedEvent(
         event_id=eid(name), event_type=event_type, schema_version=1, agency=dict(AGENCIES[agency]),
-        person={"id_number": ID_NUMBER, "name": "张三"}, occurred_at=occurred_at, recorded_at=recorded_at,
+        person={"id_number": ID_NUMBER, "name": name_published}, occurred_at=occurred_at, recorded_at=recorded_at,
         case_ref="(2024)黔0222刑初123号", payload=body, content_hash=hashlib.sha256(content.encode()).hexdigest(),
         source="test",
     )

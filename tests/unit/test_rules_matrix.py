@@ -613,7 +613,8 @@ def test_death_after_due_leaves_late_gap_ending_at_the_death():
 
 
 def test_new_decision_supersedes_and_closes_the_old_episode():
-    steps = (DECISION, ("dec2", "decision_effective", "court", "2024-03-25 10:00"))
+    steps = (DECISION, ("dec2", "decision_effective", "court", "2024-03-25 10:00",
+                        {"document_no": "(2024)黔0222刑更5号"}))
     person = view(steps, as_of="2024-03-26 10:00")
     old, new = sorted(of_rule(person, "R04_not_reported"), key=lambda o: o.trigger_at)
     assert old.fulfilled_at == at("2024-03-25 10:00") and old.state(at("2024-03-26 10:00")) == "late"

@@ -17,7 +17,9 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 
+from domain.calendar import micros, moment_of_micros
 from domain.identity import normalised_case_ref, normalised_name
+from domain.merging import Link
 from domain.leads import LeadFilter
 
 from .config import create_engine
@@ -194,6 +196,23 @@ publications = sa.Table(
 )
 
 
+# Who is who (domain/merging.py): every identity link and unlink on record, by the keys it joins (tokens, as the
+# persons' rows key them, and sealed). Written by the supervision projection with the rows of the stream holding the
+# event; read to find the keys a person's history must be folded with.
+identity_links = sa.Table(
+    "rm_identity_links", metadata,
+    sa.Column("link_id", sa.String(80), primary_key=True),  # the event's id (a retraction's, for its undoing)
+    sa.Column("linked", sa.Boolean, nullable=False),
+    sa.Column("source_key", sa.String(200), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("target_key", sa.String(200), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("recorded_at_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_rm_identity_links_source", "source_key"),
+    sa.Index("ix_rm_identity_links_target", "target_key"),
+)
+
+
 class Sealer:
     """Seals the personal fields of read-model rows when a key is configured; passes them through otherwise.
 
@@ -284,6 +303,7 @@ class PersonRows(NamedTuple):
     changes_only: bool = False
     person_closures: Sequence[tuple[int, int]] = ()
     obligation_closures: Sequence[tuple[int, int]] = ()
+    links: Sequence[Link] = ()  # the identity links and unlinks in the person's stream (domain/merging.py)
 
 
 class ReadModel:
@@ -458,6 +478,7 @@ class ReadModel:
                                                              complete=False, **values))
             if not rows:
                 return
+            self._add_links(connection, [link for r in rows for link in r.links])
             sealer = self.sealer
             # Sealed once per person: every row of a person carries the same key already, so sharing the
             # ciphertext across them tells nothing more.
@@ -489,6 +510,37 @@ class ReadModel:
                 self._insert_persons(connection, person_rows)
             if obligation_rows:
                 self._insert_obligations(connection, obligation_rows)
+
+    def _add_links(self, connection: sa.Connection, links: Sequence[Link]) -> None:
+        if not links:
+            return
+        token, seal = self.sealer.token, self.sealer.seal
+        connection.execute(_insert_ignoring_duplicates(self.engine.dialect, identity_links), [
+            {"link_id": link.event_id.lower(), "linked": link.linked, "source_key": token(link.source),
+             "source": seal(link.source), "target_key": token(link.target), "target": seal(link.target),
+             "recorded_at_us": micros(link.recorded_at)} for link in links])
+
+    def identity_links(self, keys: Iterable[str] | None) -> list[Link]:
+        """Every identity link and unlink joining these person keys to others, directly or through others (the
+        whole group they were ever part of); None: all of them."""
+        token = self.sealer.token
+        wanted, seen, found = set(), set(), {}
+        with self.engine.connect() as connection:
+            if keys is None:
+                found = {row.link_id: row for row in connection.execute(sa.select(identity_links))}
+            else:
+                wanted = {token(key) for key in keys}
+            while wanted - seen:
+                batch = list(wanted - seen)
+                seen |= set(batch)
+                for chunk in _chunks(batch, 500):
+                    for row in connection.execute(sa.select(identity_links).where(sa.or_(
+                            identity_links.c.source_key.in_(chunk), identity_links.c.target_key.in_(chunk)))):
+                        found[row.link_id] = row
+                        wanted |= {row.source_key, row.target_key}
+        opened = self.sealer.open
+        return [Link(row.link_id, bool(row.linked), opened(row.source), opened(row.target),
+                     moment_of_micros(row.recorded_at_us)) for row in found.values()]
 
     def complete(self, projection: str, rule_set: str) -> None:
         """The rows of `rule_set` are complete for this projection (or share of one): once every share of the

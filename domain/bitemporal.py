@@ -191,31 +191,39 @@ class PersonHistory:
         self.run: FoldRun | None = None
         self.known_events: list[Any] = []
         self.retractions_known = False
+        self.merged = False  # events of other keys are folded in over some stretches (domain/merging.py)
         self.known: dt.datetime | None = None  # the last recording's instant
 
     def continues(self, parsed: Sequence[Any]) -> bool:
         """Whether these further events were all recorded after the last recording (else: build it again)."""
-        return self.known is None or all(e.recorded_at > self.known for e in parsed)
+        return self.known is None or all(e.known_from > self.known for e in parsed)
 
-    def record_all(self, parsed: Sequence[Any]) -> None:
-        for known, group in itertools.groupby(sorted(parsed, key=lambda e: e.recorded_at),
-                                              key=lambda e: e.recorded_at):
-            self.record(known, list(group))
+    def record_all(self, parsed: Sequence[Any], moments: Iterable[dt.datetime] = ()) -> None:
+        """Every recording of these events; `moments`: further instants at which what is known changes with no
+        event recorded then (a merged key parted again: domain/merging.py)."""
+        groups = {known: list(group) for known, group in itertools.groupby(
+            sorted(parsed, key=lambda e: e.known_from), key=lambda e: e.known_from)}
+        for moment in moments:
+            groups.setdefault(moment, [])
+        for known in sorted(groups):
+            self.record(known, groups[known])
 
     def record(self, known: dt.datetime, group: list[Any]) -> None:
         """The events recorded at instant `known` (after every earlier recording)."""
         self.known = known
         self.known_events.extend(group)
         self.retractions_known = self.retractions_known or any(e.event_type == RETRACTION for e in group)
+        self.merged = self.merged or any(e.known for e in group)
         applied, run = self.applied, self.run
         arrived = sorted(group, key=_fold_key)
-        if run is not None and applied and not self.retractions_known and _fold_key(arrived[0]) > _fold_key(
-                applied[-1]):
+        if run is not None and applied and group and not (self.retractions_known or self.merged) and _fold_key(
+                arrived[0]) > _fold_key(applied[-1]):
             # The common case, recorded in fold order with nothing retracted: the new events follow the applied
             # ones, and the run goes on without sorting everything known again.
             effective, same = applied + arrived, len(applied)
         else:
-            effective = effective_events(self.known_events)
+            # Merged keys' events are known over stretches: what is known at this recording, not all recorded so far.
+            effective = effective_events(self.known_events, known if self.merged else None)
             same = 0
             for before, after in zip(applied, effective):
                 if _event_key(before) != _event_key(after):

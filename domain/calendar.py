@@ -252,3 +252,8 @@ def micros(moment: datetime | None) -> int | None:
     if moment is None:
         return None
     return (moment - _EPOCH) // _ONE_MICROSECOND  # exact: timedelta floor division is integer arithmetic
+
+
+def moment_of_micros(value: int) -> datetime:
+    """The moment (UTC) `micros` gave `value` for."""
+    return _EPOCH + value * _ONE_MICROSECOND

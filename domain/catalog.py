@@ -13,9 +13,11 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer,
+                      model_validator)
 
-from .identity import region_problem
+from .identity import (IdType, document_problem, id_number_refusal, normalised_document_number, person_key,
+                       region_problem)
 
 T = TypeVar("T")
 
@@ -269,6 +271,64 @@ class RosterDiscrepancyFound(Payload):
     finding: Text
 
 
+class IdentityDocument(Payload):
+    """证件 / an identity document: what names a person (envelope version 2), and the other key of an identity
+    link."""
+
+    @model_serializer(mode="wrap")
+    def _without_absent_fields(self, serialise: Any) -> dict[str, Any]:
+        return {name: value for name, value in serialise(self).items() if value is not None}
+
+    id_type: Annotated[IdType | None, Field(description=(
+        "证件类型（schema_version 2 起；缺省为 resident 居民身份证）：resident、resident_legacy15 15 位旧身份证、"
+        "foreign_permanent_resident 外国人永久居留身份证、passport 护照（须填 nationality）、hk_macau_permit "
+        "港澳居民来往内地通行证、taiwan_permit 台湾居民来往大陆通行证 / identity document type (from schema_version 2; "
+        "absent means resident)"), examples=["resident"])] = None
+    nationality: Annotated[str | None, Field(description=(
+        "国籍（ISO 3166-1 三字母代码；护照必填） / nationality, ISO 3166-1 alpha-3 (required with a passport)"),
+        examples=["KOR"])] = None
+    id_number: Annotated[str, Field(min_length=1, max_length=40, description=(
+        "证件号码：居民身份证为 18 位（GB 11643 校验码） / the document's number: 18 characters with a GB 11643 "
+        "check character for a resident ID"), examples=["520222198001011236"])]
+
+    @field_validator("nationality")
+    @classmethod
+    def _nationality_goes_with_its_document(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("id_type") not in (IdType.PASSPORT, IdType.FOREIGN_PERMANENT_RESIDENT):
+            raise ValueError("只有护照和外国人永久居留身份证报送国籍 / nationality goes with a passport or a foreign "
+                             "permanent resident ID only")
+        return value.strip().upper()
+
+    @field_validator("id_number")
+    @classmethod
+    def _valid_number_of_its_type(cls, value: str, info: ValidationInfo) -> str:
+        if "id_type" not in info.data:
+            return value  # the type itself is refused
+        id_type = info.data["id_type"] or IdType.RESIDENT
+        number = normalised_document_number(value)
+        if id_type is IdType.PASSPORT and "nationality" not in info.data:
+            return number  # the nationality is refused
+        problem = document_problem(id_type, number, info.data.get("nationality"))
+        if problem:
+            raise ValueError(id_number_refusal(problem) if id_type is IdType.RESIDENT else f"证件号码无效：{problem}")
+        return number
+
+    @property
+    def key(self) -> str:
+        """The person key (domain/identity.py `person_key`): what joins this person's records."""
+        return person_key(self.id_type or IdType.RESIDENT, self.id_number, self.nationality)
+
+
+
+class IdentityLink(Payload):
+    """Two person keys are (no longer) one person: the envelope's person and `other` (domain/merging.py)."""
+
+    other: IdentityDocument
+    reason: Text
+
+
 class EventRetracted(Payload):
     retracted_event_id: uuid.UUID
     reason: Text
@@ -350,6 +410,9 @@ CATALOG: dict[str, EventSpec] = {
         _spec("roster_discrepancy_found", RosterDiscrepancyFound, _ROSTER_KEEPERS,
               "名单碰撞: the agency's own list differs from the record (A05–A07)"),
         _spec("event_retracted", EventRetracted, _ALL, "mistakes are retracted, never deleted"),
+        _spec("identity_linked", IdentityLink, _ALL, "two person keys are one person (published by the agency that "
+                                                     "made the error, or in its name by an admin)"),
+        _spec("identity_unlinked", IdentityLink, _ALL, "two person keys are no longer one person"),
     ]
 }
 

@@ -17,11 +17,10 @@ import orjson
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
                       ValidationInfo, create_model, field_validator, model_validator)
 
-from .catalog import (CATALOG, AgencyKind, Payload, RegionCode, ShortText, date_range_problem, refusing,
+from .catalog import (CATALOG, AgencyKind, IdentityDocument, IdentityLink, Payload, RegionCode, ShortText, date_range_problem, refusing,
                       text_problem)
 from .errors import Rejected, RejectionCode
-from .identity import (NUMBER_WITHOUT_BIRTH_DATE, IdType, document_problem, id_number_refusal,
-                       normalised_document_number, person_key)
+from .identity import NUMBER_WITHOUT_BIRTH_DATE, IdType
 from .messages import bilingual
 from .upcasting import CURRENT_SCHEMA_VERSION, UnsupportedVersion, payload_unchanged, upcast, upcast_envelope
 
@@ -50,50 +49,15 @@ class Agency(_Strict):
                                              "the agency's region (GB/T 2260, 6 digits)", "520222")]
 
 
-class PersonRef(_Strict):
+class PersonRef(IdentityDocument):
     """社区矫正对象 / the person under community correction, by an identity document (envelope version 2)."""
 
-    id_type: Annotated[IdType | None, _described(
-        "证件类型（schema_version 2 起；缺省为 resident 居民身份证）：resident、resident_legacy15 15 位旧身份证、"
-        "foreign_permanent_resident 外国人永久居留身份证、passport 护照（须填 nationality）、hk_macau_permit "
-        "港澳居民来往内地通行证、taiwan_permit 台湾居民来往大陆通行证",
-        "identity document type (from schema_version 2; absent means resident)", "resident")] = None
     name: Annotated[str, Field(min_length=1, max_length=64, description="姓名 / name", examples=["张三"]),
                     AfterValidator(refusing(text_problem))]
-    nationality: Annotated[str | None, _described("国籍（ISO 3166-1 三字母代码；护照必填）",
-                                                  "nationality, ISO 3166-1 alpha-3 (required with a passport)",
-                                                  "KOR")] = None
-    id_number: Annotated[str, Field(min_length=1, max_length=40, description=(
-        "证件号码：居民身份证为 18 位（GB 11643 校验码） / the document's number: 18 characters with a GB 11643 "
-        "check character for a resident ID"), examples=["520222198001011236"])]
     birth_date: Annotated[dt.date | None, _described(
         "出生日期（号码中不含出生日期的证件可填：护照、通行证），用于疑似同一人的核对",
         "birth date, for documents whose number has none (passport, permits): probable matches are found by it",
         "1985-06-01")] = None
-
-    @field_validator("nationality")
-    @classmethod
-    def _nationality_goes_with_its_document(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        if info.data.get("id_type") not in (IdType.PASSPORT, IdType.FOREIGN_PERMANENT_RESIDENT):
-            raise ValueError("只有护照和外国人永久居留身份证报送国籍 / nationality goes with a passport or a foreign "
-                             "permanent resident ID only")
-        return value.strip().upper()
-
-    @field_validator("id_number")
-    @classmethod
-    def _valid_number_of_its_type(cls, value: str, info: ValidationInfo) -> str:
-        if "id_type" not in info.data:
-            return value  # the type itself is refused
-        id_type = info.data["id_type"] or IdType.RESIDENT
-        number = normalised_document_number(value)
-        if id_type is IdType.PASSPORT and "nationality" not in info.data:
-            return number  # the nationality is refused
-        problem = document_problem(id_type, number, info.data.get("nationality"))
-        if problem:
-            raise ValueError(id_number_refusal(problem) if id_type is IdType.RESIDENT else f"证件号码无效：{problem}")
-        return number
 
     @model_validator(mode="after")
     def _birth_date_only_where_the_number_has_none(self) -> PersonRef:
@@ -102,11 +66,6 @@ class PersonRef(_Strict):
                 id_type is IdType.FOREIGN_PERMANENT_RESIDENT and len(self.id_number) != 18):
             raise ValueError("出生日期已含在证件号码中，请勿另填 / the birth date is part of this document's number")
         return self
-
-    @property
-    def key(self) -> str:
-        """The person key (domain/identity.py `person_key`): what joins this person's records."""
-        return person_key(self.id_type or IdType.RESIDENT, self.id_number, self.nationality)
 
     def document(self) -> dict[str, Any]:
         """As stored and hashed: a resident ID as version 1 wrote it (so a version-1 event resent is the same event),
@@ -402,6 +361,9 @@ def _complete(envelope: Envelope, allow_recorded_at: bool) -> ParsedEvent:
 
 def _parsed(envelope: Envelope, payload: Payload) -> ParsedEvent:
     """The parsed event of a valid envelope and its validated payload: stored at the current schema version."""
+    if isinstance(payload, IdentityLink) and payload.other.key == envelope.person.key:
+        raise Rejected(RejectionCode.INVALID_PAYLOAD, "payload.other: 与 person 是同一证件，无须关联 / names the "
+                                                      "person's own document: nothing to link")
     payload_document = payload.model_dump(mode="json")
     try:
         document = canonical_document(envelope, payload_document)

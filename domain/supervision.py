@@ -201,6 +201,7 @@ class PersonView:
     episode: Episode | None
     obligations: list[Obligation]
     last_occurred_at: dt.datetime | None
+    keys: tuple[str, ...] = ()  # the person keys whose events this view holds, when linked (domain/merging.py)
 
     @property
     def region(self) -> str | None:
@@ -249,10 +250,25 @@ class _Event:
     recorded_at: dt.datetime
     payload: dict[str, Any]
     name: str
+    # The stretches of transaction time [from, to) the event is known in, when that is not simply from its
+    # recording on: an event of another key merged into this person's history (domain/merging.py).
+    known: tuple[tuple[dt.datetime, dt.datetime | None], ...] | None = None
 
     @property
     def publisher(self) -> tuple[str, str]:
         return self.kind, self.agency_id
+
+    @property
+    def known_from(self) -> dt.datetime:
+        return self.known[0][0] if self.known else self.recorded_at
+
+    def known_at(self, moment: dt.datetime | None) -> bool:
+        """Whether the event is known at `moment` (None: now)."""
+        if self.known is None:
+            return moment is None or self.recorded_at <= moment
+        if moment is None:
+            return self.known[-1][1] is None
+        return any(start <= moment and (end is None or moment < end) for start, end in self.known)
 
 
 def _parse(events: Sequence[EventLike]) -> list[_Event]:
@@ -285,6 +301,20 @@ def fold(
 ) -> PersonView:
     """One person's view. `calendar`: the rule set's own (with its holiday notices) unless another is given."""
     return _fold(_parse(events), id_number, rules, calendar or rules.calendar, as_of, known_at)
+
+
+def fold_parsed(
+    parsed: Sequence[Any],
+    *,
+    id_number: str,
+    rules: RuleSet,
+    calendar: WorkingCalendar | None = None,
+    as_of: dt.datetime | None = None,
+    known_at: dt.datetime | None = None,
+) -> PersonView:
+    """`fold` over events already parsed (`parse_events`, `parse_records`), such as a person's merged with the
+    events of the keys linked to theirs (domain/merging.py)."""
+    return _fold(list(parsed), id_number, rules, calendar or rules.calendar, as_of, known_at)
 
 
 def fold_records(
@@ -332,8 +362,8 @@ def parse_records(records: Sequence[Mapping[str, Any]]) -> list[Any]:
 def effective_events(parsed: Sequence[Any], known_at: dt.datetime | None = None) -> list[Any]:
     """The events (from `parse_records`) the fold applies, in its order: those recorded by `known_at` (all when
     None), less retractions and the events they retract."""
-    if known_at is not None:
-        parsed = [e for e in parsed if e.recorded_at <= known_at]
+    if known_at is not None or any(e.known for e in parsed):
+        parsed = [e for e in parsed if e.known_at(known_at)]
     retracted = effective_retractions(parsed)
     parsed = [e for e in parsed if e.event_type != "event_retracted" and e.event_id.lower() not in retracted]
     parsed.sort(key=lambda e: fold_order(e.occurred_at, e.event_type, e.event_id))

@@ -22,7 +22,7 @@ import multiprocessing.util
 import os
 import pickle
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from adapters.eventstore import EventStore
@@ -32,7 +32,9 @@ from domain.calendar import WorkingCalendar, micros
 from domain.person import Person
 from domain.rules import RuleSet
 from domain.bitemporal import PersonFacts, PersonHistory, Version, history, latest_name
-from domain.supervision import PersonView, fold, iso, parse_events, parse_records
+from domain.identity import person_stream_id
+from domain.merging import Link, boundaries, links_in, merged_events, root_at, roots
+from domain.supervision import PersonView, fold, fold_parsed, iso, parse_events, parse_records
 
 PERSON_TOPIC = f"{Person.__module__}:{Person.__qualname__}.EventRecorded"
 REGISTERED_TOPIC = f"{Person.__module__}:{Person.__qualname__}.Registered"
@@ -169,7 +171,7 @@ class _Kept(NamedTuple):
     def rows(self, rule_set: str, versions: Sequence[Version] | None = None) -> PersonRows:
         """All its rows, or those `versions` of them."""
         return version_rows(self.id_number, self.name, self.history.rows() if versions is None else versions,
-                            rule_set, self.imported)
+                            rule_set, self.imported)._replace(links=tuple(links_in(self.parsed, self.id_number)))
 
 
 def built_history(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet, calendar: WorkingCalendar,
@@ -354,7 +356,7 @@ class SupervisionProjection:
                     self.read_model.complete(name, version)
                 self._refresh_statistics_if_grown(refolded)
                 return refolded
-            rows = self.fold_streams(stream_ids, keep=True)  # one read for the batch's persons
+            rows = self._with_merges(self.fold_streams(stream_ids, keep=True))  # one read for the batch's persons
             if not self._apply(name, position, new_position, rows):
                 return refolded
             refolded += len(rows)
@@ -401,6 +403,81 @@ class SupervisionProjection:
             if not written:
                 self._kept.clear()
         return written
+
+    # -- persons of several keys (domain/merging.py) ------------------------------------------------------------
+
+    def _with_merges(self, rows: list[PersonRows]) -> list[PersonRows]:
+        """The rows, those of every key linked (now or ever) to one of these persons folded together with the keys
+        they are linked to: a person's rows then hold the history of all their keys, in both times."""
+        new = [link for r in rows for link in r.links]
+        keys = {r.id_number for r in rows} | {key for link in new for key in (link.source, link.target)}
+        links = set(self.read_model.identity_links(keys)) | set(new)
+        if not links:
+            return rows
+        merged = {r.id_number: r for r in self.merged_rows(links)}
+        for key in merged:
+            self._kept.pop(person_stream_id(key), None)  # folded alone there; these rows replace its own
+        return [r for r in rows if r.id_number not in merged] + list(merged.values())
+
+    def _parsed_keys(self, keys: Sequence[str]) -> dict[str, tuple[list[Any], bool]]:
+        """The parsed events of each key's stream (those with one), and whether any was imported."""
+        stream_ids = [person_stream_id(key) for key in keys]
+        found = {}
+        for key, stream_id in zip(keys, stream_ids):
+            stored = self.store.select_streams([stream_id]).get(stream_id)
+            if not stored:
+                continue
+            with quarantining(stream_id):
+                recorded = [self.store.mapper.to_domain_event(item) for item in stored[1:]]
+                found[key] = (parse_events(recorded), any(stored_later_than_recorded(e.ingested_at, e.recorded_at)
+                                                          for e in recorded))
+        return found
+
+    def merged_rows(self, links: Iterable[Link]) -> list[PersonRows]:
+        """The rows of every key these links join, each key's history holding the events of the keys merged into it
+        while they were (and none of its own while it was merged into another)."""
+        pieces = roots(links)
+        moments = boundaries(pieces)
+        try:
+            streams = self._parsed_keys(sorted(pieces))
+        except Unfoldable as unfoldable:
+            return [quarantine_rows(key, "", self.rules.version, unfoldable.problem) for key in sorted(pieces)]
+        parsed = {key: events for key, (events, _) in streams.items()}
+        rows = []
+        for key, (own, imported) in streams.items():
+            events = merged_events(key, parsed, pieces)
+            person = PersonHistory(self.rules, self.calendar)
+            try:
+                with quarantining(person_stream_id(key)):
+                    person.record_all(events, moments)
+            except Unfoldable as unfoldable:
+                rows.append(quarantine_rows(key, latest_name(own), self.rules.version, unfoldable.problem))
+                continue
+            imported = imported or any(streams[other][1] for other in streams if other != key and any(
+                piece.root == key for piece in pieces.get(other, ())))
+            rows.append(version_rows(key, latest_name(own), person.rows(), self.rules.version, imported)._replace(
+                links=tuple(links_in(own, key))))
+        return rows
+
+    def view_of(self, key: str, as_of: dt.datetime, known_at: dt.datetime | None = None) -> PersonView | None:
+        """The exact fold of the person `key` names, as of / as known at: with every key linked to theirs then (a
+        key merged into another at `known_at` answers with that person's view, which lists it in `keys`)."""
+        links = self.read_model.identity_links([key])
+        if not links:
+            person = self.store.person(key)
+            return None if person is None else self.fold(person, as_of=as_of, known_at=known_at)
+        pieces = roots(links)
+        root = root_at(pieces, key, known_at)
+        streams = self._parsed_keys(sorted(pieces))
+        if root not in streams and key not in streams:
+            return None
+        events = merged_events(root, {k: events for k, (events, _) in streams.items()}, pieces)
+        with quarantining(person_stream_id(root)):
+            view = fold_parsed(events, id_number=root, rules=self.rules, calendar=self.calendar, as_of=as_of,
+                               known_at=known_at)
+        keys = tuple(sorted(k for k in pieces if root_at(pieces, k, known_at) == root))
+        view.keys = keys if len(keys) > 1 else ()
+        return view
 
     def fold_streams(self, stream_ids: Sequence[Any], keep: bool = False) -> list[PersonRows]:
         """The rows of these persons (existing streams), folded here from one batched read. With `keep`, each
@@ -514,6 +591,9 @@ class SupervisionProjection:
                 refolded += len(rows)
                 if progress:
                     progress(last_id, head)
+        links = self.read_model.identity_links(None)
+        if links:  # persons of several keys, folded alone in the pages: written again together
+            self.read_model.apply(names[0], version, 0, 0, self.merged_rows(links), replace=True)
         # Every share starts at the head: the rows of all their persons are written.
         caught_up_us = micros(self.clock())
         for name in names:

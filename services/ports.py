@@ -107,6 +107,8 @@ class Projection(Protocol):
 
     def fold(self, person: Person, **bitemporal: Any) -> PersonView: ...
 
+    def view_of(self, key: str, as_of: dt.datetime, known_at: dt.datetime | None = None) -> PersonView | None: ...
+
 
 class AggregateStore(Protocol):
     """Aggregates by id, and the domain events of one kind in the order they were stored (principals, the access

@@ -50,10 +50,7 @@ class Queries:
 
     def view(self, id_number: str, as_of: dt.datetime | None = None,
              known_at: dt.datetime | None = None) -> PersonView | None:
-        person = self.store.person(id_number)
-        if person is None:
-            return None
-        return self.projection.fold(person, as_of=as_of or self.clock(), known_at=known_at)
+        return self.projection.view_of(id_number, as_of or self.clock(), known_at)
 
     def person_ids(self) -> Iterator[UUID]:
         for page in self.store.originators_of_topic(PERSON_REGISTERED_TOPIC):

@@ -53,4 +53,6 @@ def status_record(view: PersonView, as_of: dt.datetime) -> dict[str, Any]:
         "gaps": [gap_record(view, o, as_of) for o in view.gaps(as_of)],
         "lost_supervision_days": int(view.lost_days(as_of)),  # whole days, as they are reported
         "rule_set": view.rule_set,
+        # The person keys linked into this person (identity_linked), theirs included; [] when there is one key.
+        "linked_keys": list(view.keys),
     }

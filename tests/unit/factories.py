@@ -69,6 +69,8 @@ CATALOG_TYPES = [
     "notice_replied",
     "supervision_review_recorded",
     "event_retracted",
+    "identity_linked",
+    "identity_unlinked",
     # The service's own: an agency's roster differs from the record (名单碰撞, A05–A07 of domain.md).
     "roster_discrepancy_found",
 ]
@@ -127,6 +129,8 @@ VALID_PAYLOADS: dict[str, dict[str, Any]] = {
     },
     "supervision_review_recorded": {"outcome": "compliant", "finding": "依法监管"},
     "event_retracted": {"retracted_event_id": "9b2e7c1a-0d3f-4e5a-8b6c-7d8e9f0a1b2c", "reason": "录入错误"},
+    "identity_linked": {"other": {"id_number": "11010519491231002X"}, "reason": "身份证号码录入错误"},
+    "identity_unlinked": {"other": {"id_number": "11010519491231002X"}, "reason": "经核实不是同一人"},
     "roster_discrepancy_found": {"rule": "A05_unpublished_decision", "direction": "roster_only",
                                  "roster_id": "0b6f3f2e-8a3c-4f55-9d0e-2f8c1b7a6e51", "region": "520222",
                                  "row": {"row": 2, "id_number": "520222199001011234", "case_ref": "(2026)黔0222刑初1号"},

@@ -52,6 +52,8 @@ PUBLISHERS: dict[str, set[str]] = {
     "notice_replied": {C, G, P, B},
     "supervision_review_recorded": {J},
     "event_retracted": {C, J, G, P, B},
+    "identity_linked": {C, J, G, P, B},
+    "identity_unlinked": {C, J, G, P, B},
     "roster_discrepancy_found": {C, G, B},  # the agency whose list it is  # the original publisher: checked against the stream (test_person.py)
 }
 

@@ -1,0 +1,148 @@
+"""Who is who (issue #19) on a real store: a decision published under a mistyped ID number, linked to the real
+person and unlinked again, in every view (status, gaps, statistics) as of and as known at each moment; persons
+under other identity documents; A08 and A09 as leads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from adapters.config import Settings
+from services.bootstrap import bootstrap
+from services.ingest import Source
+from services.leads import LeadQuery
+from tests.builders import CST, decision, envelope, id_number
+from tests.clock import Clock
+
+pytestmark = pytest.mark.filterwarnings("ignore::domain.calendar.ProvisionalCalendarWarning")
+
+REAL, MISTYPED = id_number(7), id_number(8)
+DECIDED = dt.datetime(2024, 3, 1, 10, tzinfo=CST)
+LINKED = dt.datetime(2024, 4, 10, 9, tzinfo=CST)
+UNLINKED = dt.datetime(2024, 5, 10, 9, tzinfo=CST)
+NOW = dt.datetime(2024, 6, 1, 9, tzinfo=CST)
+
+
+@pytest.fixture
+def clock():
+    return Clock(DECIDED)
+
+
+@pytest.fixture
+def services(database_url, clock):
+    services = bootstrap(Settings(database_url=database_url), clock=clock)
+    yield services
+    services.close()
+
+
+def publish(services, clock, at: dt.datetime, *envelopes) -> None:
+    clock.now = at
+    result = services.ingestor.ingest(list(envelopes), Source("test"))
+    assert result.rejected == 0, [item.reason for item in result.items]
+    services.projection.catch_up()
+
+
+def link(event_type: str, source: str, target: str, at: dt.datetime, kind: str = "court") -> dict:
+    return envelope(event_type, {"other": {"id_number": target}, "reason": "身份证号码录入错误，应为另一号码"},
+                    kind=kind, person=source, occurred_at=at)
+
+
+def gap_keys(services, as_of, known_at=None) -> set[tuple[str, str]]:
+    return {(g["id_number"], g["rule"]) for g in services.queries.gaps(as_of=as_of, known_at=known_at)}
+
+
+def in_register(services, as_of, known_at=None) -> int:
+    return sum(item["in_register"] for item in services.queries.stats(as_of=as_of, known_at=known_at))
+
+
+def mistyped_history(services, clock) -> None:
+    """The court decided under a mistyped number; the bureau received and enrolled the real person."""
+    publish(services, clock, DECIDED, decision(MISTYPED))
+    publish(services, clock, DECIDED + dt.timedelta(days=6),
+            envelope("bureau_notified", {"execution_region": "520222"}, person=MISTYPED,
+                     occurred_at=DECIDED + dt.timedelta(days=3)),
+            envelope("documents_delivered", {"execution_region": "520222", "copied_to": ["procuratorate"]},
+                     person=MISTYPED, occurred_at=DECIDED + dt.timedelta(days=3)),
+            envelope("subject_reported", {"region": "520222"}, kind="bureau", person=REAL,
+                     occurred_at=DECIDED + dt.timedelta(days=4)),
+            envelope("subject_enrolled", {"region": "520222"}, kind="bureau", person=REAL,
+                     occurred_at=DECIDED + dt.timedelta(days=5)),
+            envelope("documents_receipted", {}, kind="bureau", person=MISTYPED,
+                     occurred_at=DECIDED + dt.timedelta(days=5)))
+
+
+def test_a_link_merges_the_mistyped_person_into_the_real_one_and_an_unlink_restores_both(services, clock):
+    mistyped_history(services, clock)
+    before = LINKED - dt.timedelta(days=1)
+    # Two persons: a 漏管 gap for one who does not exist, and a supervised person with no decision on record.
+    assert (MISTYPED, "R04_not_reported") in gap_keys(services, before)
+    assert (REAL, "A01_no_decision_on_record") in gap_keys(services, before)
+    assert services.queries.status(MISTYPED, as_of=before)["status"] == "awaiting_report"
+
+    publish(services, clock, LINKED, link("identity_linked", MISTYPED, REAL, LINKED))
+    after = LINKED + dt.timedelta(days=1)
+    assert gap_keys(services, after) == set()  # one person, received in time: nothing missed
+    real = services.queries.status(REAL, as_of=after)
+    assert real["status"] == "under_supervision" and real["linked_keys"] == sorted([REAL, MISTYPED])
+    assert real["episode"]["decided_by"]["kind"] == "court"
+    # The mistyped key names the same person now.
+    assert services.queries.status(MISTYPED, as_of=after)["id_number"] == REAL
+    assert in_register(services, after) == 1
+    # The past as known then is unchanged: the gap was there, and is still there as known before the link.
+    assert (MISTYPED, "R04_not_reported") in gap_keys(services, before, known_at=before)
+    assert (MISTYPED, "R04_not_reported") not in gap_keys(services, before)  # as known now: it never was
+    assert services.queries.status(MISTYPED, as_of=before, known_at=before)["id_number"] == MISTYPED
+
+    publish(services, clock, UNLINKED, link("identity_unlinked", MISTYPED, REAL, UNLINKED))
+    later = UNLINKED + dt.timedelta(days=1)
+    assert (MISTYPED, "R04_not_reported") in gap_keys(services, later)
+    assert services.queries.status(REAL, as_of=later)["linked_keys"] == []
+    # Each moment as known then: linked between the two recordings, parted before and after.
+    assert gap_keys(services, after, known_at=after) == set()
+    assert (MISTYPED, "R04_not_reported") in gap_keys(services, after, known_at=later)
+    assert in_register(services, after, known_at=after) == 1
+
+
+def test_the_rebuilt_rows_equal_the_caught_up_ones(services, clock):
+    mistyped_history(services, clock)
+    publish(services, clock, LINKED, link("identity_linked", MISTYPED, REAL, LINKED))
+    publish(services, clock, UNLINKED, envelope("warning_issued", {"reason": "未按规定报告"}, kind="bureau",
+                                                person=MISTYPED, occurred_at=UNLINKED))
+    moments = [(m, k) for m in (LINKED - dt.timedelta(days=1), NOW) for k in (None, LINKED - dt.timedelta(hours=1))]
+    caught_up = [(gap_keys(services, m, k), in_register(services, m, k)) for m, k in moments]
+    services.projection.rebuild()
+    assert [(gap_keys(services, m, k), in_register(services, m, k)) for m, k in moments] == caught_up
+    # The warning, published under the mistyped key after the link, is the real person's.
+    assert services.queries.status(REAL, as_of=NOW)["linked_keys"] == sorted([REAL, MISTYPED])
+
+
+def test_a_link_to_oneself_is_refused(services, clock):
+    clock.now = DECIDED
+    result = services.ingestor.ingest([link("identity_linked", REAL, REAL, DECIDED)], Source("test"))
+    assert result.items[0].status == "rejected" and "同一证件" in result.items[0].reason
+
+
+def test_a_passport_holder_is_a_person_like_any_other(services, clock):
+    foreign = decision(REAL)
+    foreign["schema_version"] = 2
+    foreign["person"] = {"id_type": "passport", "id_number": "E12345678", "nationality": "USA",
+                         "name": "John SMITH", "birth_date": "1985-06-01"}
+    publish(services, clock, DECIDED, foreign)
+    key = "passport:USA:E12345678"
+    assert services.queries.status(key, as_of=NOW)["status"] == "awaiting_report"
+    assert (key, "R04_not_reported") in gap_keys(services, NOW)
+
+
+def test_name_conflicts_and_duplicate_decisions_are_leads(services, clock):
+    first = decision(REAL)
+    resent = decision(REAL)  # the same judgment sent again under a new event id
+    renamed = envelope("subject_reported", {"region": "520222"}, kind="bureau", person=REAL, name="李四",
+                       occurred_at=DECIDED + dt.timedelta(days=2))
+    publish(services, clock, DECIDED + dt.timedelta(days=2), first, resent, renamed)
+    clock.now = NOW
+    rules = {g["rule"]: g for g in services.queries.gaps(as_of=NOW)}
+    assert "A09_duplicate_decision" in rules and "A08_name_conflict" in rules
+    assert rules["A08_name_conflict"]["obligated"]["kind"] == "bureau"
+    leads = services.leads.page(LeadQuery(as_of=NOW), {})
+    assert {"A08_name_conflict", "A09_duplicate_decision"} <= {item["rule"] for item in leads["items"]}

@@ -213,6 +213,20 @@ identity_links = sa.Table(
 )
 
 
+# Who each person key is, for finding probable matches (the same normalised name and birth date under different
+# keys: services/identity.py): one row per key, its name and birth date as keyed tokens, its current region.
+identities = sa.Table(
+    "rm_identities", metadata,
+    sa.Column("person_key", sa.String(200), primary_key=True),
+    sa.Column("id_number", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("name_key", sa.String(200), nullable=False),
+    sa.Column("birth_key", sa.String(200)),
+    sa.Column("region", REGION),
+    sa.Index("ix_rm_identities_match", "name_key", "birth_key"),
+)
+
+
 class Sealer:
     """Seals the personal fields of read-model rows when a key is configured; passes them through otherwise.
 
@@ -304,6 +318,7 @@ class PersonRows(NamedTuple):
     person_closures: Sequence[tuple[int, int]] = ()
     obligation_closures: Sequence[tuple[int, int]] = ()
     links: Sequence[Link] = ()  # the identity links and unlinks in the person's stream (domain/merging.py)
+    birth_date: str | None = None  # ISO date, from the document number or as published beside it
 
 
 class ReadModel:
@@ -479,6 +494,7 @@ class ReadModel:
             if not rows:
                 return
             self._add_links(connection, [link for r in rows for link in r.links])
+            self._index_identities(connection, rows)
             sealer = self.sealer
             # Sealed once per person: every row of a person carries the same key already, so sharing the
             # ciphertext across them tells nothing more.
@@ -519,6 +535,53 @@ class ReadModel:
             {"link_id": link.event_id.lower(), "linked": link.linked, "source_key": token(link.source),
              "source": seal(link.source), "target_key": token(link.target), "target": seal(link.target),
              "recorded_at_us": micros(link.recorded_at)} for link in links])
+
+    def _index_identities(self, connection: sa.Connection, rows: Sequence[PersonRows]) -> None:
+        sealer, region_at, current = self.sealer, PERSON_COLUMNS.index("region"), PERSON_COLUMNS.index("known_to_us")
+        valid_to = PERSON_COLUMNS.index("valid_to_us")
+        values = {}
+        for r in rows:
+            region = next((p[region_at] for p in reversed(r.persons) if p[current] is None and p[valid_to] is None),
+                          None)
+            values[r.id_number] = {
+                "person_key": sealer.token(r.id_number), "id_number": sealer.seal(r.id_number),
+                "name": sealer.seal(r.name), "name_key": sealer.name_token(r.name),
+                "birth_key": sealer.token("birth:" + r.birth_date) if r.birth_date else None, "region": region}
+        insert = self._upsert(identities)
+        connection.execute(insert.on_conflict_do_update(index_elements=["person_key"], set_={
+            "id_number": insert.excluded.id_number, "name": insert.excluded.name,
+            "name_key": insert.excluded.name_key, "birth_key": insert.excluded.birth_key,
+            "region": sa.func.coalesce(insert.excluded.region, identities.c.region)}), list(values.values()))
+
+    def _upsert(self, table: sa.Table) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table)
+
+    def identity_names(self, keys: Iterable[str]) -> dict[str, str]:
+        """The name each of these person keys was last published under (those on record)."""
+        tokens = {self.sealer.token(key): key for key in keys}
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(identities.c.person_key, identities.c.name).where(
+                identities.c.person_key.in_(list(tokens)))).all()
+        return {tokens[row.person_key]: self.sealer.open(row.name) for row in rows}
+
+    def probable_matches(self) -> list[list[dict[str, Any]]]:
+        """Groups of person keys with the same normalised name and birth date: each key with its name and region."""
+        opened = self.sealer.open
+        with self.engine.connect() as connection:
+            shared = sa.select(identities.c.name_key, identities.c.birth_key).where(
+                identities.c.birth_key.is_not(None)).group_by(identities.c.name_key, identities.c.birth_key).having(
+                sa.func.count() > 1).subquery()
+            rows = connection.execute(sa.select(identities).join(shared, sa.and_(
+                identities.c.name_key == shared.c.name_key, identities.c.birth_key == shared.c.birth_key))).all()
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault((row.name_key, row.birth_key), []).append(
+                {"id_number": opened(row.id_number), "name": opened(row.name), "region": row.region})
+        return [sorted(members, key=lambda m: m["id_number"]) for _, members in sorted(groups.items())]
 
     def identity_links(self, keys: Iterable[str] | None) -> list[Link]:
         """Every identity link and unlink joining these person keys to others, directly or through others (the

@@ -299,3 +299,12 @@ def normalised_case_ref(case_ref: str) -> str:
     """A case number (案号) as compared: full-width brackets and digits made half-width, spaces dropped; 〔2026〕 and
     (2026) stay as written, since courts and prisons write them differently and both are kept as published."""
     return "".join(unicodedata.normalize("NFKC", case_ref).split())
+
+
+def key_birth_date(key: str) -> dt.date | None:
+    """The birth date a person key's document number carries, or None (passports and permits)."""
+    try:
+        id_type, number, _ = key_document(key)
+    except ValueError:
+        return None
+    return birth_date_of(id_type, number)

@@ -32,7 +32,7 @@ from domain.calendar import WorkingCalendar, micros
 from domain.person import Person
 from domain.rules import RuleSet
 from domain.bitemporal import PersonFacts, PersonHistory, Version, history, latest_name
-from domain.identity import person_stream_id
+from domain.identity import key_birth_date, person_stream_id
 from domain.merging import Link, boundaries, links_in, merged_events, root_at, roots
 from domain.supervision import PersonView, fold, fold_parsed, iso, parse_events, parse_records
 
@@ -167,11 +167,13 @@ class _Kept(NamedTuple):
     parsed: list[Any]
     imported: bool
     written: tuple[int, int]  # where its rows stood when the read model last had them all (PersonHistory.written)
+    birth_date: str | None = None
 
     def rows(self, rule_set: str, versions: Sequence[Version] | None = None) -> PersonRows:
         """All its rows, or those `versions` of them."""
         return version_rows(self.id_number, self.name, self.history.rows() if versions is None else versions,
-                            rule_set, self.imported)._replace(links=tuple(links_in(self.parsed, self.id_number)))
+                            rule_set, self.imported)._replace(links=tuple(links_in(self.parsed, self.id_number)),
+                                                              birth_date=self.birth_date)
 
 
 def built_history(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet, calendar: WorkingCalendar,
@@ -189,7 +191,15 @@ def built_history(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet
         return quarantine_rows(registered["id_number"], registered.get("name") or "", rules.version,
                                unfoldable.problem)
     return _Kept(len(states), registered["id_number"], latest_name(parsed), person, parsed, any_imported(events),
-                 person.written())
+                 person.written(), birth_date_of_person(registered["id_number"], (e["person"] for e in events)))
+
+
+def birth_date_of_person(key: str, persons: Iterable[Mapping[str, Any]]) -> str | None:
+    """The birth date of the person a key names: from the document number, else as published beside it."""
+    from_number = key_birth_date(key)
+    if from_number is not None:
+        return from_number.isoformat()
+    return next((person["birth_date"] for person in persons if person.get("birth_date")), None)
 
 
 def fold_states(states: Sequence[bytes], decoder: StateDecoder, rules: RuleSet,
@@ -419,8 +429,8 @@ class SupervisionProjection:
             self._kept.pop(person_stream_id(key), None)  # folded alone there; these rows replace its own
         return [r for r in rows if r.id_number not in merged] + list(merged.values())
 
-    def _parsed_keys(self, keys: Sequence[str]) -> dict[str, tuple[list[Any], bool]]:
-        """The parsed events of each key's stream (those with one), and whether any was imported."""
+    def _parsed_keys(self, keys: Sequence[str]) -> dict[str, tuple[list[Any], bool, str | None]]:
+        """The parsed events of each key's stream (those with one), whether any was imported, the birth date."""
         stream_ids = [person_stream_id(key) for key in keys]
         found = {}
         for key, stream_id in zip(keys, stream_ids):
@@ -430,7 +440,8 @@ class SupervisionProjection:
             with quarantining(stream_id):
                 recorded = [self.store.mapper.to_domain_event(item) for item in stored[1:]]
                 found[key] = (parse_events(recorded), any(stored_later_than_recorded(e.ingested_at, e.recorded_at)
-                                                          for e in recorded))
+                                                          for e in recorded),
+                              birth_date_of_person(key, (e.person for e in recorded)))
         return found
 
     def merged_rows(self, links: Iterable[Link]) -> list[PersonRows]:
@@ -442,9 +453,10 @@ class SupervisionProjection:
             streams = self._parsed_keys(sorted(pieces))
         except Unfoldable as unfoldable:
             return [quarantine_rows(key, "", self.rules.version, unfoldable.problem) for key in sorted(pieces)]
-        parsed = {key: events for key, (events, _) in streams.items()}
+        parsed = {key: events for key, (events, _, _) in streams.items()}
+        births = {key: birth for key, (_, _, birth) in streams.items()}
         rows = []
-        for key, (own, imported) in streams.items():
+        for key, (own, imported, _) in streams.items():
             events = merged_events(key, parsed, pieces)
             person = PersonHistory(self.rules, self.calendar)
             try:
@@ -456,7 +468,7 @@ class SupervisionProjection:
             imported = imported or any(streams[other][1] for other in streams if other != key and any(
                 piece.root == key for piece in pieces.get(other, ())))
             rows.append(version_rows(key, latest_name(own), person.rows(), self.rules.version, imported)._replace(
-                links=tuple(links_in(own, key))))
+                links=tuple(links_in(own, key)), birth_date=births[key]))
         return rows
 
     def view_of(self, key: str, as_of: dt.datetime, known_at: dt.datetime | None = None) -> PersonView | None:
@@ -471,7 +483,7 @@ class SupervisionProjection:
         streams = self._parsed_keys(sorted(pieces))
         if root not in streams and key not in streams:
             return None
-        events = merged_events(root, {k: events for k, (events, _) in streams.items()}, pieces)
+        events = merged_events(root, {k: events for k, (events, _, _) in streams.items()}, pieces)
         with quarantining(person_stream_id(root)):
             view = fold_parsed(events, id_number=root, rules=self.rules, calendar=self.calendar, as_of=as_of,
                                known_at=known_at)
@@ -542,9 +554,12 @@ class SupervisionProjection:
             with quarantining(stream_id):
                 domain_events = [self.store.mapper.to_domain_event(item) for item in stored]
                 registered, recorded = domain_events[0], domain_events[1:]
-                return history_rows(registered.id_number, parse_events(recorded), self.rules, self.calendar,
+                parsed = parse_events(recorded)
+                return history_rows(registered.id_number, parsed, self.rules, self.calendar,
                                     imported=any(stored_later_than_recorded(e.ingested_at, e.recorded_at)
-                                                 for e in recorded))
+                                                 for e in recorded))._replace(
+                    links=tuple(links_in(parsed, registered.id_number)),
+                    birth_date=birth_date_of_person(registered.id_number, (e.person for e in recorded)))
         except Unfoldable as unfoldable:
             registered = self.store.mapper.to_domain_event(stored[0])
             return quarantine_rows(registered.id_number, "", self.rules.version, unfoldable.problem)

@@ -21,6 +21,7 @@ from services.principals import DashboardSessions, Principals
 from services.ingest import Ingestor, utc_now
 from services.queries import Queries
 from services.replay import Replay, record_rule_set
+from services.identity import IdentityReview
 from services.rosters import Reconciliation
 from services.scorecard import Scorecards
 from services.timeline import Timelines
@@ -41,6 +42,7 @@ class Services:
     leads: LeadRegister
     agencies: AgencyDirectory
     rosters: Reconciliation
+    identity: IdentityReview
     scorecards: Scorecards
     chain: AuditChain | None = None  # the audit hash chain, extended after every write (services/audit.py)
     sessions: DashboardSessions | None = None  # the dashboard's server-side logins
@@ -97,6 +99,7 @@ def bootstrap(settings: Settings | None = None, clock=utc_now, projector: str | 
         principals=principals, timelines=Timelines(queries),
         leads=LeadRegister(store, read_model, queries, ingestor, rules, clock), agencies=agencies,
         rosters=Reconciliation(store, read_model, queries, ingestor, agencies, clock),
+        identity=IdentityReview(store, read_model, ingestor, clock),
         scorecards=scorecards,
         sessions=DashboardSessions(SessionStore(settings.database_url), principals, clock),
     )

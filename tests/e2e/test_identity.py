@@ -146,3 +146,61 @@ def test_name_conflicts_and_duplicate_decisions_are_leads(services, clock):
     assert rules["A08_name_conflict"]["obligated"]["kind"] == "bureau"
     leads = services.leads.page(LeadQuery(as_of=NOW), {})
     assert {"A08_name_conflict", "A09_duplicate_decision"} <= {item["rule"] for item in leads["items"]}
+
+
+def test_the_candidates_queue_links_or_dismisses_probable_matches_through_the_api(services, clock):
+    from fastapi.testclient import TestClient
+
+    from services.entrypoints.http.api import create_app
+
+    # The same person under a resident ID and, from another court, under a passport with the birth date beside it;
+    # and a namesake born on another day (not a match).
+    passport = decision(id_number(20))
+    passport["schema_version"] = 2
+    passport["person"] = {"id_type": "passport", "id_number": "E7654321", "nationality": "KOR", "name": "金 哲洙",
+                          "birth_date": "1980-01-01"}
+    publish(services, clock, DECIDED, decision(REAL, name="金哲洙"), passport,
+            decision(id_number(3000), name="金哲洙"))
+    clock.now = NOW
+    client = TestClient(create_app(services))
+    officer = {"Authorization": "Bearer " + services.principals.add(
+        "oversight", "检察官", region="520222", kind="procuratorate", agency_id="JCY-520222")[1]}
+    publisher = {"Authorization": "Bearer " + services.principals.add(
+        "publisher", "法院", kind="court", agency_id="FY-520222", region="520222")[1]}
+    assert client.get("/v1/identity/candidates", headers=publisher).status_code == 403
+    items = client.get("/v1/identity/candidates", headers=officer).json()["items"]
+    assert len(items) == 1
+    group = items[0]
+    assert group["birth_date"] == "1980-01-01"
+    keys = {member["id_number"] for member in group["members"]}
+    assert keys == {REAL, "passport:KOR:E7654321"}
+    passport_member = next(m for m in group["members"] if m["id_type"] == "passport")
+    assert passport_member["document"] == "护照" and passport_member["nationality"]["name"] == "大韩民国"
+
+    linked = client.post(f"/v1/identity/candidates/{group['candidate_id']}/link", headers=officer,
+                         json={"keep": REAL, "reason": "同一人：出生日期与姓名一致，经核实"})
+    assert linked.status_code == 200, linked.text
+    assert [e["person"] for e in linked.json()["events"]] == ["passport:KOR:E7654321"]
+    services.projection.catch_up()
+    assert client.get("/v1/identity/candidates", headers=officer).json()["items"] == []
+    assert services.queries.status(REAL, as_of=NOW)["linked_keys"] == sorted([REAL, "passport:KOR:E7654321"])
+    # The passport's 漏管 gap is now the resident's person's: no gap stands under the passport any more.
+    assert {key for key, rule in gap_keys(services, NOW) if rule == "R04_not_reported"} == {REAL, id_number(3000)}
+
+    # Unlinked (by an admin, in the name of the agency that made the error), the group comes back; dismissed, it goes.
+    admin = {"Authorization": "Bearer " + services.principals.add("admin", "管理员")[1]}
+    assert client.post("/v1/identity/links", headers=admin, json={
+        "action": "unlink", "person": "passport:KOR:E7654321", "other": REAL, "reason": "x"}).status_code == 422
+    unlinked = client.post("/v1/identity/links", headers=admin, json={
+        "action": "unlink", "person": "passport:KOR:E7654321", "other": REAL, "reason": "经核实不是同一人",
+        "agency": {"kind": "procuratorate", "id": "JCY-520222", "region": "520222"}})
+    assert unlinked.status_code == 200, unlinked.text
+    services.projection.catch_up()
+    again = client.get("/v1/identity/candidates", headers=officer).json()["items"]
+    assert [g["candidate_id"] for g in again] == [group["candidate_id"]]
+    dismissed = client.post(f"/v1/identity/candidates/{group['candidate_id']}/dismiss", headers=officer,
+                            json={"reason": "两人出生地不同，不是同一人"})
+    assert dismissed.status_code == 200 and dismissed.json()["dismissed"] is True
+    assert client.get("/v1/identity/candidates", headers=officer).json()["items"] == []
+    assert client.post(f"/v1/identity/candidates/{group['candidate_id']}/dismiss", headers=officer,
+                       json={"reason": "again"}).status_code == 404

@@ -37,6 +37,7 @@ from services.bootstrap import Services
 from services.history import person_history
 from services.ingest import Source
 from services.leads import LEAD_STATES, SORTS, LeadNotFound, LeadQuery, actor_of
+from services.identity import IdentityRefused, keys_of
 from services.rosters import RosterNotFound
 from services.scorecard import BadMonth
 
@@ -233,6 +234,37 @@ class AddresseeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: AgencyKind
     id: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class AgencyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: AgencyKind
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    region: Annotated[str, Field(min_length=6, max_length=6)]
+
+
+class IdentityLinkBody(BaseModel):
+    """Two person keys are (no longer) one person: published as `identity_linked` / `identity_unlinked`."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["link", "unlink"]
+    person: Annotated[str, Field(max_length=80, description="the key published in error (merged into `other`)")]
+    other: Annotated[str, Field(max_length=80, description="the person's key")]
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    agency: Annotated[AgencyBody | None, Field(description=(
+        "an admin names the agency that made the error; an officer publishes as their own agency"))] = None
+
+
+class CandidateLinkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keep: Annotated[str, Field(max_length=80, description="the member key the others are linked to")]
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    agency: AgencyBody | None = None
+
+
+class CandidateDismissBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
 class LeadActionBody(BaseModel):
@@ -544,6 +576,67 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
             raise ApiError(REFUSAL_STATUS.get(refused.code, 409), refused.code, refused.message) from None
         principals.record_access(me, f"POST /v1/leads/{{id}}/actions {body.action}", record["id_number"])
         return record
+
+    # -- who is who (identity) ------------------------------------------------------------------------------------
+
+    def identity_refused(refused: IdentityRefused) -> ApiError:
+        return ApiError(refused.status, refused.code, refused.message)
+
+    def agency_dict(body: Any) -> dict[str, str] | None:
+        return {"kind": str(body.agency.kind), "id": body.agency.id, "region": body.agency.region} \
+            if body.agency else None
+
+    @v1.get("/identity/candidates", tags=["identity"])
+    def identity_candidates(me: Me) -> dict[str, Any]:
+        """Probable matches (疑似同一人): person keys with the same normalised name and birth date that no link joins,
+        not dismissed; each group with its members (document, number, name, region)."""
+        require(me, Role.OVERSIGHT, Role.AUDITOR)
+        items = services.identity.candidates(me.sees_region)
+        principals.record_access(me, "GET /v1/identity/candidates", keys_of(items))
+        return {"items": items}
+
+    @v1.post("/identity/candidates/{candidate_id}/link", tags=["identity"])
+    def identity_candidate_link(me: Me, candidate_id: Annotated[str, Path(max_length=40)],
+                                body: CandidateLinkBody) -> dict[str, Any]:
+        """Link the group's other keys to `keep` (an identity_linked event each)."""
+        require(me, Role.OVERSIGHT, Role.ADMIN)
+        visible = me.sees_region if me.role is Role.OVERSIGHT else (lambda region: True)
+        try:
+            done = services.identity.link_candidate(candidate_id, body.keep, body.reason, actor_of(me), visible,
+                                                    agency_dict(body))
+        except IdentityRefused as refused:
+            raise identity_refused(refused) from None
+        principals.record_access(me, "POST /v1/identity/candidates/{id}/link",
+                                 [body.keep, *(e["person"] for e in done["events"])])
+        return done
+
+    @v1.post("/identity/candidates/{candidate_id}/dismiss", tags=["identity"])
+    def identity_candidate_dismiss(me: Me, candidate_id: Annotated[str, Path(max_length=40)],
+                                   body: CandidateDismissBody) -> dict[str, Any]:
+        """Not one person: the group leaves the queue (kept with the reason and who decided)."""
+        require(me, Role.OVERSIGHT)
+        try:
+            done = services.identity.dismiss(candidate_id, body.reason, actor_of(me), me.sees_region)
+        except IdentityRefused as refused:
+            raise identity_refused(refused) from None
+        principals.record_access(me, "POST /v1/identity/candidates/{id}/dismiss", [])
+        return done
+
+    @v1.post("/identity/links", tags=["identity"])
+    def identity_link(me: Me, body: IdentityLinkBody) -> dict[str, Any]:
+        """Link or unlink two person keys: an officer in the name of their agency, an admin in the name of the
+        agency that made the error (`agency`). Agencies may also publish the events themselves (POST /v1/events)."""
+        require(me, Role.OVERSIGHT, Role.ADMIN)
+        if me.role is Role.ADMIN and body.agency is None:
+            raise ApiError(422, "invalid_action", "管理员须写明出错的机关 agency {kind, id, region} / an admin names the "
+                                                  "agency that made the error (agency)")
+        try:
+            done = services.identity.publish(body.action, body.person, body.other, body.reason,
+                                             None if me.role is Role.ADMIN else actor_of(me), agency_dict(body))
+        except IdentityRefused as refused:
+            raise identity_refused(refused) from None
+        principals.record_access(me, f"POST /v1/identity/links {body.action}", [done["person"], done["other"]])
+        return done
 
     # -- rosters (名单碰撞) -------------------------------------------------------------------------------------------
 

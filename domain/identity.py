@@ -308,3 +308,13 @@ def key_birth_date(key: str) -> dt.date | None:
     except ValueError:
         return None
     return birth_date_of(id_type, number)
+
+
+def key_person_document(key: str) -> dict[str, str]:
+    """The identity document (envelope version 2, without the name) a person key stands for: what an event the
+    service publishes about that person names them by."""
+    id_type, number, nationality = key_document(key)
+    document = {"id_type": id_type.value, "id_number": number}
+    if nationality:
+        document["nationality"] = nationality
+    return document

@@ -16,7 +16,8 @@ from typing import Any
 
 from domain.candidates import CandidateReview, candidate_id
 from domain.catalog import AgencyKind
-from domain.identity import ID_TYPE_LABELS, IdType, country, key_birth_date, key_document, typed_person_key
+from domain.identity import (ID_TYPE_LABELS, country, key_birth_date, key_document, key_person_document,
+                             typed_person_key)
 from domain.leads import Actor
 from domain.merging import root_at, roots
 from domain.authorisation import PublisherIdentity
@@ -32,21 +33,12 @@ class IdentityRefused(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-def document_of_key(key: str) -> dict[str, Any]:
-    """The identity document (envelope version 2) a person key stands for."""
-    id_type, number, nationality = key_document(key)
-    document: dict[str, Any] = {"id_type": id_type.value, "id_number": number}
-    if nationality:
-        document["nationality"] = nationality
-    return document
-
-
 def described_key(key: str) -> dict[str, Any]:
     """A key as a reader sees it: the document's type in Chinese and English, its number, a nationality's names."""
     id_type, number, nationality = key_document(key)
     chinese, english = ID_TYPE_LABELS[id_type]
     described = {"id_number": key, "id_type": id_type.value, "document": chinese, "document_en": english,
-                 "number": number}
+                 "number": number, "nationality": None}
     if nationality:
         names = country(nationality)
         described["nationality"] = {"code": nationality, "name": names[0] if names else nationality,
@@ -141,8 +133,8 @@ class IdentityReview:
         envelope = {
             "event_id": event_id, "event_type": LINK_ACTIONS[action], "schema_version": 2,
             "agency": {"kind": str(publisher.kind), "id": publisher.id, "region": publisher.region},
-            "person": {**document_of_key(source), "name": name}, "occurred_at": now.isoformat(),
-            "payload": {"other": document_of_key(target), "reason": reason.strip()[:4000]},
+            "person": {**key_person_document(source), "name": name}, "occurred_at": now.isoformat(),
+            "payload": {"other": key_person_document(target), "reason": reason.strip()[:4000]},
         }
         result = self.ingestor.ingest([envelope], Source(name=f"identity:{publisher.id}", publisher=publisher))
         item = result.items[0]

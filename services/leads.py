@@ -22,7 +22,7 @@ from eventsourcing.persistence import IntegrityError
 from domain.authorisation import PublisherIdentity
 from domain.calendar import SHANGHAI, micros
 from domain.catalog import AgencyKind
-from domain.identity import typed_person_key
+from domain.identity import key_person_document, typed_person_key
 from domain.leads import (DISMISS_LABELS, NOTICE_LABELS, NOTICE_REPLY_RULE, STATE_LABELS, Actor, GapSituation, Lead,
                           LeadFilter, LeadRefused, LeadStream, available_actions, decide, lead_id, parse_lead_id,
                           replay, self_fulfilled, stream_id_of)
@@ -351,9 +351,9 @@ class LeadRegister:
         region = (actor.region or "").ljust(6, "0")
         event_id = str(uuid.uuid5(NOTICE_NAMESPACE, f"{lead}|{document_no.strip()}"))  # a retry is a duplicate
         envelope = {
-            "event_id": event_id, "event_type": "procuratorial_notice_issued", "schema_version": 1,
+            "event_id": event_id, "event_type": "procuratorial_notice_issued", "schema_version": 2,
             "agency": {"kind": "procuratorate", "id": actor.agency_id, "region": region},
-            "person": {"id_number": row.id_number, "name": row.name}, "occurred_at": now.isoformat(),
+            "person": {**key_person_document(row.id_number), "name": row.name}, "occurred_at": now.isoformat(),
             "case_ref": document_no.strip(),
             "payload": {"notice_kind": kind, "addressed_to": {"kind": addressee.get("kind"), "id": addressee["id"]},
                         "finding": finding,

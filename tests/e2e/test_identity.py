@@ -204,3 +204,34 @@ def test_the_candidates_queue_links_or_dismisses_probable_matches_through_the_ap
     assert client.get("/v1/identity/candidates", headers=officer).json()["items"] == []
     assert client.post(f"/v1/identity/candidates/{group['candidate_id']}/dismiss", headers=officer,
                        json={"reason": "again"}).status_code == 404
+
+
+def test_the_dashboard_page_lists_probable_matches_and_an_officer_links_them(services, clock):
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from services.entrypoints.http.api import create_app
+
+    variant = decision(id_number(20), name="阿依古丽•买买提")  # another dot: the same name compared
+    variant["person"]["id_number"] = id_number(21, birth=dt.date(1980, 1, 1))
+    publish(services, clock, DECIDED, decision(id_number(1), name="阿依古丽·买买提"), variant)
+    clock.now = NOW
+    token = services.principals.add("oversight", "检察官", region="520222", kind="procuratorate",
+                                    agency_id="JCY-520222")[1]
+    with TestClient(create_app(services)) as client:
+        assert client.post("/login", data={"token": token}, follow_redirects=False).status_code == 303
+        page = client.get("/identity")
+        assert page.status_code == 200 and "疑似同一人" in page.text and "居民身份证" in page.text
+        assert page.text.count('class="candidate-member"') == 2
+        candidate = re.search(r'data-candidate="([^"]+)"', page.text).group(1)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        assert client.post(f"/identity/{candidate}/actions", data={
+            "action": "link", "keep": id_number(1), "reason": "同一人", "csrf_token": "guess"}).status_code == 403
+        done = client.post(f"/identity/{candidate}/actions", data={
+            "action": "link", "keep": id_number(1), "reason": "核实为同一人", "csrf_token": csrf})
+        assert done.status_code == 200 and "已关联" in done.text
+        services.projection.catch_up()
+        assert "没有待核实的疑似同一人" in client.get("/identity").text
+        english = client.get("/identity?lang=en")
+        assert "No probable matches" in english.text

@@ -37,6 +37,7 @@ from domain.regions import region_label
 from domain.principals import OutsideScope, Principal, Role
 
 from services.bootstrap import Services
+from services.identity import IdentityRefused, keys_of
 from domain.leads import DismissReason, LeadRefused
 
 from services.entrypoints import timeparse
@@ -667,6 +668,52 @@ class Dashboard:
         return Response(scorecard_xlsx(report), headers=headers,
                         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
+    # -- who is who: probable matches (疑似同一人) -------------------------------------------------------------------
+
+    def identity(self, request: Request) -> Response:
+        return self.page(request, lambda p, as_of, day, lang: self.build_identity(p, lang))
+
+    def build_identity(self, principal: Principal, lang: str, message: str | None = None,
+                       message_kind: str = "ok") -> tuple[str, dict[str, Any]]:
+        self.require(principal, Role.OVERSIGHT, Role.AUDITOR)
+        items = self.services.identity.candidates(principal.sees_region)
+        self.services.principals.record_access(principal, "dashboard identity", keys_of(items))
+        return "identity.html", {"items": items, "message": message, "message_kind": message_kind,
+                                 "can_act": principal.role is Role.OVERSIGHT}
+
+    async def identity_action(self, request: Request, candidate: str) -> Response:
+        """Link or dismiss a group of probable matches (CSRF-checked), then the queue again with what happened."""
+        fields = await self.form_fields(request)
+        principal = await run_in_threadpool(self.checked_form, request, fields)
+        if principal is None:
+            return self.to_login(request) if self.principal(request) is None else self.refused_form(request)
+        lang = self.language(request)
+        form = {name: values[0].strip() for name, values in fields.items() if values and values[0].strip()}
+        status, kind = 200, "ok"
+        try:
+            self.require(principal, Role.OVERSIGHT)
+            if form.get("action") == "link":
+                await run_in_threadpool(self.services.identity.link_candidate, candidate, form.get("keep", ""),
+                                        form.get("reason", ""), actor_of(principal), principal.sees_region)
+                message = TEXT[lang]["id_linked"]
+            else:
+                await run_in_threadpool(self.services.identity.dismiss, candidate, form.get("reason", ""),
+                                        actor_of(principal), principal.sees_region)
+                message = TEXT[lang]["id_dismissed"]
+        except IdentityRefused as refused:
+            message = TEXT[lang]["refused"].format(message=refused.message if lang == "zh" else english(
+                refused.message))
+            status, kind = refused.status, "error"
+        except DashboardError as problem:
+            message = TEXT[lang][problem.key].format(**{**problem.params, "role": str(principal.role)})
+            status, kind = 403, "error"
+        try:
+            template, built = await run_in_threadpool(self.build_identity, principal, lang, message, kind)
+        except DashboardError:
+            return self.refused_form(request)
+        return self.render(request, template, {"principal": principal, "as_of_date": self.today(), **built},
+                           status=status)
+
     # -- routes ---------------------------------------------------------------------------------------------------
 
     def router(self) -> APIRouter:
@@ -685,6 +732,9 @@ class Dashboard:
         router.add_api_route("/due", self.due, methods=["GET"], response_class=HTMLResponse)
         router.add_api_route("/scorecard", self.scorecard, methods=["GET"], response_class=HTMLResponse)
         router.add_api_route("/scorecard/export.{kind}", self.export_scorecard, methods=["GET"])
+        router.add_api_route("/identity", self.identity, methods=["GET"], response_class=HTMLResponse)
+        router.add_api_route("/identity/{candidate}/actions", self.identity_action, methods=["POST"],
+                             response_class=HTMLResponse)
         return router
 
 

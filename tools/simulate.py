@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from domain.identity import id_check_char, region_problem
+from domain.identity import id_check_char, normalised_name, region_problem
 
 CST = dt.timezone(dt.timedelta(hours=8))  # Asia/Shanghai (no daylight saving since 1991)
 DAY = dt.timedelta(days=1)
@@ -221,6 +221,22 @@ WITHHELD_TYPES = {
 }
 KIND_BY_NAME = {kind.name: kind for kind in (*KINDS, *WITHHELD_KINDS)}
 
+# Errors of identity (`--identity-error mistyped_id=0.02`), drawn for persons with no other failure. Each is in the
+# ground truth as `identity_<kind>` with what the service must find: the probable match (`candidate`: the keys of
+# one person), the anomalies (`expected`: A08, A09), or nothing (a name typed with another dot or width, a foreign
+# national under a passport).
+IDENTITY_ERRORS = {
+    "mistyped_id": "the decision organ publishes under an ID number with a mistyped serial digit (same birth date)",
+    "name_variant": "a two-part name written with another middle dot (·, •, ・) or a full-width space by one agency",
+    "name_conflict": "one bureau event publishes the person under another name",
+    "duplicate_decision": "the decision is published twice under two event ids (the same document_no)",
+    "foreign": "a foreign national, published under a passport with nationality and birth date",
+}
+DOTTED_NAMES = ("阿依古丽·买买提", "艾尔肯·吐尔逊", "古丽娜尔·阿不都", "买买提·艾力", "热依拉·托合提", "迪丽努尔·阿吉")
+DOT_VARIANTS = ("•", "・", " · ")
+FOREIGN_NATIONALS = (("KOR", "KIM MINJUN"), ("VNM", "NGUYEN VAN AN"), ("MMR", "AUNG KYAW"), ("RUS", "IVAN PETROV"),
+                     ("USA", "JOHN SMITH"), ("MNG", "BAT-ERDENE"))
+
 
 # -- configuration ------------------------------------------------------------------------------------------------
 
@@ -240,6 +256,7 @@ class SimulationConfig:
     until: dt.datetime | None = None  # default: now, Asia/Shanghai
     late_share: float = DEFAULT_LATE_SHARE  # share of events published days late (never a deadline-bearing one)
     withhold: Mapping[str, float] = field(default_factory=dict)  # decision, enrolment, detention -> rate
+    identity: Mapping[str, float] = field(default_factory=dict)  # an IDENTITY_ERRORS kind -> rate
 
     def resolved_until(self) -> dt.datetime:
         until = self.until or dt.datetime.now(CST)
@@ -270,6 +287,13 @@ def kind_rates(config: SimulationConfig) -> dict[str, float]:
         rates[WITHHOLDABLE[what]] = value
     if sum(rates.values()) > 1 + 1e-9:
         raise SimulationError(f"the failure rates add up to {sum(rates.values()):.3f} per person, more than 1")
+    for what, value in config.identity.items():
+        if what not in IDENTITY_ERRORS:
+            raise SimulationError(f"--identity-error {what!r}: one of {', '.join(IDENTITY_ERRORS)}")
+        if not 0 <= value <= 1:
+            raise SimulationError(f"--identity-error {what} must be between 0 and 1, not {value}")
+    if sum(config.identity.values()) > 1 + 1e-9:
+        raise SimulationError("the identity error rates add up to more than 1 per person")
     return rates
 
 
@@ -372,6 +396,8 @@ class Life:
         # Marks name the events a failure's gaps are triggered by; the ordinary blocks of the life set none.
         self.marking = True
         self.abbr = PROVINCE_ABBR[county[:2]]
+        self.person: dict[str, Any] = {}  # how the events name the person (`identify`)
+        self.published_as: dict[str, dict[str, Any]] = {}  # event id -> another naming (identity errors)
 
     # -- time ------------------------------------------------------------------------------------------------------
 
@@ -491,6 +517,7 @@ class Life:
         given = GIVEN_MALE if male else GIVEN_FEMALE
         name = rng.choice(SURNAMES) + rng.choice(given) + (rng.choice(given) if rng.random() < 0.75 else "")
         self.id_number, self.name = id_number, name
+        self.person = {"id_number": id_number, "name": name}
 
     # -- the organs of this case -------------------------------------------------------------------------------------
 
@@ -984,12 +1011,13 @@ class Life:
         return kept
 
     def envelope(self, event: Event) -> dict[str, Any]:
+        person = self.published_as.get(event.event_id) or self.person
         return {
             "event_id": event.event_id,
             "event_type": event.event_type,
-            "schema_version": 1,
+            "schema_version": 2 if "id_type" in person else 1,
             "agency": event.agency,
-            "person": {"id_number": self.id_number, "name": self.name},
+            "person": person,
             "occurred_at": iso(event.occurred_at),
             "recorded_at": iso(event.recorded_at),  # type: ignore[arg-type]
             "case_ref": self.document_no,
@@ -1022,6 +1050,8 @@ def simulate_person(config: SimulationConfig, until: dt.datetime, county: str, n
         withheld = _withheld(life, events)
         events = [e for e in events if e not in withheld]
     failure = None
+    if life.kind is None and config.identity:
+        failure = identity_error(life, events, config.identity, used_ids)
     if life.kind is not None:
         expected = [{"rule": rule, "state": state, "triggered_by": life.marks[label]}
                     for rule, state, label in life.kind.expected]
@@ -1038,6 +1068,68 @@ def simulate_person(config: SimulationConfig, until: dt.datetime, county: str, n
         events=[life.envelope(e) for e in sorted(events, key=lambda e: (e.recorded_at, e.occurred_at))],
         failure=failure, skipped_failure=skipped,
     )
+
+
+def identity_error(life: Life, events: list[Event], rates: Mapping[str, float],
+                   used_ids: set[str]) -> dict[str, Any] | None:
+    """Draw and inject one error of identity (IDENTITY_ERRORS) into a person's published events; its truth."""
+    rng, roll, total, kind = life.rng, life.rng.random(), 0.0, None
+    for name, rate in rates.items():
+        total += rate
+        if roll < total:
+            kind = name
+            break
+    decision = next((e for e in events if e.event_type == "decision_effective"), None)
+    if kind is None or decision is None:
+        return None
+    truth: dict[str, Any] = {"failure": f"identity_{kind}", "id_number": life.id_number, "expected": []}
+    if kind == "mistyped_id":
+        while True:  # one serial digit mistyped: the birth date stays, the check character is computed again
+            position = rng.randint(14, 16)
+            digits = [d for d in "0123456789" if d != life.id_number[position]]
+            first17 = life.id_number[:position] + rng.choice(digits) + life.id_number[position + 1:17]
+            mistyped = first17 + id_check_char(first17)
+            if mistyped not in used_ids:
+                used_ids.add(mistyped)
+                break
+        organ = decision.agency
+        for event in events:
+            if event.agency == organ:
+                life.published_as[event.event_id] = {**life.person, "id_number": mistyped}
+        truth.update(published_as=mistyped, candidate=sorted([life.id_number, mistyped]))
+    elif kind == "name_variant":
+        dotted = rng.choice(DOTTED_NAMES)
+        life.name, life.person = dotted, {**life.person, "name": dotted}
+        later = [e for e in events if e.agency["kind"] == "bureau"] or events[1:]
+        if later:
+            variant = dotted.replace("·", rng.choice(DOT_VARIANTS))
+            life.published_as[rng.choice(later).event_id] = {**life.person, "name": variant}
+    elif kind == "name_conflict":
+        first = min(events, key=lambda e: (e.occurred_at, e.event_id)).occurred_at
+        later = [e for e in events if e.agency["kind"] == "bureau" and e.occurred_at > first]
+        if not later:
+            return None
+        event = rng.choice(later)
+        other = life.name
+        while normalised_name(other) == normalised_name(life.name):
+            other = rng.choice(SURNAMES) + rng.choice(GIVEN_MALE) + rng.choice(GIVEN_FEMALE)
+        life.published_as[event.event_id] = {**life.person, "name": other}
+        truth["expected"].append({"rule": "A08_name_conflict", "state": "open", "triggered_by": event.event_id})
+    elif kind == "duplicate_decision":
+        copy = Event(decision.event_type, decision.agency, decision.occurred_at, dict(decision.payload),
+                     life.new_id(), min(decision.recorded_at + dt.timedelta(hours=rng.uniform(1, 72)), life.until))
+        events.append(copy)
+        flagged = max(decision.event_id, copy.event_id)  # the fold orders one instant's same events by event id
+        truth["expected"].append({"rule": "A09_duplicate_decision", "state": "open", "triggered_by": flagged})
+    else:  # foreign
+        nationality, name = rng.choice(FOREIGN_NATIONALS)
+        number = rng.choice("EGMPS") + f"{rng.randint(0, 99_999_999):08d}"
+        birth = dt.date(int(life.id_number[6:10]), int(life.id_number[10:12]), int(life.id_number[12:14]))
+        life.person = {"id_type": "passport", "id_number": number, "nationality": nationality, "name": name,
+                       "birth_date": birth.isoformat()}
+        life.name = name
+        life.id_number = truth["id_number"] = f"passport:{nationality}:{number}"
+    return truth
 
 
 def _withheld(life: Life, events: list[Event]) -> list[Event]:

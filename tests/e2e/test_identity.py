@@ -235,3 +235,46 @@ def test_the_dashboard_page_lists_probable_matches_and_an_officer_links_them(ser
         assert "没有待核实的疑似同一人" in client.get("/identity").text
         english = client.get("/identity?lang=en")
         assert "No probable matches" in english.text
+
+
+IDENTITY_RATES = {"mistyped_id": 0.03, "name_variant": 0.03, "name_conflict": 0.03, "duplicate_decision": 0.03,
+                  "foreign": 0.03}
+
+
+@pytest.mark.parametrize("seed", [5, 17])
+def test_the_detector_finds_every_simulated_identity_error_and_nothing_else(tmp_path, seed):
+    import io
+    import json
+
+    from tools.simulate import SimulationConfig, run
+
+    until = dt.datetime(2026, 10, 30, 18, 0, tzinfo=CST)
+    services = bootstrap(Settings(database_url=f"sqlite:///{tmp_path}/identity.db"),
+                         clock=Clock(until + dt.timedelta(hours=1)))
+    try:
+        out, truth_text = io.StringIO(), io.StringIO()
+        run(SimulationConfig(persons=400, seed=seed, until=until, counties=("632801", "632802"),
+                             identity=IDENTITY_RATES), out, truth_text)
+        published = [json.loads(line) for line in out.getvalue().splitlines()]
+        for start in range(0, len(published), 500):
+            result = services.ingestor.ingest(published[start:start + 500], Source("sim", allow_recorded_at=True))
+            assert result.rejected == 0, [i.reason for i in result.items if i.status == "rejected"][:3]
+        services.projection.catch_up()
+        truth = [t for t in json.loads(truth_text.getvalue()) if t["failure"].startswith("identity_")]
+        injected = {t["failure"] for t in truth}
+        assert injected == {f"identity_{kind}" for kind in IDENTITY_RATES}, injected  # the seed has each kind
+
+        found_candidates = {tuple(sorted(key for m in c["members"] for key in m["keys"]))
+                            for c in services.identity.candidates(lambda region: True)}
+        expected_candidates = {tuple(t["candidate"]) for t in truth if "candidate" in t}
+        assert found_candidates == expected_candidates
+        anomalies = {(g["rule"], g["triggered_by"]) for rule in ("A08_name_conflict", "A09_duplicate_decision")
+                     for g in services.queries.gaps(as_of=until, rule=rule, state="all")}
+        assert anomalies == {(x["rule"], x["triggered_by"]) for t in truth for x in t["expected"]}
+        # A foreign national is a person like any other, under the passport's key.
+        for t in truth:
+            if t["failure"] == "identity_foreign":
+                status = services.queries.status(t["id_number"], as_of=until)
+                assert status is not None and status["id_number"].startswith("passport:")
+    finally:
+        services.close()

@@ -364,7 +364,7 @@ def cmd_simulate(args: argparse.Namespace, services: Services) -> int:
         config = validate(SimulationConfig(
             persons=args.persons, years=args.years, counties=tuple(args.counties.split(",")), seed=args.seed,
             failure_rate=args.failure_rate, rates=dict(args.rate or []), until=args.until, late_share=args.late_share,
-            withhold=dict(args.withhold or []),
+            withhold=dict(args.withhold or []), identity=dict(args.identity_error or []),
         ))
     except SimulationError as error:
         return fail(str(error), EXIT_USAGE)
@@ -684,6 +684,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--withhold", type=parse_rate, action="append", metavar="WHAT=RATE",
                           help="keep some events off the record, in the agency's own list only: decision, enrolment "
                                "or detention (e.g. decision=0.01); repeatable; the truth lists them under 'withheld'")
+    simulate.add_argument("--identity-error", type=parse_rate, action="append", metavar="KIND=RATE",
+                          help="inject errors of identity for persons with no other failure: mistyped_id, "
+                               "name_variant, name_conflict, duplicate_decision, foreign (e.g. mistyped_id=0.02); "
+                               "repeatable; the truth lists each as identity_<kind> with what must be found")
     simulate.add_argument("--rosters", metavar="DIR",
                           help="write each agency's roster as of --until here (CSV: courts' judgments, bureaus' "
                                "registers, detention centres' admissions), withheld events included; needs --out")

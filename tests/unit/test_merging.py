@@ -82,3 +82,76 @@ def test_the_merged_history_follows_the_link_and_the_unlink_in_both_times():
     assert _rows_hold(pieces, streams, B, "2024-03-25 10:00", "2024-05-02 10:00")[0] == "under_supervision"
     assert _rows_hold(pieces, streams, A, "2024-03-25 10:00", None) == _rows_hold(
         pieces, streams, A, "2024-03-25 10:00", "2024-05-02 10:00")
+
+
+# -- a property: merged rows answer every (as_of, known_at) as the fold of the merged events does ------------------
+
+from collections import Counter  # noqa: E402
+
+from hypothesis import given, note, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from domain.bitemporal import ObligationFacts  # noqa: E402
+from domain.supervision import parse_records  # noqa: E402
+from tests.strategies import arrivals, in_time_order, person_histories  # noqa: E402
+from tests.unit.histories import AGENCIES  # noqa: E402
+from tests.unit.test_arrival_order import arrived  # noqa: E402
+from tests.unit.test_bitemporal import _record, from_rows, questions  # noqa: E402
+
+
+def _reference(events, key, as_of, known_at):
+    view = fold_parsed(events, id_number=key, rules=RULES, calendar=CALENDAR, as_of=as_of, known_at=known_at)
+    if view.last_occurred_at is None:
+        return None
+    episode, responsible = view.episode, view.responsible
+    person = PersonFacts(view.region, view.status, responsible["kind"] if responsible else None,
+                         responsible["region"] if responsible else None, episode.enrolled_at if episode else None,
+                         episode.ended if episode else None, episode.ended_at if episode else None,
+                         episode.category if episode else None, episode.document_no if episode else None,
+                         episode.decision_id if episode else None)
+    return {"person": person, "obligations": Counter(
+        ObligationFacts(view.region, o.rule, o.triggered_by, o.obligated_kind, o.obligated_id, o.obligated_region,
+                        o.due_at, o.fulfilled_at, o.provisional, o.reason).visible_at(as_of)
+        for o in view.obligations if o.due_at is not None)}
+
+
+def _stream(history_, arrival, prefix):
+    records = [_record(e) for e in arrived(history_, arrival)]
+    for record in records:  # two persons' streams: distinct event ids
+        record["event_id"] = prefix + record["event_id"][len(prefix):]
+    return parse_records(records)
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=person_histories(AGENCIES), second=person_histories(AGENCIES), data=st.data())
+def test_merged_rows_answer_every_question_as_the_fold_of_the_merged_events(first, second, data):
+    note(repr((first, second)))
+    streams = {A: _stream(first, data.draw(st.one_of(st.just(in_time_order(first)), arrivals(first))), "a"),
+               B: _stream(second, data.draw(st.one_of(st.just(in_time_order(second)), arrivals(second))), "b")}
+    recorded = sorted({e.recorded_at for events in streams.values() for e in events})
+    span = (recorded[0] - dt.timedelta(days=2), recorded[-1] + dt.timedelta(days=2))
+    moments = data.draw(st.lists(st.datetimes(min_value=span[0].replace(tzinfo=None),
+                                              max_value=span[1].replace(tzinfo=None)), min_size=1, max_size=3,
+                                 unique=True), label="words")
+    links = [Link(f"w{n}", n % 2 == 0, B, A, moment.replace(tzinfo=span[0].tzinfo))
+             for n, moment in enumerate(sorted(moments))]
+    pieces = roots(links)
+    assert roots(reversed(links)) == pieces  # in any order given
+    asked = questions([_Recorded(e) for events in streams.values() for e in events],
+                      [link.recorded_at for link in links])
+    sample = data.draw(st.lists(st.sampled_from(asked), min_size=1, max_size=30, unique=True), label="asked")
+    for key in (A, B):
+        events = merged_events(key, streams, pieces)
+        person = PersonHistory(RULES, CALENDAR)
+        person.record_all(events, boundaries(pieces))
+        rows = person.rows()
+        for as_of, known_at in sample:
+            assert from_rows(rows, as_of, known_at) == _reference(events, key, as_of, known_at), \
+                f"{key} as_of={as_of} known_at={known_at}"
+
+
+class _Recorded:
+    """A parsed event as `questions` reads it (ISO strings)."""
+
+    def __init__(self, event):
+        self.occurred_at, self.recorded_at = event.occurred_at.isoformat(), event.recorded_at.isoformat()

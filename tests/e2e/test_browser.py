@@ -326,3 +326,54 @@ def test_the_monthly_scorecard_reads_and_prints(request):
     assert page.locator("p.print-only").is_visible()
     page.screenshot(path=str(shots / "22-scorecard-printed.png"), full_page=True)
     context.close()
+
+
+def test_an_officer_links_a_probable_match_in_the_identity_queue(request):
+    """疑似同一人: a person of the county is published again by another court under a passport with the same name
+    and birth date; the officer finds the pair, keeps the resident ID and links them, and the queue empties."""
+    chromium_or_fail()
+    server, browser = request.getfixturevalue("server"), request.getfixturevalue("browser")
+    shots = ARTIFACTS / "identity"
+    shots.mkdir(parents=True, exist_ok=True)
+    services, base = server["services"], server["base"]
+    from services.ingest import Source
+
+    gap = services.queries.gaps(as_of=UNTIL, region="520222", limit=1)[0]
+    someone = type("Someone", (), {"id_number": gap["id_number"], "name": gap["name"]})
+    birth = f"{someone.id_number[6:10]}-{someone.id_number[10:12]}-{someone.id_number[12:14]}"
+    foreign = {"event_id": "2f7b2c1e-9a3d-4c5e-8f10-7a6b5c4d3e21", "event_type": "subject_reported",
+               "schema_version": 2, "agency": {"kind": "bureau", "id": "SFJ-520221", "region": "520221"},
+               "person": {"id_type": "passport", "id_number": "M12345678", "nationality": "KOR",
+                          "name": someone.name, "birth_date": birth},
+               "occurred_at": (UNTIL - dt.timedelta(days=3)).isoformat(), "payload": {"region": "520221"}}
+    assert services.ingestor.ingest([foreign], Source("test")).rejected == 0
+    services.projection.catch_up()
+    _, token = services.principals.add("oversight", "市检察院 王检察官", region="5202", kind="procuratorate",
+                                       agency_id="JCY-520200")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(base + "/identity")
+    page.fill("#token", token)
+    page.click("button[type=submit] >> text=登录")
+    page.wait_for_url(lambda url: "/identity" in url)
+    group = page.locator("section.candidate").filter(has_text="M12345678")
+    assert group.count() == 1 and "护照" in group.inner_text() and "大韩民国" in group.inner_text()
+    assert someone.id_number in group.inner_text()
+    page.screenshot(path=str(shots / "31-identity-queue.png"), full_page=True)
+    link = group.locator('form[data-action="link"]')
+    link.locator("select[name=keep]").select_option(someone.id_number)
+    link.locator("input[name=reason]").fill("出生日期与姓名一致，经向法院核实为同一人")
+    link.locator("button.primary").click()
+    page.wait_for_selector("#identity-message")
+    assert "已关联" in page.inner_text("#identity-message")
+    assert page.locator("section.candidate").filter(has_text="M12345678").count() == 0
+    page.screenshot(path=str(shots / "32-identity-linked.png"), full_page=True)
+    services.projection.catch_up()
+    status = services.queries.status(someone.id_number, as_of=UNTIL)
+    assert "passport:KOR:M12345678" in status["linked_keys"]
+    page.goto(base + "/persons/passport:KOR:M12345678")  # the passport's key opens the one person
+    assert someone.id_number in page.inner_text("main h1") and "M12345678" in page.inner_text("#linked-keys")
+    page.screenshot(path=str(shots / "33-person-linked.png"), full_page=True)
+    context.close()

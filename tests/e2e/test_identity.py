@@ -278,3 +278,17 @@ def test_the_detector_finds_every_simulated_identity_error_and_nothing_else(tmp_
                 assert status is not None and status["id_number"].startswith("passport:")
     finally:
         services.close()
+
+
+def test_version_1_events_stored_before_keep_ingesting_as_duplicates_after_the_upgrade(services, clock):
+    """A producer still on version 1 resends what it sent before; another sends the same fact as version 2: neither
+    is a conflict, nothing is stored twice, the person is the same."""
+    old = decision(REAL)
+    publish(services, clock, DECIDED, old)
+    clock.now = NOW
+    as_v2 = {**old, "schema_version": 2, "person": {**old["person"], "id_type": "resident"}}
+    for again in (old, as_v2, {**old, "schema_version": 2}):
+        item = services.ingestor.ingest([again], Source("test")).items[0]
+        assert item.status == "duplicate", item.reason
+    stored = services.store.person(REAL).events
+    assert len(stored) == 1 and stored[0].person == {"id_number": REAL, "name": "张三"}

@@ -431,10 +431,11 @@ class SupervisionProjection:
 
     def _parsed_keys(self, keys: Sequence[str]) -> dict[str, tuple[list[Any], bool, str | None]]:
         """The parsed events of each key's stream (those with one), whether any was imported, the birth date."""
-        stream_ids = [person_stream_id(key) for key in keys]
+        stream_ids = {key: person_stream_id(key) for key in keys}
+        stored_streams = self.store.select_streams(stream_ids.values())  # one read for the group
         found = {}
-        for key, stream_id in zip(keys, stream_ids):
-            stored = self.store.select_streams([stream_id]).get(stream_id)
+        for key, stream_id in stream_ids.items():
+            stored = stored_streams.get(stream_id)
             if not stored:
                 continue
             with quarantining(stream_id):
@@ -465,8 +466,9 @@ class SupervisionProjection:
             except Unfoldable as unfoldable:
                 rows.append(quarantine_rows(key, latest_name(own), self.rules.version, unfoldable.problem))
                 continue
-            imported = imported or any(streams[other][1] for other in streams if other != key and any(
-                piece.root == key for piece in pieces.get(other, ())))
+            # Imported if any key whose events this history holds was (the flag every row of a person carries).
+            imported = imported or any(streams[other][1] for other in streams
+                                       if any(piece.root == key for piece in pieces.get(other, ())))
             rows.append(version_rows(key, latest_name(own), person.rows(), self.rules.version, imported)._replace(
                 links=tuple(links_in(own, key)), birth_date=births[key]))
         return rows

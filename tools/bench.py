@@ -406,7 +406,7 @@ def reconcile_roster(data: Path, persons: int, path: Path) -> dict[str, int]:
 
     from domain.identity import id_check_char
 
-    written = 0
+    written, listed = 0, set()
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id_number", "name", "case_ref", "category", "date", "region"])
@@ -415,6 +415,9 @@ def reconcile_roster(data: Path, persons: int, path: Path) -> dict[str, int]:
                 continue
             event = json.loads(line)
             payload = event["payload"]
+            if (event["person"]["id_number"], payload["document_no"]) in listed:
+                continue  # a judgment published twice (A09) is listed once
+            listed.add((event["person"]["id_number"], payload["document_no"]))
             writer.writerow([event["person"]["id_number"], event["person"]["name"], payload["document_no"],
                              payload["category"], event["occurred_at"][:10], payload["execution_region"]])
             written += 1
@@ -478,6 +481,48 @@ def measure_scorecard(services, repeat: int = 5) -> dict[str, Any]:
             "everywhere": _timed(lambda: services.scorecards.month(month), repeat)}
 
 
+def measure_identity(services, repeat: int = 5, sample: int = 500) -> dict[str, Any]:
+    """Who is who at the store's size: the queue of probable matches (疑似同一人, grouped by the database), beside a
+    baseline that reads every person's events to group them by name and birth date (a sample of persons, scaled);
+    then one group linked: the catch-up that folds the linked keys together, and a person's status as one person of
+    two keys beside a person of one."""
+    import random
+
+    from domain.identity import normalised_name
+    from services.leads import Actor
+
+    everyone = lambda region: True  # noqa: E731
+    timed = _timed(lambda: services.identity.candidates(everyone), repeat)
+    groups = services.identity.candidates(everyone)
+    stream_ids = list(services.queries.person_ids())
+    chosen = random.Random(7).sample(stream_ids, min(sample, len(stream_ids)))
+    started = time.perf_counter()
+    grouped: dict[tuple[str, str], set[str]] = {}
+    for stream_id in chosen:
+        person = services.store.get_aggregate(stream_id)
+        for event in person.events:
+            key = (normalised_name(event.person["name"]), person.id_number[6:14])
+            grouped.setdefault(key, set()).add(person.id_number)
+    baseline = (time.perf_counter() - started) * len(stream_ids) / max(1, len(chosen))
+    result: dict[str, Any] = {"groups": len(groups), "queue": timed, "baseline_read_every_person_s": round(baseline, 1),
+                              "baseline_sample": len(chosen), "link_catch_up_s": None, "status_linked": None}
+    if groups:
+        group = groups[0]
+        keep = group["members"][0]["id_number"]
+        officer = Actor(id="bench", name="bench", agency_kind="procuratorate", agency_id="JCY-BENCH", region="520200")
+        services.identity.link_candidate(group["candidate_id"], keep, "bench", officer, everyone)
+        started = time.perf_counter()
+        services.projection.catch_up()
+        result["link_catch_up_s"] = round(time.perf_counter() - started, 3)
+        now = services.queries.clock()
+        result["status_linked"] = _timed(lambda: services.queries.status(keep, as_of=now), repeat * 4)
+        linked = {key for member in group["members"] for key in member["keys"]}
+        single_key = next(key for key in (services.store.get_aggregate(stream_id).id_number for stream_id in
+                                          stream_ids[:50]) if key not in linked)
+        result["status_single"] = _timed(lambda: services.queries.status(single_key, as_of=now), repeat * 4)
+    return result
+
+
 def simulated(persons: int, seed: int, path: Path) -> dict[str, Any]:
     """Generate the bench's data with the county simulator (5% injected failures, two counties), in a process of
     its own, so that the peak memory reported is that of ingest, rebuild and queries, not of the generator."""
@@ -486,7 +531,11 @@ def simulated(persons: int, seed: int, path: Path) -> dict[str, Any]:
 
     completed = subprocess.run(
         [sys.executable, "-m", "services.entrypoints.cli.main", "simulate", "--persons", str(persons),
-         "--seed", str(seed), "--counties", "520222,520221", "--failure-rate", "0.05", "--out", str(path)],
+         "--seed", str(seed), "--counties", "520222,520221", "--failure-rate", "0.05", "--out", str(path),
+         # Errors of identity: one in a thousand persons of each kind (a few in a small run). Not foreign nationals:
+         # a court's roster (measure_reconcile) names persons by resident ID only.
+         *(arg for kind in ("mistyped_id", "duplicate_decision", "name_conflict")
+           for arg in ("--identity-error", f"{kind}={max(0.001, min(0.01, 4 / max(persons, 1)))}"))],
         capture_output=True, text=True, check=True)
     summary = json.loads(completed.stderr.strip().splitlines()[-1])
     return {"events": summary["events"]}
@@ -547,6 +596,8 @@ def run(persons: int, seed: int, database_url: str | None, naive_events: int, qu
             results["reconcile"] = measure_reconcile(services, data, work, persons)
             say("the monthly scorecard (月度通报)")
             results["scorecard"] = measure_scorecard(services)
+            say("who is who: the probable matches (疑似同一人), a link")
+            results["identity"] = measure_identity(services)
         finally:
             services.close()
         results["live_projector"] = results["live_projector_shares"] = None
@@ -640,6 +691,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
          f"p50 {results['scorecard']['city']['p50_ms']} / {results['scorecard']['everywhere']['p50_ms']} ms",
          f"first counting the whole log once: {results['scorecard']['catch_up_s']} s "
          f"({results['scorecard']['log_events_counted']:,} events)"],
+        _identity_row(results["identity"]),
         *(_projector_row(measured) for measured in (live, results.get("live_projector_shares")) if measured),
         ["peak memory", f"{results['peak_rss_mib']} MiB", f"after ingest {results['peak_rss_mib_after_ingest']} MiB"],
         *_kafka_rows(results),
@@ -652,6 +704,15 @@ def _reconcile_row(measured: dict[str, Any]) -> list[str]:
             f"{measured['findings']:,} findings; baseline: folding each listed person "
             f"{measured['baseline_fold_roster_s']} s ({measured['baseline_fold_per_row_ms']} ms a row, sample of "
             f"{measured['baseline_sample']}); target < 60 s"]
+
+
+def _identity_row(measured: dict[str, Any]) -> list[str]:
+    linked = measured.get("status_linked")
+    after = (f"; one group linked: catch-up {measured['link_catch_up_s']} s, status p50 {linked['p50_ms']} ms "
+             f"(one key: {measured['status_single']['p50_ms']} ms)") if linked else ""
+    return ["疑似同一人: the probable-match queue", f"p50 {measured['queue']['p50_ms']} ms",
+            f"{measured['groups']:,} groups; baseline: reading every person's events "
+            f"{measured['baseline_read_every_person_s']} s (sample of {measured['baseline_sample']})" + after]
 
 
 def _projector_row(live: dict[str, Any]) -> list[str]:

@@ -52,6 +52,10 @@ def test_bench_reports_every_figure_beside_its_baseline():
     assert reconcile["of_record"] > 150 and reconcile["not_of_record"] == reconcile["findings"] == 2
     assert reconcile["replay_matches"] is True and reconcile["receive_s"] >= 0
     assert reconcile["baseline_sample"] > 0 and reconcile["baseline_fold_per_row_ms"] > 0
+    identity = report["identity"]  # the simulated mistyped ID numbers make probable matches; one group is linked
+    assert identity["groups"] > 0 and 0 < identity["queue"]["p50_ms"] <= identity["queue"]["p99_ms"]
+    assert identity["baseline_read_every_person_s"] >= 0 and identity["link_catch_up_s"] >= 0
+    assert identity["status_linked"]["p50_ms"] > 0 and identity["status_single"]["p50_ms"] > 0
     scorecard = report["scorecard"]
     assert scorecard["log_events_counted"] >= report["data"]["events"]
     assert 0 < scorecard["city"]["p50_ms"] <= scorecard["city"]["p99_ms"]

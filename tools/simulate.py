@@ -1260,6 +1260,8 @@ def run(config: SimulationConfig, out: TextIO, truth: TextIO | None = None,
         "persons": persons, "events": events, "until": iso(config.resolved_until()), "seed": config.seed,
         "categories": dict(sorted(categories.items())),
         "failures_injected": sum(failures.values()),
-        "failures": {kind.name: failures[kind.name] for kind in (*KINDS, *WITHHELD_KINDS) if failures[kind.name]},
+        "failures": {name: failures[name] for name in (*(kind.name for kind in (*KINDS, *WITHHELD_KINDS)),
+                                                     *(f"identity_{kind}" for kind in IDENTITY_ERRORS))
+                     if failures[name]},
         **({"failures_not_placeable": dict(sorted(skipped.items()))} if skipped else {}),
     }

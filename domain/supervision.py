@@ -549,6 +549,8 @@ class _Folder:
     def _compare_name(self, e: _Event) -> None:
         """A08: the person key published under a name other than the first (compared normalised), once per
         publisher and name."""
+        if self.name is not None and e.name == self.name[0]:
+            return  # the same name as written first: most events
         normalised = normalised_name(e.name)
         if self.name is None:
             self.name = (e.name, normalised)

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer,
                       model_validator)
 
-from .identity import (IdType, document_problem, id_number_refusal, normalised_document_number, person_key,
-                       region_problem)
+from .identity import (IdType, document_problem, id_number_problem, id_number_refusal, normalise_id_number,
+                       normalised_document_number, person_key, region_problem)
 
 T = TypeVar("T")
 
@@ -307,6 +307,11 @@ class IdentityDocument(Payload):
         if "id_type" not in info.data:
             return value  # the type itself is refused
         id_type = info.data["id_type"] or IdType.RESIDENT
+        if id_type is IdType.RESIDENT and len(value) == 18 and value.isascii() and value.isalnum():
+            problem = id_number_problem(value)  # the common case, cached: no Unicode normalisation needed
+            if problem:
+                raise ValueError(id_number_refusal(problem))
+            return normalise_id_number(value)
         number = normalised_document_number(value)
         if id_type is IdType.PASSPORT and "nationality" not in info.data:
             return number  # the nationality is refused

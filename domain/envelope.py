@@ -59,13 +59,14 @@ class PersonRef(IdentityDocument):
         "birth date, for documents whose number has none (passport, permits): probable matches are found by it",
         "1985-06-01")] = None
 
-    @model_validator(mode="after")
-    def _birth_date_only_where_the_number_has_none(self) -> PersonRef:
-        id_type = self.id_type or IdType.RESIDENT
-        if self.birth_date is not None and id_type not in NUMBER_WITHOUT_BIRTH_DATE and not (
-                id_type is IdType.FOREIGN_PERMANENT_RESIDENT and len(self.id_number) != 18):
+    @field_validator("birth_date")  # runs only when a birth date is given
+    @classmethod
+    def _birth_date_only_where_the_number_has_none(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        id_type = info.data.get("id_type") or IdType.RESIDENT
+        if value is not None and id_type not in NUMBER_WITHOUT_BIRTH_DATE and not (
+                id_type is IdType.FOREIGN_PERMANENT_RESIDENT and len(info.data.get("id_number", "")) != 18):
             raise ValueError("出生日期已含在证件号码中，请勿另填 / the birth date is part of this document's number")
-        return self
+        return value
 
     def document(self) -> dict[str, Any]:
         """As stored and hashed: a resident ID as version 1 wrote it (so a version-1 event resent is the same event),
@@ -115,14 +116,6 @@ class Envelope(_Strict):
         "服务登记时间，由服务设定；仅迁移历史记录时可携带", "set by the service; carried only when importing legacy "
         "records")] = None
 
-    @model_validator(mode="after")
-    def _person_of_its_version(self) -> Envelope:
-        person = self.person
-        if self.schema_version < 2 and (person.id_type is not None or person.nationality is not None
-                                        or person.birth_date is not None):
-            raise ValueError("person.id_type、nationality、birth_date 自 schema_version 2 起才可报送 / person.id_type, "
-                             "nationality and birth_date need schema_version 2")
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +354,13 @@ def _complete(envelope: Envelope, allow_recorded_at: bool) -> ParsedEvent:
 
 def _parsed(envelope: Envelope, payload: Payload) -> ParsedEvent:
     """The parsed event of a valid envelope and its validated payload: stored at the current schema version."""
-    if isinstance(payload, IdentityLink) and payload.other.key == envelope.person.key:
+    person = envelope.person
+    if envelope.schema_version < 2 and (person.id_type is not None or person.nationality is not None
+                                        or person.birth_date is not None):
+        raise Rejected(RejectionCode.INVALID_ENVELOPE, "person: id_type、nationality、birth_date 自 schema_version 2 "
+                                                       "起才可报送 / id_type, nationality and birth_date need "
+                                                       "schema_version 2")
+    if isinstance(payload, IdentityLink) and payload.other.key == person.key:
         raise Rejected(RejectionCode.INVALID_PAYLOAD, "payload.other: 与 person 是同一证件，无须关联 / names the "
                                                       "person's own document: nothing to link")
     payload_document = payload.model_dump(mode="json")

@@ -39,7 +39,10 @@ def payload_unchanged(event_type: str, version: int) -> bool:
     current = CURRENT_SCHEMA_VERSION.get(event_type)
     if current is None or not 1 <= version <= current:
         return False
-    return all(UPCASTERS.get((event_type, v)) is _same_payload for v in range(version, current))
+    for step in range(version, current):
+        if UPCASTERS.get((event_type, step)) is not _same_payload:
+            return False
+    return True
 
 
 def upcast_envelope(document: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ class Timelines:
         view = self.queries.view(id_number, moment, known_at)
         if view is None or view.last_occurred_at is None:
             return None
-        history = person_history(self.queries.store, id_number) or []
+        history = person_history(self.queries.store, id_number, view.keys) or []
         events = [
             {"event_id": e["event_id"], "event_type": e["event_type"], "lane": e["publisher"]["kind"],
              "agency": e["publisher"], "occurred_at": e["occurred_at"], "recorded_at": e["recorded_at"],

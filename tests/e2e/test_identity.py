@@ -10,6 +10,7 @@ import pytest
 
 from adapters.config import Settings
 from services.bootstrap import bootstrap
+from services.history import person_history
 from services.ingest import Source
 from services.leads import LeadQuery
 from tests.builders import CST, decision, envelope, id_number
@@ -89,6 +90,11 @@ def test_a_link_merges_the_mistyped_person_into_the_real_one_and_an_unlink_resto
     # The mistyped key names the same person now.
     assert services.queries.status(MISTYPED, as_of=after)["id_number"] == REAL
     assert in_register(services, after) == 1
+    # The person's history and timeline hold the events of both keys, each saying which it was published under.
+    history = person_history(services.store, REAL, real["linked_keys"])
+    assert {e["person_key"] for e in history} == {REAL, MISTYPED}
+    timeline = services.timelines.timeline(REAL, as_of=after)
+    assert {"decision_effective", "subject_enrolled"} <= {e["event_type"] for e in timeline["events"]}
     # The past as known then is unchanged: the gap was there, and is still there as known before the link.
     assert (MISTYPED, "R04_not_reported") in gap_keys(services, before, known_at=before)
     assert (MISTYPED, "R04_not_reported") not in gap_keys(services, before)  # as known now: it never was

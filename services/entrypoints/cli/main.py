@@ -104,7 +104,8 @@ def cmd_history(args: argparse.Namespace, services: Services) -> int:
     args.id_number, problem = person_key_argument(args.id_number)
     if problem:
         return fail(problem, EXIT_USAGE)
-    events = person_history(services.store, args.id_number)
+    linked = (services.queries.status(args.id_number) or {}).get("linked_keys", [])
+    events = person_history(services.store, args.id_number, linked)
     if events is None:
         if args.format == "json":
             print_json([])

@@ -509,8 +509,8 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
     def history(me: Me, id_number: str, as_of: TimeParam = None, known_at: TimeParam = None) -> dict[str, Any]:
         """The person's recorded events in occurred_at order (those occurred by as_of and recorded by known_at)."""
         id_number = checked_id_number(id_number)
-        visible_person(me, id_number, as_of, known_at)
-        events = person_history(services.store, id_number) or []
+        record = visible_person(me, id_number, as_of, known_at)
+        events = person_history(services.store, id_number, record["linked_keys"]) or []
         as_of_moment, known_moment = moment(as_of, "as_of"), moment(known_at, "known_at")
         events = [e for e in events
                   if (as_of_moment is None or dt.datetime.fromisoformat(e["occurred_at"]) <= as_of_moment)

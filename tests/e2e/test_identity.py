@@ -210,6 +210,11 @@ def test_the_candidates_queue_links_or_dismisses_probable_matches_through_the_ap
     assert client.get("/v1/identity/candidates", headers=officer).json()["items"] == []
     assert client.post(f"/v1/identity/candidates/{group['candidate_id']}/dismiss", headers=officer,
                        json={"reason": "again"}).status_code == 404
+    # An officer of another region links nobody of this one (404, as a read would be).
+    elsewhere = {"Authorization": "Bearer " + services.principals.add(
+        "oversight", "他市检察官", region="6328", kind="procuratorate", agency_id="JCY-632800")[1]}
+    assert client.post("/v1/identity/links", headers=elsewhere, json={
+        "action": "link", "person": "passport:KOR:E7654321", "other": REAL, "reason": "x"}).status_code == 404
 
 
 def test_the_dashboard_page_lists_probable_matches_and_an_officer_links_them(services, clock):

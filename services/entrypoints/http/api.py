@@ -630,6 +630,9 @@ def create_app(services: Services, dashboard: APIRouter | None = None) -> FastAP
         if me.role is Role.ADMIN and body.agency is None:
             raise ApiError(422, "invalid_action", "管理员须写明出错的机关 agency {kind, id, region} / an admin names the "
                                                   "agency that made the error (agency)")
+        if me.role is Role.OVERSIGHT:  # an officer links only persons of their region (404 outside, as a read)
+            for key in (body.person, body.other):
+                visible_person(me, key, None, None)
         try:
             done = services.identity.publish(body.action, body.person, body.other, body.reason,
                                              None if me.role is Role.ADMIN else actor_of(me), agency_dict(body))

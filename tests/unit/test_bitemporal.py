@@ -22,7 +22,12 @@ from tests.unit.test_arrival_order import arrived
 def reference(events: list, as_of: dt.datetime, known_at: dt.datetime | None) -> dict[str, Any] | None:
     """What the fold says at (as_of, known_at), as facts: None when nothing of the person had occurred and been
     recorded by then."""
-    view = fold(events, id_number=ID_NUMBER, rules=RULES, calendar=CALENDAR, as_of=as_of, known_at=known_at)
+    return view_facts(fold(events, id_number=ID_NUMBER, rules=RULES, calendar=CALENDAR, as_of=as_of,
+                           known_at=known_at), as_of)
+
+
+def view_facts(view: Any, as_of: dt.datetime) -> dict[str, Any] | None:
+    """A fold's view as the facts its rows would hold at `as_of` (None: nothing of the person known yet)."""
     if view.last_occurred_at is None:
         return None
     episode, responsible = view.episode, view.responsible

@@ -6,10 +6,16 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
 from domain.bitemporal import PersonFacts, PersonHistory
 from domain.merging import Link, Piece, boundaries, merged_events, root_at, roots
-from domain.supervision import fold_parsed, parse_events
-from tests.unit.histories import CALENDAR, RULES, at, history
+from domain.supervision import fold_parsed, parse_events, parse_records
+from tests.strategies import arrivals, in_time_order, person_histories
+from tests.unit.histories import AGENCIES, CALENDAR, RULES, at, history
+from tests.unit.test_arrival_order import arrived
+from tests.unit.test_bitemporal import _record, from_rows, questions, view_facts
 
 A, B, C = "520222198001011236", "520222198001011244", "520222198001011252"
 
@@ -86,33 +92,10 @@ def test_the_merged_history_follows_the_link_and_the_unlink_in_both_times():
 
 # -- a property: merged rows answer every (as_of, known_at) as the fold of the merged events does ------------------
 
-from collections import Counter  # noqa: E402
-
-from hypothesis import given, note, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from domain.bitemporal import ObligationFacts  # noqa: E402
-from domain.supervision import parse_records  # noqa: E402
-from tests.strategies import arrivals, in_time_order, person_histories  # noqa: E402
-from tests.unit.histories import AGENCIES  # noqa: E402
-from tests.unit.test_arrival_order import arrived  # noqa: E402
-from tests.unit.test_bitemporal import _record, from_rows, questions  # noqa: E402
-
 
 def _reference(events, key, as_of, known_at):
-    view = fold_parsed(events, id_number=key, rules=RULES, calendar=CALENDAR, as_of=as_of, known_at=known_at)
-    if view.last_occurred_at is None:
-        return None
-    episode, responsible = view.episode, view.responsible
-    person = PersonFacts(view.region, view.status, responsible["kind"] if responsible else None,
-                         responsible["region"] if responsible else None, episode.enrolled_at if episode else None,
-                         episode.ended if episode else None, episode.ended_at if episode else None,
-                         episode.category if episode else None, episode.document_no if episode else None,
-                         episode.decision_id if episode else None)
-    return {"person": person, "obligations": Counter(
-        ObligationFacts(view.region, o.rule, o.triggered_by, o.obligated_kind, o.obligated_id, o.obligated_region,
-                        o.due_at, o.fulfilled_at, o.provisional, o.reason).visible_at(as_of)
-        for o in view.obligations if o.due_at is not None)}
+    return view_facts(fold_parsed(events, id_number=key, rules=RULES, calendar=CALENDAR, as_of=as_of,
+                                  known_at=known_at), as_of)
 
 
 def _stream(history_, arrival, prefix):

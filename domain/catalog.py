@@ -326,7 +326,6 @@ class IdentityDocument(Payload):
         return person_key(self.id_type or IdType.RESIDENT, self.id_number, self.nationality)
 
 
-
 class IdentityLink(Payload):
     """Two person keys are (no longer) one person: the envelope's person and `other` (domain/merging.py)."""
 

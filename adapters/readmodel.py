@@ -331,6 +331,8 @@ class ReadModel:
                 connection.execute("PRAGMA busy_timeout = 30000")
         self._set_up_schema()
         self._add_regions = _insert_ignoring_duplicates(self.engine.dialect, regions)
+        self._add_links_statement = _insert_ignoring_duplicates(self.engine.dialect, identity_links)
+        self._index_identity = _upsert_identities(self.engine.dialect)
         self._known_regions: set[str] = set()  # written by this process: no need to write them again
         self._insert_persons = _insert_statement(self.engine.dialect, persons,
                                                  PERSONAL_COLUMNS + PERSON_COLUMNS + ("name_key",))
@@ -494,12 +496,12 @@ class ReadModel:
             if not rows:
                 return
             self._add_links(connection, [link for r in rows for link in r.links])
-            self._index_identities(connection, rows)
             sealer = self.sealer
             # Sealed once per person: every row of a person carries the same key already, so sharing the
             # ciphertext across them tells nothing more.
             personal = [(sealer.token(r.id_number), sealer.seal(r.id_number), sealer.seal(r.name)) for r in rows]
             name_keys = [(sealer.name_token(r.name),) for r in rows]
+            self._index_identities(connection, rows, personal, name_keys)
             if replace:
                 keys = [key for (key, _, _), r in zip(personal, rows) if not r.changes_only]
                 for chunk in _chunks(keys, 500):
@@ -531,34 +533,24 @@ class ReadModel:
         if not links:
             return
         token, seal = self.sealer.token, self.sealer.seal
-        connection.execute(_insert_ignoring_duplicates(self.engine.dialect, identity_links), [
+        connection.execute(self._add_links_statement, [
             {"link_id": link.event_id.lower(), "linked": link.linked, "source_key": token(link.source),
              "source": seal(link.source), "target_key": token(link.target), "target": seal(link.target),
              "recorded_at_us": micros(link.recorded_at)} for link in links])
 
-    def _index_identities(self, connection: sa.Connection, rows: Sequence[PersonRows]) -> None:
-        sealer, region_at, current = self.sealer, PERSON_COLUMNS.index("region"), PERSON_COLUMNS.index("known_to_us")
-        valid_to = PERSON_COLUMNS.index("valid_to_us")
+    def _index_identities(self, connection: sa.Connection, rows: Sequence[PersonRows],
+                          personal: Sequence[tuple[str, str, str]], name_keys: Sequence[tuple[str]]) -> None:
+        """Each person's row of rm_identities, from the tokens and seals `apply` made for their rows."""
+        region_at, known_to, valid_to = (PERSON_COLUMNS.index(column)
+                                         for column in ("region", "known_to_us", "valid_to_us"))
         values = {}
-        for r in rows:
-            region = next((p[region_at] for p in reversed(r.persons) if p[current] is None and p[valid_to] is None),
+        for (key, id_number, name), (name_key,), r in zip(personal, name_keys, rows):
+            region = next((p[region_at] for p in reversed(r.persons) if p[known_to] is None and p[valid_to] is None),
                           None)
-            values[r.id_number] = {
-                "person_key": sealer.token(r.id_number), "id_number": sealer.seal(r.id_number),
-                "name": sealer.seal(r.name), "name_key": sealer.name_token(r.name),
-                "birth_key": sealer.token("birth:" + r.birth_date) if r.birth_date else None, "region": region}
-        insert = self._upsert(identities)
-        connection.execute(insert.on_conflict_do_update(index_elements=["person_key"], set_={
-            "id_number": insert.excluded.id_number, "name": insert.excluded.name,
-            "name_key": insert.excluded.name_key, "birth_key": insert.excluded.birth_key,
-            "region": sa.func.coalesce(insert.excluded.region, identities.c.region)}), list(values.values()))
-
-    def _upsert(self, table: sa.Table) -> Any:
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
+            values[key] = {"person_key": key, "id_number": id_number, "name": name, "name_key": name_key,
+                           "birth_key": self.sealer.token("birth:" + r.birth_date) if r.birth_date else None,
+                           "region": region}
+        connection.execute(self._index_identity, list(values.values()))
 
     def identity_names(self, keys: Iterable[str]) -> dict[str, str]:
         """The name each of these person keys was last published under (those on record)."""
@@ -1222,12 +1214,26 @@ def _in_region(column: sa.ColumnElement, prefix: str) -> sa.ColumnElement:
     return sa.and_(column >= prefix, column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
 
 
-def _insert_ignoring_duplicates(dialect: sa.Dialect, table: sa.Table) -> Any:
+def _dialect_insert(dialect: sa.Dialect, table: sa.Table) -> Any:
+    """The INSERT of the database's dialect, which knows ON CONFLICT."""
     if dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
+    return insert(table)
+
+
+def _insert_ignoring_duplicates(dialect: sa.Dialect, table: sa.Table) -> Any:
+    return _dialect_insert(dialect, table).on_conflict_do_nothing()
+
+
+def _upsert_identities(dialect: sa.Dialect) -> Any:
+    """A key's row of rm_identities written again; its region kept when the rows written have no current one."""
+    insert = _dialect_insert(dialect, identities)
+    return insert.on_conflict_do_update(index_elements=["person_key"], set_={
+        "id_number": insert.excluded.id_number, "name": insert.excluded.name, "name_key": insert.excluded.name_key,
+        "birth_key": insert.excluded.birth_key,
+        "region": sa.func.coalesce(insert.excluded.region, identities.c.region)})
 
 
 def _insert_statement(dialect: sa.Dialect, table: sa.Table,

@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal, Union
 
 import orjson
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
-                      ValidationInfo, create_model, field_validator, model_validator)
+                      ValidationInfo, create_model, field_validator)
 
-from .catalog import (CATALOG, AgencyKind, IdentityDocument, IdentityLink, Payload, RegionCode, ShortText, date_range_problem, refusing,
-                      text_problem)
+from .catalog import (CATALOG, AgencyKind, IdentityDocument, IdentityLink, Payload, RegionCode, ShortText,
+                      date_range_problem, refusing, text_problem)
 from .errors import Rejected, RejectionCode
 from .identity import NUMBER_WITHOUT_BIRTH_DATE, IdType
 from .messages import bilingual

@@ -89,7 +89,7 @@ def person_stream_id(key: str) -> uuid.UUID:
 class IdType(str, enum.Enum):
     """The identity documents a person under community correction is published under (envelope version 2)."""
 
-    RESIDENT = "resident"  # 居民身份证 (also the 港澳台居民居住证, whose numbers follow GB 11643)
+    RESIDENT = "resident"  # 居民身份证 (also the 港澳居民居住证, whose numbers 810000…/820000… follow GB 11643)
     RESIDENT_LEGACY15 = "resident_legacy15"  # 15-digit 身份证 number issued before 1999
     FOREIGN_PERMANENT_RESIDENT = "foreign_permanent_resident"  # 外国人永久居留身份证
     PASSPORT = "passport"  # a foreign passport, with its nationality
@@ -108,10 +108,6 @@ ID_TYPE_LABELS = {
 
 # Documents whose number has no birth date in it: a probable match needs the birth date published beside them.
 NUMBER_WITHOUT_BIRTH_DATE = frozenset({IdType.PASSPORT, IdType.HK_MACAU_PERMIT, IdType.TAIWAN_PERMIT})
-
-# The 港澳台居民居住证 (2018) numbers are GB 11643 numbers starting 810000 (Hong Kong), 820000 (Macao) and 830000
-# (Taiwan): 83 is no region's province code, so it is accepted for ID numbers only.
-_ID_NUMBER_PREFIXES = PROVINCE_PREFIXES | {"83"}
 
 _PASSPORT_NUMBER = re.compile(r"[A-Z0-9]{5,20}")
 # 回乡证: H (Hong Kong) or M (Macao) and 8 digits since 2013, 10 digits before.
@@ -234,25 +230,27 @@ def typed_person_key(text: str) -> tuple[str | None, str | None]:
     Chinese then English. Takes an 18-digit ID number (a lower-case x too), a 15-digit one (converted), and the keys
     of other documents as the service shows them (`passport:USA:E12345678`, `hk_macau_permit:H12345678`)."""
     text = normalised_document_number(text)
-    kind, _, rest = text.partition(":")
-    if rest:
+    kind, _, number = text.partition(":")
+    nationality = None
+    if number:
         try:
             id_type = IdType(kind.lower())
         except ValueError:
             return None, f"未知的证件类型 {kind[:30]!r} / unknown document type {kind[:30]!r}"
-        nationality = None
         if id_type is IdType.PASSPORT:
-            nationality, _, rest = rest.partition(":")
-        problem = document_problem(id_type, rest, nationality)
-        return (None, problem) if problem else (person_key(id_type, rest, nationality), None)
-    if len(text) == 15 and text.isdigit():
-        problem = document_problem(IdType.RESIDENT_LEGACY15, text)
-        return (None, problem) if problem else (legacy15_to_18(text), None)
-    if text.startswith("9") or _FOREIGN_PERMANENT_2017.fullmatch(text):
-        problem = document_problem(IdType.FOREIGN_PERMANENT_RESIDENT, text)
-        return (None, problem) if problem else (text, None)
-    problem = id_number_problem(text)
-    return (None, id_number_refusal(problem)) if problem else (normalise_id_number(text), None)
+            nationality, _, number = number.partition(":")
+    else:
+        number = text
+        if len(text) == 15 and text.isdigit():
+            id_type = IdType.RESIDENT_LEGACY15
+        elif text.startswith("9") or _FOREIGN_PERMANENT_2017.fullmatch(text):
+            id_type = IdType.FOREIGN_PERMANENT_RESIDENT
+        else:
+            id_type = IdType.RESIDENT
+    problem = document_problem(id_type, number, nationality)
+    if problem:
+        return None, id_number_refusal(problem) if id_type is IdType.RESIDENT and ":" not in text else problem
+    return person_key(id_type, number, nationality), None
 
 
 def birth_date_of(id_type: IdType, number: str) -> dt.date | None:

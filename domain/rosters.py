@@ -29,7 +29,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from .identity import id_number_problem, normalise_id_number, normalised_case_ref, normalised_name, region_problem
+from .identity import id_number_problem, normalise_id_number, normalised_case_ref, region_problem
 
 ROSTER_NAMESPACE = uuid.UUID("5f0c3a52-7a53-4c4e-9a63-2b2f7f0e51a1")
 

@@ -32,7 +32,7 @@ def person_history(store: PersonStore, id_number: str, linked: Sequence[str] = (
             "case_ref": event.case_ref,
             "payload": event.payload,
             "schema_version": event.schema_version,
-            "retracted_by": retracted.get(event.event_id.lower()) or retracted.get(event.event_id),
+            "retracted_by": retracted.get(event.event_id.lower()),
             "source": event.source,
             "person_key": person.id_number,
         }

@@ -177,8 +177,8 @@ class LeadRegister:
         return figures
 
     def _person_keys(self, q: str | None) -> list[str] | None:
-        """The persons a search names: an ID number or another document's key (`typed_person_key`), a name or a decision's number (案号), compared
-        normalised."""
+        """The persons a search names: an ID number or another document's key (`typed_person_key`), a name or a
+        decision's number (案号), compared normalised."""
         if not q or not q.strip():
             return None
         text = q.strip()

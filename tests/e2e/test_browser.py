@@ -114,6 +114,19 @@ def browser(server):
             chromium.close()
 
 
+def logged_in(browser, base: str, path: str, token: str):
+    """A new browser context (a Chinese desk in Shanghai) and its page, logged in with `token` on the way to `path`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(base + path)
+    page.fill("#token", token)
+    page.click("button[type=submit] >> text=登录")
+    page.wait_for_url(lambda url: path in url)
+    return context, page
+
+
 def test_oversight_walks_from_the_overview_to_a_gap_and_back_in_time(request):
     chromium_or_fail()  # in the test itself: a missing browser is a failed test, not a setup error
     server, browser = request.getfixturevalue("server"), request.getfixturevalue("browser")
@@ -303,14 +316,7 @@ def test_the_monthly_scorecard_reads_and_prints(request):
     _, token = services.principals.add("oversight", "市检察院 刘检察官", region="5202")
     month = f"{UNTIL.year:04d}-{UNTIL.month - 1:02d}" if UNTIL.month > 1 else f"{UNTIL.year - 1:04d}-12"
     expected = services.scorecards.month(month, "5202")
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
-                                  timezone_id="Asia/Shanghai")
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    page.goto(base + "/scorecard")
-    page.fill("#token", token)
-    page.click("button[type=submit] >> text=登录")
-    page.wait_for_url(lambda url: "/scorecard" in url)
+    context, page = logged_in(browser, base, "/scorecard", token)
     page.select_option("select[name=month]", month)
     page.click("form.filters button.primary")
     page.wait_for_url(lambda url: f"month={month}" in url)
@@ -350,14 +356,7 @@ def test_an_officer_links_a_probable_match_in_the_identity_queue(request):
     services.projection.catch_up()
     _, token = services.principals.add("oversight", "市检察院 王检察官", region="5202", kind="procuratorate",
                                        agency_id="JCY-520200")
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
-                                  timezone_id="Asia/Shanghai")
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    page.goto(base + "/identity")
-    page.fill("#token", token)
-    page.click("button[type=submit] >> text=登录")
-    page.wait_for_url(lambda url: "/identity" in url)
+    context, page = logged_in(browser, base, "/identity", token)
     group = page.locator("section.candidate").filter(has_text="M12345678")
     assert group.count() == 1 and "护照" in group.inner_text() and "大韩民国" in group.inner_text()
     assert someone.id_number in group.inner_text()
